@@ -1,0 +1,248 @@
+"""The `footprint` command: run, report, runs, probes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from .errors import FootprintError
+
+EPILOG = "Data goes to ./footprint.db unless --db or FOOTPRINT_DB says otherwise."
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # one line, no usage dump: the usage is one `--help` away
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="footprint", description="Energy, carbon and cost per token for ML workloads.",
+                epilog=EPILOG)
+    p.add_argument("--version", action="version", version="footprint 0.1.0")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run a command and profile it",
+                       description="Run CMD (no shell) and profile it until it exits; stdin/stdout/stderr pass "
+                                   "through, the summary goes to stderr, and footprint exits with CMD's code. "
+                                   "footprint.track() inside CMD joins this run.", epilog=EPILOG)
+    r.add_argument("--db", help="SQLite file to record to (default: $FOOTPRINT_DB or ./footprint.db)")
+    r.add_argument("--name", help="run name (default: the command's name)")
+    r.add_argument("--interval", type=_positive_float, default=0.5, help="sampling interval in seconds (default 0.5)")
+    r.add_argument("--country", help="ISO 3166 alpha-3 code of the grid, for CO2e (e.g. FRA)")
+    r.add_argument("--carbon-intensity", type=_non_negative_float, metavar="G_PER_KWH",
+                   help="grid carbon intensity in g CO2e/kWh (overrides --country)")
+    r.add_argument("--no-summary", action="store_true", help="do not print the summary")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
+
+    rep = sub.add_parser("report", help="show recorded runs (default: the last one)",
+                         description="Show one or more recorded runs: ids, names, or 'last'.", epilog=EPILOG)
+    rep.add_argument("runs", nargs="*", metavar="RUN", help="run id or name (default: last)")
+    rep.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
+    rep.add_argument("--json", action="store_true", help="print the JSON contract instead of the summary")
+    rep.add_argument("--format", help="renderer by name (console, json)")
+    rep.add_argument("-o", "--output", help="write to this file; the renderer follows its extension")
+
+    ls = sub.add_parser("runs", help="list recorded runs", description="List recorded runs, newest first.",
+                        epilog=EPILOG)
+    ls.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
+    ls.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+
+    sub.add_parser("probes", help="say which probes work here and why not",
+                   description="Which energy sources this machine offers, and how to enable missing ones.")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "runs":
+            return cmd_runs(args)
+        if args.command == "probes":
+            return cmd_probes()
+        parser.print_help()
+        return 2
+    except FootprintError as exc:
+        print(f"footprint: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise FootprintError(f"cannot write {output}: {exc.strerror}") from None
+    print(f"footprint: wrote {output}", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .reports import load_report, render, renderer_for
+    from .store import Store, default_db_path
+
+    store = Store(args.db or default_db_path(), create=False)
+    ids = [store.resolve_run(ref) for ref in (args.runs or ["last"])]
+    report = load_report(store, ids)
+    if args.json:
+        text = renderer_for("json").render(report)
+    elif args.format:
+        text = renderer_for(args.format).render(report)
+    elif args.output:
+        text = renderer_for(args.output).render(report)
+    else:
+        text = render(report, "console", color=sys.stdout.isatty())
+    _write(text, args.output)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from .reports.console import fmt_j, fmt_s
+    from .reports.model import load_run
+    from .store import Store, default_db_path
+
+    store = Store(args.db or default_db_path(), create=False)
+    ids = store.run_ids(max(1, args.limit))
+    if not ids:
+        print(f"no runs in {store.path}")
+        return 0
+    print(f"{'id':>5}  {'started':19}  {'status':11}  {'duration':>10}  {'energy':>11}  name")
+    for rid in ids:
+        r = load_run(store, rid)
+        when = datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
+        print(f"{r.id:>5}  {when:19}  {r.status:11}  {fmt_s(r.duration_s):>10}  "
+              f"{fmt_j(r.energy_j['total']):>11}  {r.name}")
+    return 0
+
+
+def cmd_probes() -> int:
+    from .probes import probe_status
+
+    for name, av in probe_status():
+        print(f"{name:6} {'yes' if av.ok else 'no ':3}  {av.reason}")
+    print("cpu/ram estimates are used where RAPL is missing, and are labelled estimated")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from .reports import render
+    from .run import ENV_DB, ENV_RUN_ID, ENV_WAKE_FD, finish_run, start_run
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise FootprintError("footprint run needs a command: footprint run [options] -- CMD ARGS...")
+    db = os.path.abspath(args.db or os.environ.get("FOOTPRINT_DB") or "footprint.db")
+    run = start_run(args.name or _default_name(cmd), db=db, interval_s=args.interval,
+                    country=args.country, carbon_g_per_kwh=args.carbon_intensity, command=cmd)
+    assert run.sampler is not None
+    wake_fd = run.sampler.wake_fd
+    env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: str(wake_fd)})
+
+    received: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        if child is None or child.poll() is not None:
+            return
+        if signum == signal.SIGINT and _foreground():
+            return  # Ctrl-C at a terminal already reached the child: it shares our process group
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    status, code = "failed", 1
+    try:
+        try:
+            child = subprocess.Popen(cmd, env=env, pass_fds=(wake_fd,))
+        except FileNotFoundError:
+            print(f"footprint: {cmd[0]}: command not found", file=sys.stderr)
+            status, code = "failed", 127
+        except PermissionError:
+            print(f"footprint: {cmd[0]}: permission denied", file=sys.stderr)
+            status, code = "failed", 126
+        except OSError as exc:
+            print(f"footprint: {cmd[0]}: {exc.strerror}", file=sys.stderr)
+            status, code = "failed", 126
+        else:
+            while True:
+                try:
+                    rc = child.wait()
+                    break
+                except KeyboardInterrupt:  # pragma: no cover - handler above swallows SIGINT
+                    continue
+            code = 128 - rc if rc < 0 else rc
+            if received or (rc < 0 and -rc in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+                status = "interrupted"
+            else:
+                status = "completed" if rc == 0 else "failed"
+    finally:
+        finish_run(run, status=status, exit_code=code)
+        for s, h in old.items():
+            signal.signal(s, h)
+    if not args.no_summary:
+        sys.stderr.write(render(run.report(), "console", color=sys.stderr.isatty()))
+    return code
+
+
+def _default_name(cmd: list[str]) -> str:
+    """The script's name for `python train.py`, else the program's."""
+    prog = os.path.basename(cmd[0])
+    if prog.startswith("python") and len(cmd) > 1 and not cmd[1].startswith("-"):
+        return os.path.basename(cmd[1])
+    if prog.startswith("python") and len(cmd) > 2 and cmd[1] == "-m":
+        return cmd[2]
+    return prog
+
+
+def _foreground() -> bool:
+    """True when we are the terminal's foreground process group (so a Ctrl-C hit the child too)."""
+    for stream in (sys.stdin, sys.stderr, sys.stdout):
+        try:
+            return os.tcgetpgrp(stream.fileno()) == os.getpgrp()
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False

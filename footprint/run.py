@@ -1,0 +1,283 @@
+"""`Run`: one profiled piece of work, with spans and token counts; `track()` starts or joins one."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import carbon
+from .errors import FootprintError
+from .probes import default_probes
+from .probes.base import Probe, ProbeError
+from .sampler import DEFAULT_INTERVAL_S, Sampler
+from .store import Store, default_db_path
+
+if TYPE_CHECKING:
+    from .reports.model import RunReport
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ENV_RUN_ID = "FOOTPRINT_RUN_ID"
+ENV_DB = "FOOTPRINT_DB"
+ENV_WAKE_FD = "FOOTPRINT_WAKE_FD"
+
+# Hooks called at span boundaries (e.g. CUDA synchronisation, so async kernels land in their span).
+span_hooks: list[Callable[[], None]] = []
+
+_active = threading.local()
+
+
+def _current_run() -> Run | None:
+    return getattr(_active, "run", None)
+
+
+def check_interval(interval_s: float) -> float:
+    if not isinstance(interval_s, (int, float)) or interval_s != interval_s or interval_s <= 0:
+        raise FootprintError(f"interval must be a positive number of seconds, got {interval_s!r}")
+    return float(interval_s)
+
+
+class Run:
+    """A profiled run. Owns the sampler when it started the run; else it is attached to a run
+    another process owns (code inside `footprint run`) and only records spans and tokens."""
+
+    def __init__(self, store: Store, run_id: int, name: str, *, sampler: Sampler | None = None,
+                 wake_fd: int | None = None) -> None:
+        self.store = store
+        self.id = run_id
+        self.name = name
+        self.sampler = sampler
+        self._wake_fd = wake_fd
+        self._spans = threading.local()
+        self._report: RunReport | None = None
+        self.finished = False
+
+    @property
+    def attached(self) -> bool:
+        return self.sampler is None
+
+    # -- boundaries -----------------------------------------------------------------------------
+
+    def _mark(self) -> float:
+        for hook in span_hooks:
+            try:
+                hook()
+            except Exception:
+                pass
+        if self.sampler is not None:
+            return self.sampler.mark()
+        if self._wake_fd is not None:  # ask the owning process to read its counters now
+            with contextlib.suppress(OSError):
+                os.write(self._wake_fd, b"m")
+        return time.time()
+
+    def _stack(self) -> list[int]:
+        stack: list[int] | None = getattr(self._spans, "stack", None)
+        if stack is None:
+            stack = self._spans.stack = []
+        return stack
+
+    @contextlib.contextmanager
+    def span(self, name: str, *, tokens: int | None = None) -> Iterator[Run]:
+        """A named phase. Spans nest; tokens given here (or added inside) are billed to it."""
+        stack = self._stack()
+        parent = stack[-1] if stack else None
+        span_id = self.store.start_span(self.id, name, parent, self._mark())
+        stack.append(span_id)
+        try:
+            if tokens is not None:
+                self.add_tokens(tokens)
+            yield self
+        finally:
+            stack.pop()
+            self.store.end_span(span_id, self._mark())
+
+    def add_tokens(self, n: int, *, kind: str = "tokens") -> None:
+        """Count n tokens (processed or generated) toward the run and the innermost open span."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise FootprintError(f"tokens must be a non-negative integer, got {n!r}")
+        stack = self._stack()
+        self.store.add_tokens(self.id, stack[-1] if stack else None, time.time(), n, kind)
+
+    # -- results --------------------------------------------------------------------------------
+
+    def report(self) -> RunReport:
+        from .reports.model import load_run
+
+        if self._report is None or not self.finished:
+            self._report = load_run(self.store, self.id)
+        return self._report
+
+    @property
+    def energy_j(self) -> float | None:
+        return self.report().energy_j["total"]
+
+    @property
+    def kwh(self) -> float | None:
+        return self.report().kwh
+
+    @property
+    def co2e_g(self) -> float | None:
+        return self.report().co2e_g
+
+    @property
+    def tokens(self) -> int | None:
+        return self.report().tokens
+
+    @property
+    def j_per_token(self) -> float | None:
+        return self.report().j_per_token
+
+    @property
+    def duration_s(self) -> float | None:
+        return self.report().duration_s
+
+
+def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_INTERVAL_S,
+              country: str | None = None, carbon_g_per_kwh: float | None = None,
+              probes: list[Probe] | None = None, command: list[str] | None = None,
+              meta: dict[str, Any] | None = None) -> Run:
+    """Create a run, open its probes, take the first reading and start the sampler."""
+    interval_s = check_interval(interval_s)
+    intensity = carbon.resolve(country, carbon_g_per_kwh)
+    store = Store(db or default_db_path())
+    host = socket.gethostname()
+    opened: list[Probe] = []
+    devices = []
+    for probe in probes if probes is not None else default_probes():
+        try:
+            devices.extend(probe.open())
+            opened.append(probe)
+        except ProbeError as exc:
+            print(f"footprint: {probe.name} probe skipped: {exc}", file=sys.stderr)
+    run_id = store.create_run(name, created_at=time.time(), host=host, pid=os.getpid(), command=command,
+                              interval_s=interval_s, country=intensity.country,
+                              carbon_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source, meta=meta)
+    ids = store.add_devices(run_id, devices, host)
+    sampler = Sampler(store, run_id, opened, ids, interval_s=interval_s)
+    started = sampler.mark()
+    store.set_started(run_id, started)
+    sampler.start()
+    return Run(store, run_id, name, sampler=sampler)
+
+
+def finish_run(run: Run, *, status: str = "completed", exit_code: int | None = None) -> None:
+    """Take the last reading, stop the sampler, flush, and record the outcome."""
+    if run.finished:
+        return
+    sampler = run.sampler
+    assert sampler is not None, "attached runs are finished by their owner"
+    ended = sampler.mark()
+    sampler.stop()
+    for probe in sampler.probes:
+        with contextlib.suppress(Exception):
+            probe.close()
+    run.store.finish_run(run.id, status=status, exit_code=exit_code, ended_at=ended)
+    run.finished = True
+
+
+def attach_from_env() -> Run | None:
+    """The run of a parent `footprint run`, if this process was started inside one."""
+    run_id = os.environ.get(ENV_RUN_ID)
+    if not run_id:
+        return None
+    try:
+        rid = int(run_id)
+    except ValueError:
+        raise FootprintError(f"{ENV_RUN_ID} must be a run id, got '{run_id}'") from None
+    store = Store(os.environ.get(ENV_DB) or default_db_path(), create=False)
+    rows = store.query("SELECT name FROM runs WHERE id = ?", (rid,))
+    if not rows:
+        raise FootprintError(f"{ENV_RUN_ID}={rid} names no run in {store.path}")
+    fd_text = os.environ.get(ENV_WAKE_FD)
+    wake_fd = int(fd_text) if fd_text and fd_text.isdigit() else None
+    return Run(store, rid, str(rows[0]["name"]), wake_fd=wake_fd)
+
+
+class track(contextlib.ContextDecorator):
+    """Profile a block or a function.
+
+        with footprint.track("finetune") as run:
+            with run.span("epoch-1"):
+                ...
+                run.add_tokens(batch_tokens)
+        print(run.energy_j, run.kwh, run.j_per_token)
+
+    Inside `footprint run -- ...` (or inside another `track`), it joins that run as a span instead
+    of starting its own, so nothing is counted twice.
+    """
+
+    def __init__(self, name: str | None = None, *, db: str | None = None,
+                 interval: float = DEFAULT_INTERVAL_S, country: str | None = None,
+                 carbon_intensity: float | None = None, probes: list[Probe] | None = None,
+                 summary: bool = True) -> None:
+        self.name = name
+        self.db = db
+        self.interval = interval
+        self.country = country
+        self.carbon_intensity = carbon_intensity
+        self.probes = probes
+        self.summary = summary
+        self.run: Run | None = None
+        self._span: contextlib.AbstractContextManager[Run] | None = None
+        self._owner = False
+
+    def __call__(self, func: F) -> F:  # type: ignore[override]
+        if self.name is None:
+            self.name = getattr(func, "__qualname__", "run")
+
+        @functools.wraps(func)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            # a fresh tracker per call, so recursive or repeated calls each get their own run
+            with track(self.name, db=self.db, interval=self.interval, country=self.country,
+                       carbon_intensity=self.carbon_intensity, probes=self.probes, summary=self.summary):
+                return func(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    def __enter__(self) -> Run:
+        name = self.name or "run"
+        outer = _current_run() or attach_from_env()
+        if outer is not None:
+            self.run = outer
+            self._span = outer.span(name)
+            self._span.__enter__()
+            _active.run = outer
+            return outer
+        self.run = start_run(name, db=self.db, interval_s=self.interval, country=self.country,
+                             carbon_g_per_kwh=self.carbon_intensity, probes=self.probes,
+                             meta={"argv": sys.argv})
+        self._owner = True
+        _active.run = self.run
+        return self.run
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        run = self.run
+        assert run is not None
+        if self._span is not None:
+            self._span.__exit__(exc_type, exc, tb)
+            if not self._owner and _current_run() is run and run.attached:
+                _active.run = None
+            return
+        _active.run = None
+        if exc_type is None:
+            status, code = "completed", 0
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status, code = "interrupted", 130
+        elif issubclass(exc_type, SystemExit):
+            code = exc.code if exc is not None and isinstance(exc.code, int) else 1
+            status = "completed" if code == 0 else "failed"
+        else:
+            status, code = "failed", 1
+        finish_run(run, status=status, exit_code=code)
+        if self.summary:
+            from .reports import render
+
+            print(render(run.report(), "console"), file=sys.stderr)

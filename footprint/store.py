@@ -1,0 +1,314 @@
+"""The recorder's SQLite file: schema, writes, and the SQL queries reports are built from.
+
+One file (WAL mode) holds every run; readers (reports, `footprint watch`, datasette) work while a
+run writes. Writes are short transactions with a busy timeout so many writers can share a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import FootprintError
+from .probes.base import Device
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = "footprint.db"
+BUSY_TIMEOUT_MS = 60_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,            -- running | completed | failed | interrupted (incomplete is derived)
+    exit_code INTEGER,
+    created_at REAL NOT NULL,
+    started_at REAL,                 -- first counter read
+    ended_at REAL,                   -- last counter read
+    heartbeat_at REAL,               -- last flush: tells a crashed run from a live one
+    host TEXT,
+    pid INTEGER,
+    command TEXT,                    -- JSON list, for `footprint run`
+    interval_s REAL,
+    country TEXT,
+    carbon_g_per_kwh REAL,
+    carbon_source TEXT,
+    meta TEXT                        -- JSON object
+);
+CREATE TABLE IF NOT EXISTS devices (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    kind TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    name TEXT,
+    source TEXT NOT NULL,
+    measured INTEGER NOT NULL,
+    update_period_s REAL,
+    uuid TEXT,
+    power_limit_w REAL,
+    note TEXT,
+    host TEXT
+);
+CREATE INDEX IF NOT EXISTS devices_run ON devices(run_id);
+CREATE TABLE IF NOT EXISTS samples (
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    t REAL NOT NULL,                 -- wall-clock seconds of the read
+    energy_j REAL NOT NULL,          -- cumulative since the probe opened
+    power_w REAL
+);
+CREATE INDEX IF NOT EXISTS samples_device_t ON samples(device_id, t);
+CREATE TABLE IF NOT EXISTS spans (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    parent_id INTEGER REFERENCES spans(id),
+    name TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS spans_run ON spans(run_id);
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    span_id INTEGER REFERENCES spans(id),
+    t REAL NOT NULL,
+    n INTEGER NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'tokens'
+);
+CREATE INDEX IF NOT EXISTS tokens_run ON tokens(run_id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    device_id INTEGER REFERENCES devices(id),
+    t REAL NOT NULL,
+    kind TEXT NOT NULL,              -- e.g. probe-error
+    message TEXT
+);
+"""
+
+
+def default_db_path() -> str:
+    return os.environ.get("FOOTPRINT_DB") or DEFAULT_DB
+
+
+def _create_private(path: Path) -> None:
+    """Create the DB file readable by its owner only (runs may name commands and hosts)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise FootprintError(f"cannot create database {path}: {exc.strerror}") from exc
+    os.close(fd)
+
+
+def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Connection:
+    """Open (and if asked, create) a footprint DB, checking it is one this version understands."""
+    p = Path(path)
+    if not p.exists():
+        if not create:
+            raise FootprintError(f"no database at {p} (record a run first, or pass --db)")
+        if not p.parent.exists():
+            raise FootprintError(f"cannot create database {p}: folder {p.parent} does not exist")
+        _create_private(p)
+    elif p.is_dir():
+        raise FootprintError(f"{p} is a folder, not a footprint database")
+    try:
+        conn = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise FootprintError(
+                f"{p} was written by a newer footprint (schema {version}, this one reads {SCHEMA_VERSION}); "
+                "upgrade footprint-profiler"
+            )
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if version == 0 and tables and "runs" not in tables:
+            conn.close()
+            raise FootprintError(f"{p} is a SQLite database but not a footprint one")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+        if version < SCHEMA_VERSION:
+            with transaction(conn):
+                _apply_schema(conn)
+    except sqlite3.DatabaseError as exc:
+        msg = str(exc)
+        if "not a database" in msg or "malformed" in msg:
+            raise FootprintError(f"{p} is not a footprint database (not SQLite, or damaged)") from exc
+        if "readonly" in msg or "unable to open" in msg:
+            raise FootprintError(f"cannot write database {p}: {msg}") from exc
+        raise FootprintError(f"database {p}: {msg}") from exc
+    return conn
+
+
+def _apply_schema(conn: sqlite3.Connection) -> None:
+    for stmt in SCHEMA.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+class transaction:
+    """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so busy waits happen at BEGIN."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+class Store:
+    """Writes and reads one footprint DB. Thread-safe: one lock around its connection."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
+        self.path = str(path if path is not None else default_db_path())
+        self.conn = connect(self.path, create=create)
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def create_run(self, name: str, *, created_at: float, host: str, pid: int,
+                   command: Sequence[str] | None = None, interval_s: float | None = None,
+                   country: str | None = None, carbon_g_per_kwh: float | None = None,
+                   carbon_source: str | None = None, meta: dict[str, Any] | None = None) -> int:
+        with self.lock, transaction(self.conn) as c:
+            cur = c.execute(
+                "INSERT INTO runs (name, status, created_at, heartbeat_at, host, pid, command, interval_s, "
+                "country, carbon_g_per_kwh, carbon_source, meta) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, created_at, created_at, host, pid, json.dumps(list(command)) if command else None,
+                 interval_s, country, carbon_g_per_kwh, carbon_source, json.dumps(meta or {})),
+            )
+            return int(cur.lastrowid or 0)
+
+    def add_devices(self, run_id: int, devices: Iterable[Device], host: str) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        with self.lock, transaction(self.conn) as c:
+            for d in devices:
+                cur = c.execute(
+                    "INSERT INTO devices (run_id, kind, idx, name, source, measured, update_period_s, uuid, "
+                    "power_limit_w, note, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, d.kind, d.index, d.name, d.source, int(d.measured), d.update_period_s, d.uuid,
+                     d.power_limit_w, d.note, host),
+                )
+                ids[d.key] = int(cur.lastrowid or 0)
+        return ids
+
+    def write_batch(self, run_id: int, samples: Sequence[tuple[int, float, float, float | None]],
+                    events: Sequence[tuple[int | None, float, str, str]], heartbeat: float) -> None:
+        """One transaction: samples, events and the run's heartbeat."""
+        with self.lock, transaction(self.conn) as c:
+            if samples:
+                c.executemany("INSERT INTO samples (device_id, t, energy_j, power_w) VALUES (?, ?, ?, ?)", samples)
+            if events:
+                c.executemany(
+                    "INSERT INTO events (run_id, device_id, t, kind, message) VALUES (?, ?, ?, ?, ?)",
+                    [(run_id, *e) for e in events],
+                )
+            c.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (heartbeat, run_id))
+
+    def set_started(self, run_id: int, started_at: float) -> None:
+        with self.lock, transaction(self.conn) as c:
+            c.execute("UPDATE runs SET started_at = ? WHERE id = ?", (started_at, run_id))
+
+    def finish_run(self, run_id: int, *, status: str, exit_code: int | None, ended_at: float | None) -> None:
+        with self.lock, transaction(self.conn) as c:
+            c.execute("UPDATE runs SET status = ?, exit_code = ?, ended_at = ? WHERE id = ?",
+                      (status, exit_code, ended_at, run_id))
+
+    def start_span(self, run_id: int, name: str, parent_id: int | None, t: float) -> int:
+        with self.lock, transaction(self.conn) as c:
+            cur = c.execute("INSERT INTO spans (run_id, parent_id, name, started_at) VALUES (?, ?, ?, ?)",
+                            (run_id, parent_id, name, t))
+            return int(cur.lastrowid or 0)
+
+    def end_span(self, span_id: int, t: float) -> None:
+        with self.lock, transaction(self.conn) as c:
+            c.execute("UPDATE spans SET ended_at = ? WHERE id = ?", (t, span_id))
+
+    def add_tokens(self, run_id: int, span_id: int | None, t: float, n: int, kind: str = "tokens") -> None:
+        with self.lock, transaction(self.conn) as c:
+            c.execute("INSERT INTO tokens (run_id, span_id, t, n, kind) VALUES (?, ?, ?, ?, ?)",
+                      (run_id, span_id, t, n, kind))
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            self.conn.row_factory = sqlite3.Row
+            try:
+                return list(self.conn.execute(sql, params))
+            finally:
+                self.conn.row_factory = None
+
+    def run_ids(self, limit: int | None = None) -> list[int]:
+        sql = "SELECT id FROM runs ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        return [int(r[0]) for r in self.query(sql)]
+
+    def resolve_run(self, ref: str) -> int:
+        """A run id, 'last', or a run name (its latest run)."""
+        if ref in ("last", "latest"):
+            ids = self.run_ids(1)
+            if not ids:
+                raise FootprintError(f"no runs recorded in {self.path}")
+            return ids[0]
+        if ref.isdigit():
+            if self.query("SELECT 1 FROM runs WHERE id = ?", (int(ref),)):
+                return int(ref)
+            raise FootprintError(f"no run with id {ref} in {self.path} (see `footprint runs`)")
+        rows = self.query("SELECT id FROM runs WHERE name = ? ORDER BY id DESC LIMIT 1", (ref,))
+        if rows:
+            return int(rows[0]["id"])
+        raise FootprintError(f"no run with id or name '{ref}' in {self.path} (see `footprint runs`)")
+
+    def device_totals(self, run_id: int) -> list[sqlite3.Row]:
+        """Per device: energy between its first and last sample, found through the (device, t) index."""
+        return self.query(
+            """
+            SELECT d.*,
+                   (SELECT MIN(t) FROM samples s WHERE s.device_id = d.id) AS first_t,
+                   (SELECT MAX(t) FROM samples s WHERE s.device_id = d.id) AS last_t,
+                   (SELECT COUNT(*) FROM samples s WHERE s.device_id = d.id) AS n_samples,
+                   (SELECT energy_j FROM samples s WHERE s.device_id = d.id ORDER BY t DESC LIMIT 1)
+                 - (SELECT energy_j FROM samples s WHERE s.device_id = d.id ORDER BY t ASC LIMIT 1) AS energy_j
+            FROM devices d WHERE d.run_id = ? ORDER BY d.kind, d.idx, d.id
+            """,
+            (run_id,),
+        )
+
+    def energy_at(self, device_id: int, t: float) -> float | None:
+        """Cumulative energy of a device at instant t, interpolated between the samples around it."""
+        from .units import interpolate
+
+        before = self.query("SELECT t, energy_j FROM samples WHERE device_id = ? AND t <= ? ORDER BY t DESC LIMIT 1",
+                            (device_id, t))
+        after = self.query("SELECT t, energy_j FROM samples WHERE device_id = ? AND t >= ? ORDER BY t ASC LIMIT 1",
+                           (device_id, t))
+        if before and after:
+            return interpolate(t, before[0][0], before[0][1], after[0][0], after[0][1])
+        if before:
+            return float(before[0][1])
+        if after:
+            return float(after[0][1])
+        return None

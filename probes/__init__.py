@@ -1,0 +1,40 @@
+"""Hardware probes: NVML (GPU), RAPL (CPU, DRAM) and labelled estimates."""
+
+from __future__ import annotations
+
+from .base import Availability, Device, FakeProbe, Probe, ProbeError, Reading
+from .estimate import CpuEstimateProbe, RamEstimateProbe
+from .nvml import NvmlProbe
+from .rapl import RaplProbe
+
+__all__ = [
+    "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "NvmlProbe", "Probe", "ProbeError",
+    "RamEstimateProbe", "RaplProbe", "Reading", "default_probes", "probe_status",
+]
+
+
+def probe_status() -> list[tuple[str, Availability]]:
+    """Each probe's availability here, for `footprint probes` and for the summary."""
+    return [("nvml", NvmlProbe.availability()), ("rapl", RaplProbe.availability())]
+
+
+def default_probes(*, gpu: bool = True, node: bool = True, gpu_indices: list[int] | None = None) -> list[Probe]:
+    """The best probes this machine offers: NVML for GPUs, RAPL for CPU/DRAM, else estimates.
+
+    `node=False` skips CPU and RAM (for all but one rank per node in distributed jobs).
+    """
+    probes: list[Probe] = []
+    if gpu and NvmlProbe.availability().ok:
+        probes.append(NvmlProbe(gpu_indices))
+    if node:
+        rapl_dram = False
+        if RaplProbe.availability().ok:
+            from .rapl import find_zones, powercap_root
+
+            probes.append(RaplProbe())
+            rapl_dram = any(kind == "ram" for _, kind, _, _ in find_zones(powercap_root()))
+        else:
+            probes.append(CpuEstimateProbe())
+        if not rapl_dram:
+            probes.append(RamEstimateProbe())
+    return probes

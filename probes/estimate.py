@@ -1,0 +1,157 @@
+"""Labelled estimates for machines without counters: CPU from TDP and utilisation, RAM from its size."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from .base import Device, PowerIntegrator, Probe, Reading
+
+DEFAULT_TDP_W = 85.0  # CodeCarbon's own assumption for a CPU missing from its table
+IDLE_FRACTION = 0.1  # share of TDP drawn at 0 % utilisation in our linear model
+RAM_W_PER_GB = 0.375  # 3 W per 8 GB DIMM, the figure CodeCarbon used for DDR4
+
+
+def codecarbon_data_dir() -> Path | None:
+    """codecarbon's packaged data folder, found without importing codecarbon (its import starts
+    NVML and pandas)."""
+    try:
+        spec = importlib.util.find_spec("codecarbon")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        data = Path(loc) / "data"
+        if data.is_dir():
+            return data
+    return None
+
+
+def find_data_file(name: str) -> Path | None:
+    """A codecarbon data file by name, wherever this version keeps it (the layout has moved)."""
+    data = codecarbon_data_dir()
+    if data is None:
+        return None
+    hits = sorted(data.rglob(name))
+    return hits[0] if hits else None
+
+
+def _norm(name: str) -> str:
+    name = re.sub(r"\((r|tm)\)", " ", name, flags=re.I)
+    name = re.sub(r"\b(cpu|processor|with radeon.*|\d+-core)\b", " ", name, flags=re.I)
+    name = re.sub(r"@.*$", "", name)
+    return " ".join(name.lower().split())
+
+
+@lru_cache(maxsize=1)
+def _tdp_table() -> tuple[dict[str, float], str]:
+    path = find_data_file("cpu_power.csv")
+    if path is None:
+        return {}, ""
+    table: dict[str, float] = {}
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            try:
+                table[_norm(row["Name"])] = float(row["TDP"])
+            except (KeyError, ValueError):
+                continue
+    return table, str(path)
+
+
+def lookup_tdp(model: str) -> tuple[float, str]:
+    """(TDP in W, where it came from) for a CPU model string from /proc/cpuinfo."""
+    table, path = _tdp_table()
+    key = _norm(model)
+    if key and key in table:
+        return table[key], f"CodeCarbon cpu_power.csv entry '{key}'"
+    # the table often omits the vendor prefix or suffixes; accept a unique entry contained in the name
+    if key:
+        hits = [k for k in table if len(k) > 4 and re.search(rf"\b{re.escape(k)}\b", key)]
+        if len(hits) == 1:
+            return table[hits[0]], f"CodeCarbon cpu_power.csv entry '{hits[0]}'"
+    why = "not in CodeCarbon's CPU table" if table else "CodeCarbon's CPU table not found"
+    return DEFAULT_TDP_W, f"assumed {DEFAULT_TDP_W:g} W: '{model}' {why}"
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, int, bool]:
+    """(model name, sockets, running under a hypervisor)."""
+    model, sockets, hyper = "unknown CPU", set(), False
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return model, 1, hyper
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        key, val = key.strip(), val.strip()
+        if key == "model name" and model == "unknown CPU":
+            model = val
+        elif key == "physical id":
+            sockets.add(val)
+        elif key == "flags" and "hypervisor" in val.split():
+            hyper = True
+    return model, max(1, len(sockets)), hyper
+
+
+class CpuEstimateProbe(Probe):
+    """P = sockets × TDP × (IDLE_FRACTION + (1 − IDLE_FRACTION) × utilisation), integrated over time."""
+
+    name = "cpu-estimate"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._integrator = PowerIntegrator()
+
+    def open(self) -> list[Device]:
+        import psutil
+
+        model, sockets, hyper = cpu_model()
+        self.tdp_w, self.tdp_source = lookup_tdp(model)
+        self.sockets = sockets
+        note = f"TDP {self.tdp_w:g} W × {sockets} socket(s) ({self.tdp_source}); idle share {IDLE_FRACTION:g}"
+        if hyper:
+            note += "; virtual machine: the whole-socket TDP may overstate this guest's share"
+        self.devices = [
+            Device(kind="cpu", index=0, name=model, source="estimate:tdp-utilisation", measured=False,
+                   update_period_s=0.1, note=note)
+        ]
+        psutil.cpu_percent(interval=None)  # primes the utilisation counter
+        return self.devices
+
+    def read(self) -> list[Reading]:
+        import psutil
+
+        util = psutil.cpu_percent(interval=None) / 100.0
+        t = time.time()
+        p = self.sockets * self.tdp_w * (IDLE_FRACTION + (1 - IDLE_FRACTION) * util)
+        return [Reading(self.devices[0], t, self._integrator.add(t, p), p)]
+
+
+class RamEstimateProbe(Probe):
+    """P = installed GB × RAM_W_PER_GB, constant."""
+
+    name = "ram-estimate"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._integrator = PowerIntegrator()
+
+    def open(self) -> list[Device]:
+        import psutil
+
+        gb = psutil.virtual_memory().total / 1e9
+        self.power_w = gb * RAM_W_PER_GB
+        self.devices = [
+            Device(kind="ram", index=0, name=f"{gb:.1f} GB RAM", source="estimate:ram-w-per-gb",
+                   measured=False, update_period_s=0.0,
+                   note=f"{gb:.1f} GB × {RAM_W_PER_GB} W/GB = {self.power_w:.1f} W, constant")
+        ]
+        return self.devices
+
+    def read(self) -> list[Reading]:
+        t = time.time()
+        return [Reading(self.devices[0], t, self._integrator.add(t, self.power_w), self.power_w)]

@@ -1,0 +1,182 @@
+"""NVIDIA GPUs through NVML (the real pynvml, from the nvidia-ml-py package)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .base import Availability, Device, PowerIntegrator, Probe, ProbeError, Reading
+
+MIG_NOTE = (
+    "MIG mode is on: NVML reports energy for the whole GPU only, so per-slice energy is not "
+    "measurable; this figure covers every MIG slice on the card"
+)
+
+
+def _nvml() -> Any:
+    import pynvml  # deferred: importing it costs start-up time on machines without GPUs
+
+    return pynvml
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def visible_gpus(env: str | None, uuids: list[str]) -> list[int]:
+    """NVML indices selected by a CUDA_VISIBLE_DEVICES value (None: all).
+
+    Like CUDA, entries are indices, full UUIDs or unique UUID prefixes, and the list stops at the
+    first entry that matches nothing. MIG-<uuid> entries select nothing whole-GPU-wise here: the
+    caller sees the parent GPU through the UUID list only if it is also named.
+    """
+    if env is None:
+        return list(range(len(uuids)))
+    chosen: list[int] = []
+    for raw in env.split(","):
+        entry = raw.strip()
+        if not entry:
+            break
+        if entry.isdigit():
+            idx = int(entry)
+            if idx >= len(uuids):
+                break
+            chosen.append(idx)
+            continue
+        prefix = entry if entry.startswith("GPU-") else "GPU-" + entry
+        matches = [i for i, u in enumerate(uuids) if u.startswith(prefix)]
+        if len(matches) != 1:
+            break
+        chosen.append(matches[0])
+    # CUDA ignores repeats; so do we
+    return list(dict.fromkeys(chosen))
+
+
+class NvmlProbe(Probe):
+    """Energy from nvmlDeviceGetTotalEnergyConsumption (mJ, Volta and newer) where supported, else
+    power (NVML_FI_DEV_POWER_INSTANT where available, else nvmlDeviceGetPowerUsage) integrated over
+    the reads."""
+
+    name = "nvml"
+
+    def __init__(self, indices: list[int] | None = None) -> None:
+        super().__init__()
+        self._indices = indices
+        self._handles: list[Any] = []
+        self._modes: list[str] = []
+        self._first_mj: list[int | None] = []
+        self._integrators: list[PowerIntegrator] = []
+        self._open = False
+        self.errors: dict[str, str] = {}
+
+    @classmethod
+    def availability(cls) -> Availability:
+        try:
+            nv = _nvml()
+            nv.nvmlInit()
+        except ImportError:
+            return Availability(False, "pynvml is not installed (pip install nvidia-ml-py)")
+        except Exception as exc:  # NVMLError_LibraryNotFound and friends
+            return Availability(False, f"NVML unavailable: {_text(exc)} (no NVIDIA driver here?)")
+        try:
+            count = int(nv.nvmlDeviceGetCount())
+        finally:
+            nv.nvmlShutdown()
+        if count == 0:
+            return Availability(False, "NVML found no GPU")
+        return Availability(True, f"NVML sees {count} GPU(s)")
+
+    def open(self) -> list[Device]:
+        nv = _nvml()
+        try:
+            nv.nvmlInit()
+        except Exception as exc:
+            raise ProbeError(f"NVML unavailable: {_text(exc)}") from exc
+        self._open = True
+        count = int(nv.nvmlDeviceGetCount())
+        handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        uuids = [_text(nv.nvmlDeviceGetUUID(h)) for h in handles]
+        indices = self._indices
+        if indices is None:
+            indices = visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), uuids)
+        for i in indices:
+            h = handles[i]
+            mode, period = self._pick_mode(nv, h)
+            limit: float | None
+            try:
+                limit = nv.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0
+            except Exception:
+                limit = None
+            note = None
+            try:
+                if nv.nvmlDeviceGetMigMode(h)[0] == 1:
+                    note = MIG_NOTE
+            except Exception:
+                pass  # not MIG-capable
+            self.devices.append(
+                Device(kind="gpu", index=i, name=_text(nv.nvmlDeviceGetName(h)), source=mode,
+                       measured=True, update_period_s=period, uuid=uuids[i], power_limit_w=limit,
+                       note=note)
+            )
+            self._handles.append(h)
+            self._modes.append(mode)
+            self._first_mj.append(None)
+            self._integrators.append(PowerIntegrator())
+        return self.devices
+
+    @staticmethod
+    def _pick_mode(nv: Any, h: Any) -> tuple[str, float]:
+        try:
+            nv.nvmlDeviceGetTotalEnergyConsumption(h)
+            # The counter advances about every 20-100 ms depending on the GPU generation.
+            return "nvml-energy", 0.1
+        except Exception:
+            pass
+        try:
+            v = nv.nvmlDeviceGetFieldValues(h, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
+            if v.nvmlReturn == 0:
+                return "nvml-power-instant", 0.1
+        except Exception:
+            pass
+        # nvmlDeviceGetPowerUsage is a 1-second average on Ampere and newer.
+        return "nvml-power", 1.0
+
+    def read(self) -> list[Reading]:
+        import time
+
+        nv = _nvml()
+        out: list[Reading] = []
+        for k, dev in enumerate(self.devices):
+            h = self._handles[k]
+            try:
+                if self._modes[k] == "nvml-energy":
+                    mj = int(nv.nvmlDeviceGetTotalEnergyConsumption(h))
+                    t = time.time()
+                    first = self._first_mj[k]
+                    if first is None:
+                        self._first_mj[k] = first = mj
+                    out.append(Reading(dev, t, (mj - first) / 1000.0))
+                    continue
+                if self._modes[k] == "nvml-power-instant":
+                    v = nv.nvmlDeviceGetFieldValues(h, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
+                    if v.nvmlReturn != 0:
+                        raise ProbeError(f"field value error {v.nvmlReturn}")
+                    mw = float(v.value.uiVal)
+                else:
+                    mw = float(nv.nvmlDeviceGetPowerUsage(h))
+                t = time.time()
+                p = mw / 1000.0
+                out.append(Reading(dev, t, self._integrators[k].add(t, p), p))
+            except Exception as exc:  # one GPU failing must not stop the others
+                self.errors[dev.key] = _text(exc) or type(exc).__name__
+        if self.devices and not out:
+            raise ProbeError("no GPU could be read: " + "; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+        return out
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                _nvml().nvmlShutdown()
+            except Exception:
+                pass

@@ -1,0 +1,161 @@
+"""CPU package and DRAM energy from the Linux powercap interface (Intel RAPL, and AMD on Linux >= 5.8)."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import Availability, Device, Probe, ProbeError, Reading
+
+DEFAULT_ROOT = "/sys/class/powercap"
+_ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
+
+GRANT_HINT = (
+    "energy_uj is readable only by root since Linux 5.10 (CVE-2020-8694); grant read access with "
+    "`sudo chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj /sys/class/powercap/intel-rapl:*/*/energy_uj` "
+    "(or a udev rule / systemd-tmpfiles entry to keep it across reboots), or run as root"
+)
+
+
+def powercap_root() -> Path:
+    # FOOTPRINT_POWERCAP lets containers that mount the host's sysfs elsewhere (and tests) point us at it.
+    return Path(os.environ.get("FOOTPRINT_POWERCAP", DEFAULT_ROOT))
+
+
+def unwrap(prev_uj: int, cur_uj: int, range_uj: int, expected_uj: float | None = None) -> int:
+    """Energy in µJ between two reads of a counter that wraps at `range_uj`.
+
+    One wrap is visible (cur < prev). Several wraps between reads are not visible in the counter
+    itself; `expected_uj` (from the last known power times the elapsed time) picks the number of
+    whole extra ranges that brings the delta closest to it.
+    """
+    if range_uj <= 0:
+        return max(0, cur_uj - prev_uj)
+    delta = (cur_uj - prev_uj) % range_uj
+    if expected_uj is not None and expected_uj > delta:
+        delta += range_uj * round((expected_uj - delta) / range_uj)
+    return delta
+
+
+@dataclass
+class _Zone:
+    path: Path
+    kind: str
+    index: int
+    name: str
+    range_uj: int
+    first_uj: int = 0
+    last_uj: int = 0
+    last_t: float = 0.0
+    total_uj: int = 0
+    power_w: float | None = None
+
+
+def _read_int(path: Path) -> int:
+    return int(path.read_text().strip())
+
+
+def find_zones(root: Path) -> list[tuple[Path, str, int, str]]:
+    """(path, kind, index, zone name) for package zones (cpu) and dram zones (ram).
+
+    core/uncore sit inside their package and psys covers the whole platform, so adding any of them
+    would double-count; they are skipped.
+    """
+    found: dict[str, tuple[Path, str, int, str]] = {}
+    if not root.is_dir():
+        return []
+    candidates: list[Path] = []
+    for entry in sorted(root.iterdir()):
+        if _ZONE.match(entry.name):
+            candidates.append(entry)
+            # subzones live inside their package as well as (as links) at the top level
+            candidates.extend(sorted(p for p in entry.iterdir() if _ZONE.match(p.name)))
+    for zone in candidates:
+        m = _ZONE.match(zone.name)
+        assert m is not None
+        real = str(zone.resolve())
+        if real in found:
+            continue
+        try:
+            name = (zone / "name").read_text().strip()
+        except OSError:
+            continue
+        if name.startswith("package-"):
+            idx = int(name.split("-", 1)[1]) if name.split("-", 1)[1].isdigit() else int(m.group(1))
+            found[real] = (zone, "cpu", idx, name)
+        elif name == "dram":
+            found[real] = (zone, "ram", int(m.group(1)), name)
+    return sorted(found.values(), key=lambda z: (z[1], z[2]))
+
+
+class RaplProbe(Probe):
+    name = "rapl"
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        super().__init__()
+        self.root = Path(root) if root is not None else powercap_root()
+        self._zones: list[_Zone] = []
+        self.errors: dict[str, str] = {}
+
+    @classmethod
+    def availability(cls, root: str | Path | None = None) -> Availability:
+        base = Path(root) if root is not None else powercap_root()
+        zones = find_zones(base)
+        if not zones:
+            return Availability(False, f"no RAPL package zones under {base}")
+        try:
+            for path, *_ in zones:
+                _read_int(path / "energy_uj")
+        except PermissionError:
+            return Availability(False, GRANT_HINT)
+        except (OSError, ValueError) as exc:
+            return Availability(False, f"cannot read RAPL counters: {exc}")
+        kinds = sorted({k for _, k, _, _ in zones})
+        return Availability(True, f"RAPL zones for {', '.join(kinds)} under {base}")
+
+    def has_dram(self) -> bool:
+        return any(z.kind == "ram" for z in self._zones)
+
+    def open(self) -> list[Device]:
+        zones = find_zones(self.root)
+        if not zones:
+            raise ProbeError(f"no RAPL package zones under {self.root}")
+        for path, kind, idx, zname in zones:
+            try:
+                rng = _read_int(path / "max_energy_range_uj")
+                cur = _read_int(path / "energy_uj")
+            except PermissionError as exc:
+                raise ProbeError(GRANT_HINT) from exc
+            except (OSError, ValueError) as exc:
+                raise ProbeError(f"cannot read {path}: {exc}") from exc
+            t = time.time()
+            self._zones.append(_Zone(path, kind, idx, zname, rng, cur, cur, t))
+            self.devices.append(
+                Device(kind=kind, index=idx, name=f"RAPL {zname} ({path.name})", source="rapl",
+                       measured=True, update_period_s=0.001)
+            )
+        return self.devices
+
+    def read(self) -> list[Reading]:
+        out: list[Reading] = []
+        for zone, dev in zip(self._zones, self.devices):
+            try:
+                cur = _read_int(zone.path / "energy_uj")
+            except (OSError, ValueError) as exc:
+                self.errors[dev.key] = f"{zone.path / 'energy_uj'}: {exc}"
+                continue
+            t = time.time()
+            dt = t - zone.last_t
+            expected = zone.power_w * dt * 1e6 if zone.power_w is not None and dt > 0 else None
+            delta = unwrap(zone.last_uj, cur, zone.range_uj, expected)
+            if dt > 0:
+                zone.power_w = delta / 1e6 / dt
+            zone.total_uj += delta
+            zone.last_uj, zone.last_t = cur, t
+            out.append(Reading(dev, t, zone.total_uj / 1e6, zone.power_w))
+        if self._zones and not out:
+            raise ProbeError("no RAPL zone could be read: " + "; ".join(self.errors.values()))
+        return out

@@ -1,0 +1,20 @@
+"""The renderer interface: one `render(report)` method, renderers chosen by name or file extension."""
+
+from __future__ import annotations
+
+import abc
+
+from .model import Report, RunReport
+
+
+class Renderer(abc.ABC):
+    name: str = ""
+    extensions: tuple[str, ...] = ()
+
+    @abc.abstractmethod
+    def render(self, report: Report) -> str:
+        """The whole output for these runs."""
+
+
+def as_report(report: Report | RunReport, db: str = "") -> Report:
+    return report if isinstance(report, Report) else Report([report], db)

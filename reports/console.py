@@ -1,0 +1,115 @@
+"""The terminal summary (rich): energy per component with its source, kWh, CO2e, tokens, spans."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+from .base import Renderer
+from .model import Report, RunReport, SpanReport
+
+
+def fmt_j(j: float | None) -> str:
+    if j is None:
+        return "unknown"
+    for unit, scale in (("MJ", 1e6), ("kJ", 1e3)):
+        if abs(j) >= scale:
+            return f"{j / scale:,.2f} {unit}"
+    return f"{j:,.2f} J"
+
+
+def fmt_g(g: float | None) -> str:
+    if g is None:
+        return "unknown"
+    return f"{g / 1000:,.3f} kg" if abs(g) >= 1000 else f"{g:,.3f} g"
+
+
+def fmt_s(s: float | None) -> str:
+    if s is None:
+        return "unknown"
+    if s >= 3600:
+        return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
+    if s >= 60:
+        return f"{int(s // 60)} min {s % 60:.0f} s"
+    return f"{s:.2f} s"
+
+
+class ConsoleRenderer(Renderer):
+    name = "console"
+    extensions = (".txt",)
+
+    def __init__(self, *, color: bool = False, width: int = 100) -> None:
+        self.color = color
+        self.width = width
+
+    def render(self, report: Report) -> str:
+        from rich.console import Console
+
+        buf = io.StringIO()
+        console = Console(file=buf, force_terminal=self.color, no_color=not self.color, width=self.width,
+                          highlight=False, soft_wrap=False)
+        for run in report.runs:
+            self._run(console, run)
+        return buf.getvalue()
+
+    def _run(self, console: object, run: RunReport) -> None:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.tree import Tree
+
+        assert isinstance(console, Console)
+        when = datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "?"
+        title = f"footprint · run {run.id} '{run.name}' · {run.status}"
+        if run.exit_code is not None and run.status != "completed":
+            title += f" (exit {run.exit_code})"
+        table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
+        table.add_column("component")
+        table.add_column("energy", justify="right")
+        table.add_column("source")
+        for kind in ("gpu", "cpu", "ram"):
+            devs = [d for d in run.devices if d.kind == kind]
+            src = run.sources.get(kind, "none")
+            label = "measured" if devs and all(d.measured for d in devs) else ("estimated" if devs else "")
+            table.add_row(kind.upper(), fmt_j(run.energy_j.get(kind)) if devs else "not measured",
+                          f"{src} ({label})" if devs else "no probe")
+            if len(devs) > 1 or kind == "gpu":
+                for d in devs:
+                    table.add_row(f"  {kind}:{d.index}", fmt_j(d.energy_j), d.name or "")
+        table.add_row("[bold]total[/]", f"[bold]{fmt_j(run.energy_j.get('total'))}[/]", "")
+        console.print(table)
+        lines = [
+            f"started {when} · duration {fmt_s(run.duration_s)}",
+            f"energy {run.kwh * 1000:,.4f} Wh ({run.kwh:.6f} kWh)" if run.kwh is not None else "energy unknown",
+            f"CO2e {fmt_g(run.co2e_g)} at {run.carbon_intensity_g_per_kwh:g} g/kWh — {run.carbon_source}"
+            if run.carbon_intensity_g_per_kwh is not None else "CO2e unknown",
+        ]
+        if run.tokens is not None:
+            jpt = f"{run.j_per_token:.4g} J/token" if run.j_per_token is not None else "J/token unknown"
+            lines.append(f"tokens {run.tokens:,} · {jpt}")
+        for line in lines:
+            console.print(line)
+        if run.spans:
+            tree = Tree("spans")
+            nodes: dict[int | None, Tree] = {None: tree}
+            for s in run.spans:
+                parent = nodes.get(s.parent, tree)
+                nodes[s.id] = parent.add(self._span_label(s))
+            console.print(tree)
+        for w in run.warnings:
+            console.print(f"[yellow]! {w}[/]")
+        for d in run.devices:
+            if d.note:
+                console.print(f"[dim]{d.kind}:{d.index}: {d.note}[/]")
+
+    @staticmethod
+    def _span_label(s: SpanReport) -> str:
+        parts = [f"[bold]{s.name}[/]", fmt_s(s.duration_s), fmt_j(s.energy_j.get("total"))]
+        if s.tokens is not None:
+            parts.append(f"{s.tokens:,} tokens")
+            if s.j_per_token is not None:
+                parts.append(f"{s.j_per_token:.4g} J/token")
+        if not s.reliable:
+            parts.append("[yellow](shorter than a counter's update period: unreliable)[/]")
+        if s.ended_at is None:
+            parts.append("[yellow](not finished)[/]")
+        return " · ".join(parts)

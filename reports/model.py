@@ -1,0 +1,222 @@
+"""The report model: what a run cost, computed from the store with SQL, ready for any renderer."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from footprint import units
+from footprint.store import Store
+
+COMPONENTS = ("cpu", "ram", "gpu")
+STALE_AFTER_S = 15.0  # a 'running' run whose heartbeat is older than this (and whose process is gone) is incomplete
+
+
+@dataclass
+class DeviceReport:
+    kind: str
+    index: int
+    name: str
+    energy_j: float | None
+    source: str
+    measured: bool
+    uuid: str | None = None
+    power_limit_w: float | None = None
+    note: str | None = None
+    samples: int = 0
+    mean_power_w: float | None = None
+
+
+@dataclass
+class SpanReport:
+    id: int
+    name: str
+    parent: int | None
+    started_at: float
+    ended_at: float | None
+    duration_s: float | None
+    energy_j: dict[str, float | None]
+    tokens: int | None
+    j_per_token: float | None
+    reliable: bool = True
+
+
+@dataclass
+class RunReport:
+    id: int
+    name: str
+    status: str
+    exit_code: int | None
+    started_at: float | None
+    ended_at: float | None
+    duration_s: float | None
+    energy_j: dict[str, float | None]
+    sources: dict[str, str]
+    devices: list[DeviceReport]
+    kwh: float | None
+    co2e_g: float | None
+    carbon_intensity_g_per_kwh: float | None
+    carbon_source: str | None
+    country: str | None
+    tokens: int | None
+    j_per_token: float | None
+    spans: list[SpanReport] = field(default_factory=list)
+    host: str | None = None
+    command: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    runs: list[RunReport]
+    db: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"db": self.db, "runs": [r.to_dict() for r in self.runs]}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_status(row: Any, now: float | None = None) -> str:
+    status = str(row["status"])
+    if status != "running":
+        return status
+    now = time.time() if now is None else now
+    if row["host"] == socket.gethostname() and row["pid"] and not _pid_alive(int(row["pid"])):
+        return "incomplete"
+    if row["heartbeat_at"] is not None and now - float(row["heartbeat_at"]) > STALE_AFTER_S:
+        return "incomplete"
+    return "running"
+
+
+def _sum(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def _components(per_kind: dict[str, list[float | None]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {k: _sum(per_kind.get(k, [])) for k in COMPONENTS}
+    out["total"] = _sum([out[k] for k in COMPONENTS])
+    return out
+
+
+def load_run(store: Store, run_id: int) -> RunReport:
+    import json
+
+    row = store.query("SELECT * FROM runs WHERE id = ?", (run_id,))[0]
+    status = effective_status(row)
+    warnings: list[str] = []
+
+    devices: list[DeviceReport] = []
+    per_kind: dict[str, list[float | None]] = {}
+    first_t: list[float] = []
+    last_t: list[float] = []
+    max_period = 0.0
+    dev_rows = store.device_totals(run_id)
+    for d in dev_rows:
+        e = d["energy_j"]
+        span_t = (d["last_t"] - d["first_t"]) if d["first_t"] is not None else None
+        devices.append(DeviceReport(
+            kind=d["kind"], index=d["idx"], name=d["name"], energy_j=e, source=d["source"],
+            measured=bool(d["measured"]), uuid=d["uuid"], power_limit_w=d["power_limit_w"], note=d["note"],
+            samples=d["n_samples"], mean_power_w=(e / span_t) if e is not None and span_t else None,
+        ))
+        per_kind.setdefault(d["kind"], []).append(e)
+        if d["first_t"] is not None:
+            first_t.append(d["first_t"])
+            last_t.append(d["last_t"])
+        if d["measured"]:
+            max_period = max(max_period, d["update_period_s"] or 0.0)
+        if e is None:
+            warnings.append(f"{d['kind']}:{d['idx']} has no samples; its energy is unknown")
+    energy = _components(per_kind)
+    sources = {k: "+".join(sorted({d.source for d in devices if d.kind == k})) or "none" for k in COMPONENTS}
+
+    started = row["started_at"] if row["started_at"] is not None else (min(first_t) if first_t else None)
+    ended = row["ended_at"] if row["ended_at"] is not None else (max(last_t) if last_t else None)
+    duration = (ended - started) if started is not None and ended is not None else None
+    if duration is not None and max_period and duration < max_period:
+        warnings.append(f"run lasted {duration:.3f} s, shorter than a counter's update period "
+                        f"({max_period:g} s): its energy is unreliable")
+    if any(not d.measured for d in devices):
+        est = sorted({f"{d.kind} ({d.source})" for d in devices if not d.measured})
+        warnings.append("estimated, not measured: " + ", ".join(est))
+    if status == "incomplete":
+        warnings.append("the profiler stopped without finishing this run (crash or kill): "
+                        "figures cover the samples saved up to then")
+
+    tok_rows = store.query("SELECT span_id, SUM(n) AS n FROM tokens WHERE run_id = ? GROUP BY span_id", (run_id,))
+    tokens_total = sum(int(r["n"]) for r in tok_rows) if tok_rows else None
+    intensity = row["carbon_g_per_kwh"]
+    total = energy["total"]
+    kwh = units.j_to_kwh(total) if total is not None else None
+    co2 = units.co2e_g(total, intensity) if total is not None and intensity is not None else None
+
+    spans = _spans(store, run_id, dev_rows, {r["span_id"]: int(r["n"]) for r in tok_rows}, ended, max_period)
+    events = [dict(r) for r in store.query(
+        "SELECT e.t, e.kind, e.message, d.kind || ':' || d.idx AS device FROM events e "
+        "LEFT JOIN devices d ON d.id = e.device_id WHERE e.run_id = ? ORDER BY e.t", (run_id,))]
+    for ev in events:
+        warnings.append(f"{ev['kind']} at +{ev['t'] - started:.1f} s: {ev['message']}" if started
+                        else f"{ev['kind']}: {ev['message']}")
+    return RunReport(
+        id=run_id, name=row["name"], status=status, exit_code=row["exit_code"], started_at=started,
+        ended_at=ended, duration_s=duration, energy_j=energy, sources=sources, devices=devices, kwh=kwh,
+        co2e_g=co2, carbon_intensity_g_per_kwh=intensity, carbon_source=row["carbon_source"],
+        country=row["country"], tokens=tokens_total, j_per_token=units.per_token(total, tokens_total),
+        spans=spans, host=row["host"], command=json.loads(row["command"]) if row["command"] else None,
+        warnings=warnings, events=events,
+    )
+
+
+def _spans(store: Store, run_id: int, dev_rows: list[Any], tokens_by_span: dict[int | None, int],
+           run_end: float | None, max_period: float) -> list[SpanReport]:
+    rows = store.query("SELECT * FROM spans WHERE run_id = ? ORDER BY started_at, id", (run_id,))
+    children: dict[int | None, list[int]] = {}
+    for r in rows:
+        children.setdefault(r["parent_id"], []).append(r["id"])
+
+    def subtree(span_id: int) -> list[int]:
+        return [span_id, *(s for c in children.get(span_id, []) for s in subtree(c))]
+
+    out: list[SpanReport] = []
+    for r in rows:
+        start, end = r["started_at"], r["ended_at"] if r["ended_at"] is not None else run_end
+        per_kind: dict[str, list[float | None]] = {}
+        for d in dev_rows:
+            e: float | None = None
+            if end is not None:
+                a, b = store.energy_at(d["id"], start), store.energy_at(d["id"], end)
+                e = (b - a) if a is not None and b is not None else None
+            per_kind.setdefault(d["kind"], []).append(e)
+        energy = _components(per_kind)
+        ids = subtree(r["id"])
+        counted = [tokens_by_span[s] for s in ids if s in tokens_by_span]
+        toks = sum(counted) if counted else None
+        duration = (end - start) if end is not None else None
+        out.append(SpanReport(
+            id=r["id"], name=r["name"], parent=r["parent_id"], started_at=start, ended_at=r["ended_at"],
+            duration_s=duration, energy_j=energy, tokens=toks,
+            j_per_token=units.per_token(energy["total"], toks),
+            reliable=not (duration is not None and max_period and duration < max_period),
+        ))
+    return out
+
+
+def load_report(store: Store, run_ids: list[int]) -> Report:
+    return Report([load_run(store, rid) for rid in run_ids], store.path)
