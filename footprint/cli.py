@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -188,10 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return
         if signum == signal.SIGINT and _foreground():
             return  # Ctrl-C at a terminal already reached the child: it shares our process group
-        try:
+        with contextlib.suppress(ProcessLookupError):
             child.send_signal(signum)
-        except ProcessLookupError:
-            pass
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     status, code = "failed", 1

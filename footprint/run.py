@@ -67,10 +67,8 @@ class Run:
 
     def _mark(self) -> float:
         for hook in span_hooks:
-            try:
+            with contextlib.suppress(Exception):
                 hook()
-            except Exception:
-                pass
         if self.sampler is not None:
             return self.sampler.mark()
         if self._wake_fd is not None:  # ask the owning process to read its counters now
@@ -229,7 +227,7 @@ class track(contextlib.ContextDecorator):
         self._span: contextlib.AbstractContextManager[Run] | None = None
         self._owner = False
 
-    def __call__(self, func: F) -> F:  # type: ignore[override]
+    def __call__(self, func: F) -> F:
         if self.name is None:
             self.name = getattr(func, "__qualname__", "run")
 
@@ -272,7 +270,8 @@ class track(contextlib.ContextDecorator):
         elif issubclass(exc_type, KeyboardInterrupt):
             status, code = "interrupted", 130
         elif issubclass(exc_type, SystemExit):
-            code = exc.code if exc is not None and isinstance(exc.code, int) else 1
+            exit_code = getattr(exc, "code", 1)
+            code = exit_code if isinstance(exit_code, int) else (0 if exit_code is None else 1)
             status = "completed" if code == 0 else "failed"
         else:
             status, code = "failed", 1

@@ -6,6 +6,7 @@ the interval. A pipe lets a child process (code inside `footprint run`) ask for 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -113,16 +114,12 @@ class Sampler:
     def stop(self) -> None:
         """Stop the thread after a last flush. Call `mark()` first for an exact end reading."""
         self._stop = True
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
-        except OSError:
-            pass
         if self._thread.is_alive():
             self._thread.join()
         else:
             self.flush()
         for fd in (self._wake_r, self._wake_w):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -176,7 +177,5 @@ class NvmlProbe(Probe):
     def close(self) -> None:
         if self._open:
             self._open = False
-            try:
+            with contextlib.suppress(Exception):
                 _nvml().nvmlShutdown()
-            except Exception:
-                pass

@@ -141,7 +141,7 @@ class RaplProbe(Probe):
 
     def read(self) -> list[Reading]:
         out: list[Reading] = []
-        for zone, dev in zip(self._zones, self.devices):
+        for zone, dev in zip(self._zones, self.devices, strict=False):
             try:
                 cur = _read_int(zone.path / "energy_uj")
             except (OSError, ValueError) as exc:
@@ -151,7 +151,7 @@ class RaplProbe(Probe):
             dt = t - zone.last_t
             expected = zone.power_w * dt * 1e6 if zone.power_w is not None and dt > 0 else None
             delta = unwrap(zone.last_uj, cur, zone.range_uj, expected)
-            if dt > 0:
+            if dt >= 0.005:  # shorter windows give a noisy power, useless for unwrapping
                 zone.power_w = delta / 1e6 / dt
             zone.total_uj += delta
             zone.last_uj, zone.last_t = cur, t

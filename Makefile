@@ -1,0 +1,30 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both build .venv first if needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/footprint run -- $(BIN)/python examples/busy_loop.py
+
+test: $(STAMP)
+	$(BIN)/ruff check footprint probes reports tests examples tools
+	$(BIN)/python tools/typecheck.py
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check footprint probes reports tests examples
+
+typecheck: $(STAMP)
+	$(BIN)/python tools/typecheck.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info footprint.db footprint.db-wal footprint.db-shm

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.powercap import PowercapTree, standard_zones
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKES = Path(__file__).resolve().parent / "fakes"
+
+
+@pytest.fixture(scope="session")
+def nvml_lib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Compile the stand-in libnvidia-ml.so.1 once per session."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the stand-in NVML library")
+    out = tmp_path_factory.mktemp("nvml")
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wl,-soname,libnvidia-ml.so.1",
+         "-o", str(out / "libnvidia-ml.so.1"), str(FAKES / "fake_nvml.c"), "-lm"],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """An environment for subprocesses with no footprint or fake-hardware settings leaking in."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FOOTPRINT_", "FAKE_NVML_", "CUDA_VISIBLE")) and k != "LD_LIBRARY_PATH"}
+    env["FOOTPRINT_DB"] = str(tmp_path / "fp.db")
+    env["FOOTPRINT_POWERCAP"] = str(tmp_path / "no-powercap")  # this machine has none; be explicit
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def nvml_env(env: dict[str, str], lib_dir: Path, **settings: Any) -> dict[str, str]:
+    """Point the real pynvml at the stand-in library with the given FAKE_NVML_* settings."""
+    env = dict(env)
+    env["LD_LIBRARY_PATH"] = str(lib_dir)
+    env.setdefault("FAKE_NVML_T0", f"{time.time() - 100:.6f}")
+    for key, value in settings.items():
+        env[f"FAKE_NVML_{key.upper()}"] = str(value)
+    return env
+
+
+def footprint_cmd() -> list[str]:
+    return [sys.executable, "-m", "footprint"]
+
+
+def run_cli(args: list[str], env: dict[str, str], *, input: bytes | None = None, timeout: float = 60,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(footprint_cmd() + args, env=env, input=input, capture_output=True, timeout=timeout,
+                          cwd=cwd)
+
+
+def report_json(env: dict[str, str], *runs: str) -> dict[str, Any]:
+    res = run_cli(["report", "--json", *runs], env)
+    assert res.returncode == 0, res.stderr.decode()
+    data: dict[str, Any] = json.loads(res.stdout)
+    return data
+
+
+@pytest.fixture
+def powercap(tmp_path: Path) -> Iterator[PowercapTree]:
+    with PowercapTree(tmp_path / "powercap", standard_zones(), period_s=0.002) as tree:
+        yield tree

@@ -1,0 +1,91 @@
+"""A powercap-shaped tree (as under /sys/class/powercap) whose counters a thread advances at known power.
+
+Layout, like the kernel's: a directory per zone, `intel-rapl:N` for packages with `intel-rapl:N:M`
+subzones inside, and top-level symlinks to every zone; each holds `name`, `energy_uj`,
+`max_energy_range_uj`. Counters wrap at `max_energy_range_uj`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Zone:
+    path: str  # e.g. "intel-rapl:0" or "intel-rapl:0:2"
+    name: str  # package-0, core, uncore, dram, psys
+    power_w: float
+    range_uj: int = 262_143_328_850
+
+
+class PowercapTree:
+    def __init__(self, root: Path, zones: list[Zone], *, period_s: float = 0.001) -> None:
+        self.root = root
+        self.zones = zones
+        self.period_s = period_s
+        self.t0 = time.time()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        root.mkdir(parents=True, exist_ok=True)
+        for z in zones:
+            parts = z.path.split(":")
+            if len(parts) == 3:
+                zdir = root / f"{parts[0]}:{parts[1]}" / z.path
+                (root / z.path).parent.mkdir(parents=True, exist_ok=True)
+                zdir.mkdir(parents=True, exist_ok=True)
+                link = root / z.path
+                if not link.exists():
+                    os.symlink(os.path.relpath(zdir, root), link)
+            else:
+                zdir = root / z.path
+                zdir.mkdir(parents=True, exist_ok=True)
+            (zdir / "name").write_text(z.name + "\n")
+            (zdir / "max_energy_range_uj").write_text(f"{z.range_uj}\n")
+            (zdir / "enabled").write_text("1\n")
+        self._write(self.t0)
+
+    def zone_dir(self, z: Zone) -> Path:
+        return (self.root / z.path).resolve()
+
+    def energy_j(self, z: Zone, a: float, b: float) -> float:
+        """Exact energy of zone z over [a, b] (constant power)."""
+        return z.power_w * (b - a)
+
+    def _write(self, t: float) -> None:
+        for z in self.zones:
+            total_uj = int(z.power_w * (t - self.t0) * 1e6)
+            target = self.zone_dir(z) / "energy_uj"
+            tmp = target.with_name(".energy_uj.tmp")
+            tmp.write_text(f"{total_uj % z.range_uj}\n")
+            os.replace(tmp, target)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._write(time.time())
+            time.sleep(self.period_s)
+
+    def __enter__(self) -> PowercapTree:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def standard_zones(range_uj: int = 262_143_328_850) -> list[Zone]:
+    """Two packages with core/uncore/dram subzones, plus psys: only package and dram must count."""
+    return [
+        Zone("intel-rapl:0", "package-0", 40.0, range_uj),
+        Zone("intel-rapl:0:0", "core", 25.0, range_uj),
+        Zone("intel-rapl:0:1", "uncore", 5.0, range_uj),
+        Zone("intel-rapl:0:2", "dram", 6.0, range_uj),
+        Zone("intel-rapl:1", "package-1", 30.0, range_uj),
+        Zone("intel-rapl:1:0", "core", 20.0, range_uj),
+        Zone("intel-rapl:1:1", "dram", 4.0, range_uj),
+        Zone("intel-rapl:2", "psys", 100.0, range_uj),
+    ]

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from footprint.probes.rapl import GRANT_HINT, RaplProbe, find_zones, unwrap
+
+from tests.conftest import report_json, run_cli
+from tests.fakes.powercap import PowercapTree, Zone, standard_zones
+
+
+def test_unwrap_no_wrap_one_wrap_and_several():
+    assert unwrap(100, 250, 1000) == 150
+    assert unwrap(900, 100, 1000) == 200  # one visible wrap
+    # two whole extra wraps hidden between reads: the expected energy picks them
+    assert unwrap(900, 100, 1000, expected_uj=2150) == 2200
+    # an expectation below the visible delta never shrinks it
+    assert unwrap(100, 250, 1000, expected_uj=10) == 150
+
+
+def test_zone_selection_counts_packages_and_dram_only(tmp_path: Path):
+    PowercapTree(tmp_path, standard_zones())
+    zones = find_zones(tmp_path)
+    assert [(kind, idx, name) for _, kind, idx, name in zones] == [
+        ("cpu", 0, "package-0"), ("cpu", 1, "package-1"), ("ram", 0, "dram"), ("ram", 1, "dram"),
+    ]
+
+
+def _read_every(probe: RaplProbe, seconds: float, step: float) -> tuple[float, float, dict[str, float]]:
+    first = {r.device.key: r for r in probe.read()}
+    end = time.time() + seconds
+    while time.time() < end:
+        time.sleep(step)
+        probe.read()
+    last = {r.device.key: r for r in probe.read()}
+    t_a = min(r.t for r in first.values())
+    t_b = max(r.t for r in last.values())
+    return t_a, t_b, {k: last[k].energy_j - first[k].energy_j for k in last}
+
+
+def test_energy_matches_exact_integral_across_wraps(tmp_path: Path):
+    # 5 J range: package-0 at 40 W wraps every 125 ms; read every 60 ms (one wrap at most between reads)
+    zones = standard_zones(range_uj=5_000_000)
+    with PowercapTree(tmp_path, zones, period_s=0.002) as tree:
+        probe = RaplProbe(tmp_path)
+        probe.open()
+        t_a, t_b, energy = _read_every(probe, 1.5, 0.06)
+    power = {"cpu:0": 40.0, "cpu:1": 30.0, "ram:0": 6.0, "ram:1": 4.0}
+    for key, p in power.items():
+        exact = p * (t_b - t_a)
+        assert energy[key] == pytest.approx(exact, rel=0.01), key
+    assert tree  # the writer ran for the whole window
+
+
+def test_several_wraps_between_two_reads(tmp_path: Path):
+    zones = [Zone("intel-rapl:0", "package-0", 20.0, 5_000_000)]  # wraps every 0.25 s
+    with PowercapTree(tmp_path, zones, period_s=0.002):
+        probe = RaplProbe(tmp_path)
+        probe.open()
+        a = probe.read()[0]
+        for _ in range(5):  # learn the power
+            time.sleep(0.05)
+            probe.read()
+        time.sleep(1.1)  # more than 4 wraps with no read
+        b = probe.read()[0]
+    exact = 20.0 * (b.t - a.t)
+    assert b.energy_j - a.energy_j == pytest.approx(exact, rel=0.01)
+
+
+def test_track_in_process_with_rapl_tree(powercap: PowercapTree, tmp_path: Path):
+    from footprint.probes import RaplProbe as Rp
+
+    import footprint
+
+    with footprint.track("rapl", db=str(tmp_path / "r.db"), interval=0.1, probes=[Rp(powercap.root)],
+                         summary=False) as run:
+        time.sleep(1.0)
+    rep = run.report()
+    dur = rep.ended_at - rep.started_at
+    assert rep.sources["cpu"] == "rapl" and rep.sources["ram"] == "rapl"
+    assert rep.energy_j["cpu"] == pytest.approx(70.0 * dur, rel=0.01)  # package-0 + package-1, no core/uncore
+    assert rep.energy_j["ram"] == pytest.approx(10.0 * dur, rel=0.01)
+    assert rep.energy_j["gpu"] is None and rep.sources["gpu"] == "none"
+
+
+def test_cli_reads_tree_named_by_env(powercap: PowercapTree, clean_env: dict[str, str]):
+    env = dict(clean_env, FOOTPRINT_POWERCAP=str(powercap.root))
+    res = run_cli(["run", "--no-summary", "--", "python", "-c", "import time; time.sleep(1)"], env)
+    assert res.returncode == 0, res.stderr.decode()
+    run = report_json(env)["runs"][0]
+    dur = run["ended_at"] - run["started_at"]
+    assert run["sources"] == {"cpu": "rapl", "ram": "rapl", "gpu": "none"}
+    assert run["energy_j"]["cpu"] == pytest.approx(70.0 * dur, rel=0.01)
+    assert run["energy_j"]["ram"] == pytest.approx(10.0 * dur, rel=0.01)
+
+
+def _can_unshare() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare -m")
+def test_cli_reads_real_sysfs_path_via_bind_mount(tmp_path: Path, clean_env: dict[str, str]):
+    """The default path /sys/class/powercap, with our tree bind-mounted there in a private mount namespace."""
+    sysclass = tmp_path / "sysclass"
+    with PowercapTree(sysclass / "powercap", standard_zones(), period_s=0.002):
+        env = dict(clean_env)
+        env.pop("FOOTPRINT_POWERCAP")
+        script = (f"mount --bind {sysclass} /sys/class && "
+                  f"exec {' '.join(map(str, [*__import__('tests.conftest').conftest.footprint_cmd()]))} "
+                  "run --no-summary -- sleep 1")
+        res = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, capture_output=True, timeout=60)
+        if res.returncode != 0 and b"mount" in res.stderr:
+            pytest.skip(f"bind mount refused here: {res.stderr.decode().strip()}")
+        assert res.returncode == 0, res.stderr.decode()
+    run = report_json(env)["runs"][0]
+    dur = run["ended_at"] - run["started_at"]
+    assert run["sources"]["cpu"] == "rapl"
+    assert run["energy_j"]["cpu"] == pytest.approx(70.0 * dur, rel=0.01)
+    assert not Path("/sys/class/powercap").exists()  # the mount stayed inside its namespace
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_unreadable_counters_explain_how_to_grant_access(tmp_path: Path, clean_env: dict[str, str]):
+    tree_root = tmp_path / "pc"
+    tree = PowercapTree(tree_root, standard_zones())
+    for z in tree.zones:
+        # owner-only and owned by someone else: like root-only counters seen by a normal user
+        os.chown(tree.zone_dir(z) / "energy_uj", 12345, 12345)
+        os.chmod(tree.zone_dir(z) / "energy_uj", 0o400)
+    code = ("import json; from footprint.probes.rapl import RaplProbe; "
+            f"a = RaplProbe.availability({str(tree_root)!r}); print(json.dumps([a.ok, a.reason]))")
+    # root without the capabilities that bypass file permissions
+    drop = "-dac_override,-dac_read_search"
+    res = subprocess.run(["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", sys.executable, "-c", code],
+                         env=clean_env, capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr.decode()
+    ok, reason = json.loads(res.stdout)
+    assert ok is False
+    assert reason == GRANT_HINT and "chmod a+r" in reason

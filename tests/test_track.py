@@ -1,0 +1,161 @@
+"""footprint.track in code, with the in-memory FakeProbe."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from footprint.probes import FakeProbe
+
+import footprint
+from footprint import FootprintError
+
+
+def fake(**powers: float) -> list[FakeProbe]:
+    return [FakeProbe(powers_w={k.replace("_", ":"): v for k, v in powers.items()})]
+
+
+def test_context_manager_energy_is_power_times_duration(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    with footprint.track("cm", db=str(tmp_path / "a.db"), probes=fake(cpu_0=50.0, gpu_0=200.0, gpu_1=100.0),
+                         interval=0.05) as run:
+        time.sleep(0.4)
+    rep = run.report()
+    dur = rep.ended_at - rep.started_at
+    assert dur >= 0.4
+    assert rep.status == "completed"
+    assert rep.energy_j["cpu"] == pytest.approx(50.0 * dur, rel=1e-3)
+    assert rep.energy_j["gpu"] == pytest.approx(300.0 * dur, rel=1e-3)
+    assert rep.energy_j["ram"] is None
+    assert run.energy_j == pytest.approx(350.0 * dur, rel=1e-3)
+    assert run.kwh == pytest.approx(run.energy_j / 3.6e6)
+    err = capsys.readouterr().err
+    assert "run 1 'cm'" in err and "fake (measured)" in err
+
+
+def test_spans_nest_and_tokens_roll_up(tmp_path: Path):
+    with footprint.track("spans", db=str(tmp_path / "a.db"), probes=fake(gpu_0=100.0), summary=False) as run:
+        with run.span("train"):
+            for _ in range(3):
+                with run.span("step", tokens=10):
+                    time.sleep(0.05)
+        with run.span("eval"):
+            time.sleep(0.1)
+            run.add_tokens(5)
+    rep = run.report()
+    spans = rep.spans
+    assert [s.name for s in spans] == ["train", "step", "step", "step", "eval"]
+    train = spans[0]
+    steps = spans[1:4]
+    assert all(s.parent == train.id for s in steps)
+    assert train.tokens == 30 and spans[4].tokens == 5 and rep.tokens == 35
+    # exact boundary reads: span energies are P x duration and the steps add up inside train
+    for s in spans:
+        assert s.energy_j["gpu"] == pytest.approx(100.0 * s.duration_s, rel=1e-3)
+    assert sum(s.energy_j["gpu"] for s in steps) <= train.energy_j["gpu"] + 1e-9
+    assert rep.j_per_token == pytest.approx(rep.energy_j["total"] / 35)
+    assert spans[4].j_per_token == pytest.approx(spans[4].energy_j["total"] / 5)
+
+
+def test_decorator_makes_a_run_per_call(tmp_path: Path):
+    db = str(tmp_path / "d.db")
+
+    @footprint.track(db=db, probes=None, summary=False)
+    def work(x: int) -> int:
+        return x * 2
+
+    assert work(2) == 4 and work(3) == 6
+    with sqlite3.connect(db) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM runs ORDER BY id")]
+    assert names == ["test_decorator_makes_a_run_per_call.<locals>.work"] * 2
+
+
+def test_exception_marks_run_failed_and_propagates(tmp_path: Path):
+    with pytest.raises(ZeroDivisionError), footprint.track("boom", db=str(tmp_path / "e.db"), probes=fake(),
+                                                           summary=False) as run:
+        1 / 0  # noqa: B018
+    assert run.report().status == "failed"
+
+
+def test_nested_track_in_process_becomes_a_span(tmp_path: Path):
+    db = str(tmp_path / "n.db")
+    with footprint.track("outer", db=db, probes=fake(), summary=False) as outer:
+        with footprint.track("inner", db=db, summary=False) as inner:
+            assert inner is outer
+            inner.add_tokens(7)
+    rep = outer.report()
+    assert [s.name for s in rep.spans] == ["inner"] and rep.spans[0].tokens == 7
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+
+
+def test_samples_reach_the_db_within_two_seconds(tmp_path: Path):
+    db = str(tmp_path / "f.db")
+    seen: list[int] = []
+    with footprint.track("flush", db=db, probes=fake(cpu_0=10.0), interval=0.1, summary=False):
+        time.sleep(2.2)
+        with sqlite3.connect(db) as conn:  # another connection, as another process would read
+            seen.append(conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+    assert seen[0] >= 10  # about 20 sampled; at least one flush has landed
+
+
+def test_interval_sets_the_sampling_rate(tmp_path: Path):
+    db = str(tmp_path / "i.db")
+    with footprint.track("rate", db=db, probes=fake(cpu_0=10.0), interval=0.05, summary=False):
+        time.sleep(1.0)
+    with sqlite3.connect(db) as conn:
+        n = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    assert 12 <= n <= 24  # 20 periodic reads + start and end, with scheduling slack
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan")])
+def test_bad_interval_is_refused(tmp_path: Path, bad: float):
+    with pytest.raises(FootprintError, match="interval must be a positive number"), \
+            footprint.track("x", db=str(tmp_path / "b.db"), probes=fake(), interval=bad):
+        pass
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", True])
+def test_bad_tokens_are_refused(tmp_path: Path, bad: object):
+    with footprint.track("x", db=str(tmp_path / "t.db"), probes=fake(), summary=False) as run, \
+            pytest.raises(FootprintError, match="tokens must be a non-negative integer"):
+        run.add_tokens(bad)  # type: ignore[arg-type]
+
+
+def test_spans_from_threads_keep_their_own_nesting(tmp_path: Path):
+    with footprint.track("threads", db=str(tmp_path / "th.db"), probes=fake(), summary=False) as run:
+        def worker(name: str) -> None:
+            with run.span(name):
+                with run.span(name + "-child"):
+                    time.sleep(0.05)
+
+        ts = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    spans = {s.name: s for s in run.report().spans}
+    for i in range(3):
+        assert spans[f"w{i}-child"].parent == spans[f"w{i}"].id
+
+
+def test_short_window_is_flagged_unreliable(tmp_path: Path):
+    from footprint.probes.base import Device
+    from footprint.probes.base import FakeProbe as FP
+
+    class SlowCounter(FP):
+        def open(self):  # type: ignore[no-untyped-def]
+            super().open()
+            self.devices = [Device(kind="gpu", index=0, name="slow", source="fake", measured=True,
+                                   update_period_s=1.0)]
+            return self.devices
+
+    with footprint.track("short", db=str(tmp_path / "s.db"), probes=[SlowCounter(powers_w={"gpu:0": 100.0})],
+                         summary=False) as run:
+        with run.span("tiny"):
+            pass
+    rep = run.report()
+    assert any("shorter than a counter's update period" in w for w in rep.warnings)
+    assert rep.spans[0].reliable is False
