@@ -8,11 +8,10 @@ import os
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import carbon
+from . import carbon, clock
 from .errors import FootprintError
 from .probes import default_probes
 from .probes.base import Probe, ProbeError
@@ -74,7 +73,7 @@ class Run:
         if self._wake_fd is not None:  # ask the owning process to read its counters now
             with contextlib.suppress(OSError):
                 os.write(self._wake_fd, b"m")
-        return time.time()
+        return clock.now()
 
     def _stack(self) -> list[int]:
         stack: list[int] | None = getattr(self._spans, "stack", None)
@@ -102,7 +101,7 @@ class Run:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise FootprintError(f"tokens must be a non-negative integer, got {n!r}")
         stack = self._stack()
-        self.store.add_tokens(self.id, stack[-1] if stack else None, time.time(), n, kind)
+        self.store.add_tokens(self.id, stack[-1] if stack else None, clock.now(), n, kind)
 
     # -- results --------------------------------------------------------------------------------
 
@@ -155,7 +154,7 @@ def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_I
             opened.append(probe)
         except ProbeError as exc:
             print(f"footprint: {probe.name} probe skipped: {exc}", file=sys.stderr)
-    run_id = store.create_run(name, created_at=time.time(), host=host, pid=os.getpid(), command=command,
+    run_id = store.create_run(name, created_at=clock.now(), host=host, pid=os.getpid(), command=command,
                               interval_s=interval_s, country=intensity.country,
                               carbon_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source, meta=meta)
     ids = store.add_devices(run_id, devices, host)

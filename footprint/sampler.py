@@ -12,6 +12,7 @@ import select
 import threading
 import time
 
+from . import clock
 from .probes.base import Probe, ProbeError, Reading
 from .store import Store
 
@@ -49,7 +50,7 @@ class Sampler:
     def mark(self) -> float:
         """Read every probe now; returns the time of the first read."""
         readings = self._read_all()
-        return readings[0].t if readings else time.time()
+        return readings[0].t if readings else clock.now()
 
     def _read_all(self) -> list[Reading]:
         out: list[Reading] = []
@@ -77,14 +78,14 @@ class Sampler:
             return
         self._reported.add(key)
         with self._buf_lock:
-            self._events.append((device_id, time.time(), kind, message))
+            self._events.append((device_id, clock.now(), kind, message))
 
     def flush(self) -> None:
         with self._buf_lock:
             samples, self._samples = self._samples, []
             events, self._events = self._events, []
         try:
-            self.store.write_batch(self.run_id, samples, events, time.time())
+            self.store.write_batch(self.run_id, samples, events, clock.now())
             self.last_flush_error = None
         except Exception as exc:  # disk full, locked too long: keep the data and try again later
             self.last_flush_error = str(exc)

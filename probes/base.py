@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
-import time
 from dataclasses import dataclass, field
+
+from footprint import clock
 
 
 class ProbeError(Exception):
@@ -50,7 +51,7 @@ class Reading:
     """
 
     device: Device
-    t: float  # wall-clock seconds (time.time()) at the read
+    t: float  # wall-clock seconds at the read (footprint.clock.now(): immune to clock jumps)
     energy_j: float
     power_w: float | None = None
 
@@ -115,7 +116,7 @@ class FakeProbe(Probe):
         self._t0: float | None = None
 
     def _now(self) -> float:
-        return self.clock() if callable(self.clock) else time.time()
+        return self.clock() if callable(self.clock) else clock.now()
 
     def open(self) -> list[Device]:
         self.devices = []

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import importlib.util
 import re
-import time
 from functools import lru_cache
 from pathlib import Path
+
+from footprint import clock
 
 from .base import Device, PowerIntegrator, Probe, Reading
 
@@ -126,7 +127,7 @@ class CpuEstimateProbe(Probe):
         import psutil
 
         util = psutil.cpu_percent(interval=None) / 100.0
-        t = time.time()
+        t = clock.now()
         p = self.sockets * self.tdp_w * (IDLE_FRACTION + (1 - IDLE_FRACTION) * util)
         return [Reading(self.devices[0], t, self._integrator.add(t, p), p)]
 
@@ -153,5 +154,5 @@ class RamEstimateProbe(Probe):
         return self.devices
 
     def read(self) -> list[Reading]:
-        t = time.time()
+        t = clock.now()
         return [Reading(self.devices[0], t, self._integrator.add(t, self.power_w), self.power_w)]

@@ -6,6 +6,8 @@ import contextlib
 import os
 from typing import Any
 
+from footprint import clock
+
 from .base import Availability, Device, PowerIntegrator, Probe, ProbeError, Reading
 
 MIG_NOTE = (
@@ -143,8 +145,6 @@ class NvmlProbe(Probe):
         return "nvml-power", 1.0
 
     def read(self) -> list[Reading]:
-        import time
-
         nv = _nvml()
         out: list[Reading] = []
         for k, dev in enumerate(self.devices):
@@ -152,7 +152,7 @@ class NvmlProbe(Probe):
             try:
                 if self._modes[k] == "nvml-energy":
                     mj = int(nv.nvmlDeviceGetTotalEnergyConsumption(h))
-                    t = time.time()
+                    t = clock.now()
                     first = self._first_mj[k]
                     if first is None:
                         self._first_mj[k] = first = mj
@@ -165,7 +165,7 @@ class NvmlProbe(Probe):
                     mw = float(v.value.uiVal)
                 else:
                     mw = float(nv.nvmlDeviceGetPowerUsage(h))
-                t = time.time()
+                t = clock.now()
                 p = mw / 1000.0
                 out.append(Reading(dev, t, self._integrators[k].add(t, p), p))
             except Exception as exc:  # one GPU failing must not stop the others

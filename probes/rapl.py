@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from footprint import clock
 
 from .base import Availability, Device, Probe, ProbeError, Reading
 
@@ -131,7 +132,7 @@ class RaplProbe(Probe):
                 raise ProbeError(GRANT_HINT) from exc
             except (OSError, ValueError) as exc:
                 raise ProbeError(f"cannot read {path}: {exc}") from exc
-            t = time.time()
+            t = clock.now()
             self._zones.append(_Zone(path, kind, idx, zname, rng, cur, cur, t))
             self.devices.append(
                 Device(kind=kind, index=idx, name=f"RAPL {zname} ({path.name})", source="rapl",
@@ -147,7 +148,7 @@ class RaplProbe(Probe):
             except (OSError, ValueError) as exc:
                 self.errors[dev.key] = f"{zone.path / 'energy_uj'}: {exc}"
                 continue
-            t = time.time()
+            t = clock.now()
             dt = t - zone.last_t
             expected = zone.power_w * dt * 1e6 if zone.power_w is not None and dt > 0 else None
             delta = unwrap(zone.last_uj, cur, zone.range_uj, expected)
