@@ -35,6 +35,16 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got '{text}'")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # one line, no usage dump: the usage is one `--help` away
@@ -57,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--country", help="ISO 3166 alpha-3 code of the grid, for CO2e (e.g. FRA)")
     r.add_argument("--carbon-intensity", type=_non_negative_float, metavar="G_PER_KWH",
                    help="grid carbon intensity in g CO2e/kWh (overrides --country)")
+    r.add_argument("--tokens", type=_non_negative_int, metavar="N",
+                   help="tokens the command processes, for J/token when it does not count them itself")
     r.add_argument("--no-summary", action="store_true", help="do not print the summary")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
 
@@ -219,9 +231,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             else:
                 status = "completed" if rc == 0 else "failed"
     finally:
-        finish_run(run, status=status, exit_code=code)
-        for s, h in old.items():
-            signal.signal(s, h)
+        try:
+            if args.tokens is not None:
+                run.add_tokens(args.tokens)
+            finish_run(run, status=status, exit_code=code)
+        except FootprintError as exc:  # the child's exit code still wins
+            print(f"footprint: error: {exc}", file=sys.stderr)
+            return code
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
     if not args.no_summary:
         sys.stderr.write(render(run.report(), "console", color=sys.stderr.isatty()))
     return code

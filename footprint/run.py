@@ -6,8 +6,10 @@ import contextlib
 import functools
 import os
 import socket
+import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -176,8 +178,19 @@ def finish_run(run: Run, *, status: str = "completed", exit_code: int | None = N
     for probe in sampler.probes:
         with contextlib.suppress(Exception):
             probe.close()
-    run.store.finish_run(run.id, status=status, exit_code=exit_code, ended_at=ended)
     run.finished = True
+    for attempt in range(3):
+        try:
+            if sampler.last_flush_error is not None:
+                sampler.flush()
+            run.store.finish_run(run.id, status=status, exit_code=exit_code, ended_at=ended)
+            if sampler.last_flush_error is None:
+                return
+        except sqlite3.Error as exc:
+            sampler.last_flush_error = str(exc)
+        time.sleep(0.2 * (attempt + 1))
+    raise FootprintError(f"could not finish run {run.id} in {run.store.path}: {sampler.last_flush_error}; "
+                         "samples written before this are kept (the run shows as incomplete)")
 
 
 def attach_from_env() -> Run | None:

@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS samples (
     device_id INTEGER NOT NULL REFERENCES devices(id),
     t REAL NOT NULL,                 -- wall-clock seconds of the read
     energy_j REAL NOT NULL,          -- cumulative since the probe opened
-    power_w REAL
+    power_w REAL,
+    mark INTEGER NOT NULL DEFAULT 0  -- 1: a read at a run/span boundary, never compacted away
 );
 CREATE INDEX IF NOT EXISTS samples_device_t ON samples(device_id, t);
 CREATE TABLE IF NOT EXISTS spans (
@@ -215,12 +216,13 @@ class Store:
                 ids[d.key] = int(cur.lastrowid or 0)
         return ids
 
-    def write_batch(self, run_id: int, samples: Sequence[tuple[int, float, float, float | None]],
+    def write_batch(self, run_id: int, samples: Sequence[tuple[int, float, float, float | None, int]],
                     events: Sequence[tuple[int | None, float, str, str]], heartbeat: float) -> None:
         """One transaction: samples, events and the run's heartbeat."""
         with self.lock, transaction(self.conn) as c:
             if samples:
-                c.executemany("INSERT INTO samples (device_id, t, energy_j, power_w) VALUES (?, ?, ?, ?)", samples)
+                c.executemany("INSERT INTO samples (device_id, t, energy_j, power_w, mark) VALUES (?, ?, ?, ?, ?)",
+                              samples)
             if events:
                 c.executemany(
                     "INSERT INTO events (run_id, device_id, t, kind, message) VALUES (?, ?, ?, ?, ?)",
@@ -251,6 +253,27 @@ class Store:
         with self.lock, transaction(self.conn) as c:
             c.execute("INSERT INTO tokens (run_id, span_id, t, n, kind) VALUES (?, ?, ?, ?, ?)",
                       (run_id, span_id, t, n, kind))
+
+    def compact(self, run_id: int, *, since: float, until: float, bucket_s: float) -> int:
+        """Thin the periodic samples of [since, until) to the last one per device per `bucket_s`.
+
+        Energies are cumulative, so totals and every boundary (marks are kept) stay exact; only the
+        time resolution of old power curves drops. Returns the number of samples removed.
+        """
+        with self.lock, transaction(self.conn) as c:
+            cur = c.execute(
+                """
+                DELETE FROM samples WHERE rowid IN (
+                    SELECT s.rowid FROM samples s JOIN devices d ON d.id = s.device_id
+                    WHERE d.run_id = :run AND s.mark = 0 AND s.t >= :since AND s.t < :until
+                      AND s.rowid NOT IN (
+                        SELECT MAX(s2.rowid) FROM samples s2 JOIN devices d2 ON d2.id = s2.device_id
+                        WHERE d2.run_id = :run AND s2.t >= :since AND s2.t < :until
+                        GROUP BY s2.device_id, CAST((s2.t - :since) / :bucket AS INTEGER)))
+                """,
+                {"run": run_id, "since": since, "until": until, "bucket": bucket_s},
+            )
+            return cur.rowcount
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ class DeviceReport:
     note: str | None = None
     samples: int = 0
     mean_power_w: float | None = None
+    first_read_at: float | None = None
+    last_read_at: float | None = None
 
 
 @dataclass
@@ -135,6 +137,7 @@ def load_run(store: Store, run_id: int) -> RunReport:
             kind=d["kind"], index=d["idx"], name=d["name"], energy_j=e, source=d["source"],
             measured=bool(d["measured"]), uuid=d["uuid"], power_limit_w=d["power_limit_w"], note=d["note"],
             samples=d["n_samples"], mean_power_w=(e / span_t) if e is not None and span_t else None,
+            first_read_at=d["first_t"], last_read_at=d["last_t"],
         ))
         per_kind.setdefault(d["kind"], []).append(e)
         if d["first_t"] is not None:
@@ -150,6 +153,11 @@ def load_run(store: Store, run_id: int) -> RunReport:
     started = row["started_at"] if row["started_at"] is not None else (min(first_t) if first_t else None)
     ended = row["ended_at"] if row["ended_at"] is not None else (max(last_t) if last_t else None)
     duration = (ended - started) if started is not None and ended is not None else None
+    for dev in devices:
+        if ended is not None and started is not None and dev.last_read_at is not None \
+                and ended - dev.last_read_at > max(2 * (row["interval_s"] or 0.5), 1.0):
+            warnings.append(f"{dev.kind}:{dev.index}: no reading after +{dev.last_read_at - started:.1f} s "
+                            f"(of {ended - started:.1f} s): its energy covers only that part")
     if duration is not None and max_period and duration < max_period:
         warnings.append(f"run lasted {duration:.3f} s, shorter than a counter's update period "
                         f"({max_period:g} s): its energy is unreliable")

@@ -30,6 +30,8 @@ class PowercapTree:
         self.t0 = time.time()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._removed: set[str] = set()
+        self._lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
         for z in zones:
             parts = z.path.split(":")
@@ -55,8 +57,21 @@ class PowercapTree:
         """Exact energy of zone z over [a, b] (constant power)."""
         return z.power_w * (b - a)
 
+    def remove_counter(self, path: str) -> None:
+        """Make a zone's energy_uj vanish, as when a driver is unloaded mid-run."""
+        with self._lock:
+            self._removed.add(path)
+            z = next(z for z in self.zones if z.path == path)
+            (self.zone_dir(z) / "energy_uj").unlink()
+
     def _write(self, t: float) -> None:
+        with self._lock:
+            self._write_locked(t)
+
+    def _write_locked(self, t: float) -> None:
         for z in self.zones:
+            if z.path in self._removed:
+                continue
             total_uj = int(z.power_w * (t - self.t0) * 1e6)
             target = self.zone_dir(z) / "energy_uj"
             tmp = target.with_name(".energy_uj.tmp")
