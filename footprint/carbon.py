@@ -1,17 +1,26 @@
 """Carbon intensity (g CO2e per kWh), resolved offline from CodeCarbon's packaged data.
 
-Data: CodeCarbon's `global_energy_mix.json` (per-country intensity, from Our World in Data / Ember)
-and `carbon_intensity_per_source.json` (world average, IEA 2019). Both ship with the codecarbon
-package (MIT); we read the files and never import codecarbon.
+Data: CodeCarbon's `global_energy_mix.json` (per-country intensity, from Our World in Data / Ember),
+`impact.csv` (cloud regions, from the providers' own figures) and `carbon_intensity_per_source.json`
+(world average, IEA 2019). They ship with the codecarbon package (MIT; attribution kept in every
+source string); we read the files and never import codecarbon. The time zone's country comes from the
+system's (or the tzdata package's) zone.tab, mapped to ISO3 with pycountry's ISO 3166 table.
+
+Resolution order, first match wins: explicit g/kWh, cloud region, country (flags, then
+FOOTPRINT_CARBON_INTENSITY / FOOTPRINT_CLOUD_REGION / FOOTPRINT_COUNTRY), the local time zone's
+country, the world average. Never the network.
 """
 
 from __future__ import annotations
 
+import csv
 import difflib
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from .errors import FootprintError
@@ -63,13 +72,102 @@ def country_intensity(iso3: str) -> Intensity:
     raise FootprintError(f"unknown country code '{iso3}' (expected ISO 3166 alpha-3, e.g. FRA, USA){hint}")
 
 
-def resolve(country: str | None = None, g_per_kwh: float | None = None) -> Intensity:
-    """Explicit g/kWh, else explicit country, else FOOTPRINT_CARBON_INTENSITY / FOOTPRINT_COUNTRY,
-    else the world average. Never asks the network."""
+@lru_cache(maxsize=1)
+def _regions() -> dict[str, tuple[float, str, str]]:
+    """'provider:region' -> (g/kWh, ISO3, source)."""
+    path = find_data_file("impact.csv")
+    out: dict[str, tuple[float, str, str]] = {}
+    if path is None:
+        return out
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        for row in csv.DictReader(fh):
+            try:
+                key = f"{row['provider'].strip().lower()}:{row['region'].strip().lower()}"
+                out[key] = (float(row["impact"]), row.get("countryIsoCode", "") or "",
+                            row.get("source", "") or "provider data")
+            except (KeyError, ValueError, AttributeError):
+                continue
+    return out
+
+
+def region_intensity(region: str) -> Intensity:
+    """A cloud region as 'provider:region', e.g. 'gcp:europe-west1' (as many as CodeCarbon's impact.csv
+    lists: GCP's regions in codecarbon 3.x)."""
+    key = region.strip().lower()
+    table = _regions()
+    if key in table:
+        g, iso3, src = table[key]
+        return Intensity(g, iso3 or None, f"cloud region {key} (CodeCarbon impact.csv, from {src})")
+    close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else " (expected provider:region, e.g. gcp:europe-west1)"
+    raise FootprintError(f"unknown cloud region '{region}'{hint}")
+
+
+def local_timezone() -> str | None:
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz and "/" in tz:
+        return tz
+    try:
+        text = Path("/etc/timezone").read_text().strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    try:
+        target = os.readlink("/etc/localtime")
+    except OSError:
+        return None
+    return target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else None
+
+
+def _zone_tab() -> Path | None:
+    system = Path("/usr/share/zoneinfo/zone.tab")
+    if system.is_file():
+        return system
+    spec = importlib.util.find_spec("tzdata")
+    if spec and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            p = Path(loc) / "zoneinfo" / "zone.tab"
+            if p.is_file():
+                return p
+    return None
+
+
+def _iso2_to_iso3(iso2: str) -> str | None:
+    spec = importlib.util.find_spec("pycountry")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / "databases" / "iso3166-1.json"
+        if p.is_file():
+            for row in json.loads(p.read_text(encoding="utf-8"))["3166-1"]:
+                if row.get("alpha_2") == iso2:
+                    return str(row["alpha_3"])
+    return None
+
+
+def timezone_country(tz: str | None) -> str | None:
+    """ISO3 country of an IANA time zone (Europe/Paris -> FRA), or None (UTC, unknown)."""
+    tab = _zone_tab()
+    if not tz or tab is None:
+        return None
+    for line in tab.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[2] == tz:
+            return _iso2_to_iso3(parts[0])
+    return None
+
+
+def resolve(country: str | None = None, g_per_kwh: float | None = None, region: str | None = None) -> Intensity:
+    """The carbon intensity to use, and why (see the module's docstring for the order)."""
     if g_per_kwh is not None:
-        if g_per_kwh < 0:
+        if not g_per_kwh >= 0:
             raise FootprintError(f"carbon intensity must be >= 0 g/kWh, got {g_per_kwh:g}")
         return Intensity(g_per_kwh, country.upper() if country else None, "given explicitly")
+    if region:
+        return region_intensity(region)
     if country:
         return country_intensity(country)
     env_g = os.environ.get("FOOTPRINT_CARBON_INTENSITY")
@@ -79,9 +177,20 @@ def resolve(country: str | None = None, g_per_kwh: float | None = None) -> Inten
         except ValueError:
             raise FootprintError(f"FOOTPRINT_CARBON_INTENSITY must be a number of g/kWh, got '{env_g}'") from None
         return Intensity(value, None, "FOOTPRINT_CARBON_INTENSITY")
+    env_r = os.environ.get("FOOTPRINT_CLOUD_REGION")
+    if env_r:
+        found = region_intensity(env_r)
+        return Intensity(found.g_per_kwh, found.country, found.source + " (from FOOTPRINT_CLOUD_REGION)")
     env_c = os.environ.get("FOOTPRINT_COUNTRY")
     if env_c:
         found = country_intensity(env_c)
         return Intensity(found.g_per_kwh, found.country, found.source + " (from FOOTPRINT_COUNTRY)")
+    tz = local_timezone()
+    iso3 = timezone_country(tz)
+    if iso3 and iso3 in _countries():
+        found = country_intensity(iso3)
+        return Intensity(found.g_per_kwh, found.country,
+                         f"{found.source} (guessed from time zone {tz}; pass --country to be sure)")
+    why = f"time zone {tz} names no country" if tz else "no time zone set"
     return Intensity(world_average(), None,
-                     "world average (IEA 2019): no country given; pass --country ISO3 for your grid")
+                     f"world average (IEA 2019): no country given and {why}; pass --country ISO3 for your grid")

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from .errors import FootprintError
 
@@ -51,6 +52,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _economics_options(p: argparse.ArgumentParser, *, at_report: bool = False) -> None:
+    when = " (overrides what the run recorded)" if at_report else ""
+    p.add_argument("--country", help=f"ISO 3166 alpha-3 code of the grid, for CO2e (e.g. FRA){when}")
+    p.add_argument("--region", help=f"cloud region as provider:region, e.g. gcp:europe-west1{when}")
+    p.add_argument("--carbon-intensity", type=_non_negative_float, metavar="G_PER_KWH",
+                   help=f"grid carbon intensity in g CO2e/kWh (overrides --country and --region){when}")
+    p.add_argument("--pue", type=_pue, help=f"data-centre PUE, >= 1 (default 1.0: hardware only){when}")
+    p.add_argument("--price-kwh", type=_non_negative_float, metavar="PRICE",
+                   help=f"electricity price per kWh{when}")
+    p.add_argument("--price-hour", type=_non_negative_float, metavar="PRICE",
+                   help=f"instance price per hour{when}")
+    p.add_argument("--currency", help=f"currency code for prices (default USD){when}")
+
+
+def _pue(text: str) -> float:
+    value = _non_negative_float(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a PUE is >= 1, got '{text}'")
+    return value
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from .reports.model import Settings
+
+    return Settings(country=args.country, region=args.region, carbon_intensity=args.carbon_intensity, pue=args.pue,
+                    price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="footprint", description="Energy, carbon and cost per token for ML workloads.",
                 epilog=EPILOG)
@@ -64,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--db", help="SQLite file to record to (default: $FOOTPRINT_DB or ./footprint.db)")
     r.add_argument("--name", help="run name (default: the command's name)")
     r.add_argument("--interval", type=_positive_float, default=0.5, help="sampling interval in seconds (default 0.5)")
-    r.add_argument("--country", help="ISO 3166 alpha-3 code of the grid, for CO2e (e.g. FRA)")
-    r.add_argument("--carbon-intensity", type=_non_negative_float, metavar="G_PER_KWH",
-                   help="grid carbon intensity in g CO2e/kWh (overrides --country)")
+    _economics_options(r)
+    r.add_argument("--baseline", type=_positive_float, metavar="SECONDS",
+                   help="measure idle power for this long before starting CMD, to report dynamic energy")
     r.add_argument("--tokens", type=_non_negative_int, metavar="N",
                    help="tokens the command processes, for J/token when it does not count them itself")
     r.add_argument("--no-summary", action="store_true", help="do not print the summary")
@@ -77,8 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="*", metavar="RUN", help="run id or name (default: last)")
     rep.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
     rep.add_argument("--json", action="store_true", help="print the JSON contract instead of the summary")
-    rep.add_argument("--format", help="renderer by name (console, json)")
+    rep.add_argument("--format", help="renderer by name: console, json, csv, csv-spans, emissions-csv, html")
     rep.add_argument("-o", "--output", help="write to this file; the renderer follows its extension")
+    rep.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
+    _economics_options(rep, at_report=True)
+
+    cmp = sub.add_parser("compare", help="compare runs side by side, with ratios to the first",
+                         description="Energy, J/token, CO2e and cost per token, tokens/s and an optional quality "
+                                     "score, each with its ratio to the first run.", epilog=EPILOG)
+    cmp.add_argument("runs", nargs="+", metavar="RUN", help="run ids or names; the first is the reference")
+    cmp.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
+    cmp.add_argument("--quality", action="append", default=[], metavar="RUN=VALUE",
+                     help="a quality score for a run (accuracy, win rate...), repeatable")
+    cmp.add_argument("--json", action="store_true", help="print JSON")
+    _economics_options(cmp, at_report=True)
+
+    w = sub.add_parser("watch", help="live power and energy of running runs",
+                       description="Show the runs being recorded in a DB, updating in place, while another "
+                                   "process writes it. Ctrl-C to stop.", epilog=EPILOG)
+    w.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
+    w.add_argument("--every", type=_positive_float, default=1.0, help="refresh period in seconds (default 1)")
+    w.add_argument("--once", action="store_true", help="print one frame and exit")
 
     ls = sub.add_parser("runs", help="list recorded runs", description="List recorded runs, newest first.",
                         epilog=EPILOG)
@@ -102,6 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_runs(args)
         if args.command == "probes":
             return cmd_probes()
+        if args.command == "compare":
+            return cmd_compare(args)
+        if args.command == "watch":
+            from .watch import watch
+
+            return watch(args.db, every=args.every, once=args.once)
         parser.print_help()
         return 2
     except FootprintError as exc:
@@ -131,7 +185,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     store = Store(args.db or default_db_path(), create=False)
     ids = [store.resolve_run(ref) for ref in (args.runs or ["last"])]
-    report = load_report(store, ids)
+    report = load_report(store, ids, _settings(args))
+    if args.html:
+        _write(renderer_for("html").render(report), args.html)
+        if not (args.json or args.format or args.output):
+            return 0
     if args.json:
         text = renderer_for("json").render(report)
     elif args.format:
@@ -141,6 +199,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         text = render(report, "console", color=sys.stdout.isatty())
     _write(text, args.output)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .reports import CompareRenderer, load_report
+    from .store import Store, default_db_path
+
+    store = Store(args.db or default_db_path(), create=False)
+    ids = [store.resolve_run(ref) for ref in args.runs]
+    quality: dict[int, float] = {}
+    for item in args.quality:
+        ref, sep, value = item.partition("=")
+        if not sep:
+            raise FootprintError(f"--quality takes RUN=VALUE, got '{item}'")
+        try:
+            quality[store.resolve_run(ref)] = float(value)
+        except ValueError:
+            raise FootprintError(f"--quality value must be a number, got '{value}'") from None
+    report = load_report(store, ids, _settings(args))
+    sys.stdout.write(CompareRenderer(quality, as_json=args.json).render(report))
     return 0
 
 
@@ -186,8 +264,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not cmd:
         raise FootprintError("footprint run needs a command: footprint run [options] -- CMD ARGS...")
     db = os.path.abspath(args.db or os.environ.get("FOOTPRINT_DB") or "footprint.db")
-    run = start_run(args.name or _default_name(cmd), db=db, interval_s=args.interval,
-                    country=args.country, carbon_g_per_kwh=args.carbon_intensity, command=cmd)
+    run = start_run(args.name or _default_name(cmd), db=db, interval_s=args.interval, country=args.country,
+                    carbon_g_per_kwh=args.carbon_intensity, region=args.region, pue=args.pue,
+                    price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
+                    baseline_s=args.baseline, command=cmd)
     assert run.sampler is not None
     wake_fd = run.sampler.wake_fd
     env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: str(wake_fd)})

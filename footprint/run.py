@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import platform
 import socket
 import sqlite3
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import carbon, clock
+from .costs import resolve_costs
 from .errors import FootprintError
 from .probes import default_probes
 from .probes.base import Probe, ProbeError
@@ -140,12 +142,18 @@ class Run:
 
 
 def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_INTERVAL_S,
-              country: str | None = None, carbon_g_per_kwh: float | None = None,
+              country: str | None = None, carbon_g_per_kwh: float | None = None, region: str | None = None,
+              pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
+              currency: str | None = None, baseline_s: float | None = None,
               probes: list[Probe] | None = None, command: list[str] | None = None,
               meta: dict[str, Any] | None = None) -> Run:
-    """Create a run, open its probes, take the first reading and start the sampler."""
+    """Create a run, open its probes, optionally measure idle power for `baseline_s`, take the first
+    reading and start the sampler."""
     interval_s = check_interval(interval_s)
-    intensity = carbon.resolve(country, carbon_g_per_kwh)
+    if baseline_s is not None and not (baseline_s > 0 and baseline_s < float("inf")):
+        raise FootprintError(f"baseline must be a positive number of seconds, got {baseline_s!r}")
+    intensity = carbon.resolve(country, carbon_g_per_kwh, region)
+    costs = resolve_costs(pue=pue, price_kwh=price_kwh, price_hour=price_hour, currency=currency)
     store = Store(db or default_db_path())
     host = socket.gethostname()
     opened: list[Probe] = []
@@ -156,15 +164,41 @@ def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_I
             opened.append(probe)
         except ProbeError as exc:
             print(f"footprint: {probe.name} probe skipped: {exc}", file=sys.stderr)
+    meta = {"os": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            **(meta or {})}
     run_id = store.create_run(name, created_at=clock.now(), host=host, pid=os.getpid(), command=command,
                               interval_s=interval_s, country=intensity.country,
-                              carbon_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source, meta=meta)
+                              carbon_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source,
+                              region=region.lower() if region else None, pue=costs.pue, price_kwh=costs.price_kwh,
+                              price_hour=costs.price_hour, currency=costs.currency, meta=meta)
     ids = store.add_devices(run_id, devices, host)
+    if baseline_s:
+        for key, watts in measure_idle(opened, baseline_s).items():
+            store.set_baseline(ids[key], watts)
     sampler = Sampler(store, run_id, opened, ids, interval_s=interval_s)
     started = sampler.mark()
     store.set_started(run_id, started)
     sampler.start()
     return Run(store, run_id, name, sampler=sampler)
+
+
+def measure_idle(probes: list[Probe], seconds: float) -> dict[str, float]:
+    """Mean power of every device over `seconds` of doing nothing (before the workload starts)."""
+    def read() -> dict[str, tuple[float, float]]:
+        out: dict[str, tuple[float, float]] = {}
+        for probe in probes:
+            with contextlib.suppress(ProbeError):
+                out.update({r.device.key: (r.t, r.energy_j) for r in probe.read()})
+        return out
+
+    first = read()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:  # estimates integrate power, so they need reads along the way
+        time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+        read()
+    last = read()
+    return {k: (last[k][1] - first[k][1]) / (last[k][0] - first[k][0])
+            for k in last if k in first and last[k][0] > first[k][0]}
 
 
 def finish_run(run: Run, *, status: str = "completed", exit_code: int | None = None) -> None:

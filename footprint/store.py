@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS runs (
     country TEXT,
     carbon_g_per_kwh REAL,
     carbon_source TEXT,
+    region TEXT,                     -- cloud region (provider:region), when given
+    pue REAL,                        -- data-centre power usage effectiveness (1.0 unless given)
+    price_kwh REAL,                  -- electricity price per kWh
+    price_hour REAL,                 -- instance price per hour
+    currency TEXT,
     meta TEXT                        -- JSON object
 );
 CREATE TABLE IF NOT EXISTS devices (
@@ -52,7 +57,8 @@ CREATE TABLE IF NOT EXISTS devices (
     uuid TEXT,
     power_limit_w REAL,
     note TEXT,
-    host TEXT
+    host TEXT,
+    baseline_w REAL                  -- idle power measured before the run (--baseline), if asked
 );
 CREATE INDEX IF NOT EXISTS devices_run ON devices(run_id);
 CREATE TABLE IF NOT EXISTS samples (
@@ -193,13 +199,17 @@ class Store:
     def create_run(self, name: str, *, created_at: float, host: str, pid: int,
                    command: Sequence[str] | None = None, interval_s: float | None = None,
                    country: str | None = None, carbon_g_per_kwh: float | None = None,
-                   carbon_source: str | None = None, meta: dict[str, Any] | None = None) -> int:
+                   carbon_source: str | None = None, region: str | None = None, pue: float = 1.0,
+                   price_kwh: float | None = None, price_hour: float | None = None, currency: str | None = None,
+                   meta: dict[str, Any] | None = None) -> int:
         with self.lock, transaction(self.conn) as c:
             cur = c.execute(
                 "INSERT INTO runs (name, status, created_at, heartbeat_at, host, pid, command, interval_s, "
-                "country, carbon_g_per_kwh, carbon_source, meta) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "country, carbon_g_per_kwh, carbon_source, region, pue, price_kwh, price_hour, currency, meta) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, created_at, created_at, host, pid, json.dumps(list(command)) if command else None,
-                 interval_s, country, carbon_g_per_kwh, carbon_source, json.dumps(meta or {})),
+                 interval_s, country, carbon_g_per_kwh, carbon_source, region, pue, price_kwh, price_hour,
+                 currency, json.dumps(meta or {})),
             )
             return int(cur.lastrowid or 0)
 
@@ -229,6 +239,30 @@ class Store:
                     [(run_id, *e) for e in events],
                 )
             c.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (heartbeat, run_id))
+
+    def set_baseline(self, device_id: int, watts: float) -> None:
+        with self.lock, transaction(self.conn) as c:
+            c.execute("UPDATE devices SET baseline_w = ? WHERE id = ?", (watts, device_id))
+
+    def power_series(self, device_id: int, *, points: int = 120) -> list[tuple[float, float]]:
+        """(t, mean power since the previous point) for a device, at most `points` of them.
+
+        Computed from cumulative energy, so it is right whatever the probe's own power readings, and
+        found by index seeks on an even time grid, so it costs the same for 100 or 10 million samples.
+        """
+        ends = self.query("SELECT MIN(t), MAX(t) FROM samples WHERE device_id = ?", (device_id,))
+        t0, t1 = ends[0][0], ends[0][1]
+        if t0 is None or t1 <= t0:
+            return []
+        picked: list[tuple[float, float]] = []
+        with self.lock:
+            for k in range(points + 1):
+                row = self.conn.execute(
+                    "SELECT t, energy_j FROM samples WHERE device_id = ? AND t >= ? ORDER BY t LIMIT 1",
+                    (device_id, t0 + (t1 - t0) * k / points)).fetchone()
+                if row is not None and (not picked or row[0] > picked[-1][0]):
+                    picked.append((float(row[0]), float(row[1])))
+        return [(b[0], (b[1] - a[1]) / (b[0] - a[0])) for a, b in zip(picked, picked[1:], strict=False)]
 
     def set_started(self, run_id: int, started_at: float) -> None:
         with self.lock, transaction(self.conn) as c:

@@ -7,14 +7,22 @@ from pathlib import Path
 from footprint.errors import FootprintError
 
 from .base import Renderer, as_report
+from .compare import CompareRenderer
 from .console import ConsoleRenderer
+from .csv import CsvRenderer, EmissionsCsvRenderer, SpanCsvRenderer
+from .frame import to_dataframe
+from .html import HtmlRenderer
 from .json import JsonRenderer
-from .model import Report, RunReport, load_report, load_run
+from .model import Report, RunReport, Settings, load_report, load_run
 
-__all__ = ["ConsoleRenderer", "JsonRenderer", "Renderer", "Report", "RunReport", "load_report", "load_run",
-           "render", "renderer_for"]
+__all__ = ["CompareRenderer", "ConsoleRenderer", "CsvRenderer", "EmissionsCsvRenderer", "HtmlRenderer",
+           "JsonRenderer", "Renderer", "Report", "RunReport", "Settings", "SpanCsvRenderer", "load_report",
+           "load_run", "render", "renderer_for", "to_dataframe"]
 
-RENDERERS: dict[str, type[Renderer]] = {r.name: r for r in (ConsoleRenderer, JsonRenderer)}
+RENDERERS: dict[str, type[Renderer]] = {
+    r.name: r for r in (ConsoleRenderer, JsonRenderer, CsvRenderer, SpanCsvRenderer, EmissionsCsvRenderer,
+                        HtmlRenderer)
+}
 
 
 def renderer_for(name_or_path: str) -> Renderer:

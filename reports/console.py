@@ -24,6 +24,30 @@ def fmt_g(g: float | None) -> str:
     return f"{g / 1000:,.3f} kg" if abs(g) >= 1000 else f"{g:,.3f} g"
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 40) -> str:
+    """Power over time in block characters, averaged into `width` columns."""
+    if not values:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [sum(values[int(i * step):int((i + 1) * step)] or [values[int(i * step)]])
+                  / max(1, len(values[int(i * step):int((i + 1) * step)])) for i in range(width)]
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-9:
+        return SPARKS[3] * len(values)
+    return "".join(SPARKS[min(7, int((v - lo) / (hi - lo) * 8))] for v in values)
+
+
+def fmt_money(value: float | None, currency: str) -> str:
+    if value is None:
+        return "unknown"
+    # small amounts keep 4 significant figures: a per-run cost of 0.00003 must not print as 0.0000
+    return f"{value:.4g} {currency}" if abs(value) < 1 else f"{value:,.2f} {currency}"
+
+
 def fmt_s(s: float | None) -> str:
     if s is None:
         return "unknown"
@@ -82,12 +106,41 @@ class ConsoleRenderer(Renderer):
             f"energy {run.kwh * 1000:,.4f} Wh ({run.kwh:.6f} kWh)" if run.kwh is not None else "energy unknown",
             f"CO2e {fmt_g(run.co2e_g)} at {run.carbon_intensity_g_per_kwh:g} g/kWh — {run.carbon_source}"
             if run.carbon_intensity_g_per_kwh is not None else "CO2e unknown",
+            f"PUE {run.pue:g}" + (" (default: hardware energy only; pass --pue for your data centre)"
+                                  if run.pue == 1.0 else " (given)"),
         ]
+        if run.cost is not None:
+            c = run.cost
+            parts = []
+            if c.energy is not None:
+                parts.append(f"electricity {fmt_money(c.energy, c.currency)} at {c.price_kwh:g}/kWh")
+            if c.instance is not None:
+                parts.append(f"instance {fmt_money(c.instance, c.currency)} at {c.price_hour:g}/h")
+            lines.append(f"cost {fmt_money(c.total, c.currency)} (" + " + ".join(parts) + ")")
+        if run.dynamic_energy_j is not None and run.baseline_w is not None:
+            idle = run.baseline_w.get("total")
+            lines.append(f"dynamic energy {fmt_j(run.dynamic_energy_j.get('total'))} above an idle baseline of "
+                         f"{idle:.1f} W" if idle is not None else "idle baseline unknown")
+        e = run.economics
         if run.tokens is not None:
             jpt = f"{run.j_per_token:.4g} J/token" if run.j_per_token is not None else "J/token unknown"
-            lines.append(f"tokens {run.tokens:,} · {jpt}")
+            lines.append(f"tokens {run.tokens:,} · {jpt}"
+                         + (f" · {e.tokens_per_s:,.1f} tokens/s" if e.tokens_per_s is not None else ""))
+            per = []
+            if e.wh_per_1k_tokens is not None:
+                per.append(f"{e.wh_per_1k_tokens:.4g} Wh")
+            if e.co2e_g_per_1k_tokens is not None:
+                per.append(f"{e.co2e_g_per_1k_tokens:.4g} g CO2e")
+            if per:
+                lines.append("per 1k tokens: " + " · ".join(per)
+                             + (f" · per 1M tokens: {fmt_money(e.cost_per_1m_tokens, run.cost.currency)}"
+                                if e.cost_per_1m_tokens is not None and run.cost else ""))
         for line in lines:
             console.print(line)
+        for key, series in run.power.items():
+            if len(series) >= 2:
+                watts = [p for _, p in series]
+                console.print(f"[dim]{key:6}[/] {sparkline(watts)} {min(watts):,.0f}–{max(watts):,.0f} W")
         if run.spans:
             tree = Tree("spans")
             nodes: dict[int | None, Tree] = {None: tree}

@@ -33,6 +33,41 @@ class DeviceReport:
 
 
 @dataclass
+class Economics:
+    """Per-token figures; None wherever tokens (or the price) are unknown, never 0."""
+
+    tokens: int | None = None
+    tokens_per_s: float | None = None
+    j_per_token: float | None = None
+    wh_per_1k_tokens: float | None = None
+    co2e_g_per_1k_tokens: float | None = None
+    cost_per_1m_tokens: float | None = None
+
+
+@dataclass
+class Cost:
+    energy: float | None
+    instance: float | None
+    total: float | None
+    currency: str
+    price_kwh: float | None
+    price_hour: float | None
+
+
+@dataclass
+class Settings:
+    """Report-time overrides of what the run recorded (None: keep the recorded value)."""
+
+    country: str | None = None
+    region: str | None = None
+    carbon_intensity: float | None = None
+    pue: float | None = None
+    price_kwh: float | None = None
+    price_hour: float | None = None
+    currency: str | None = None
+
+
+@dataclass
 class SpanReport:
     id: int
     name: str
@@ -44,6 +79,9 @@ class SpanReport:
     tokens: int | None
     j_per_token: float | None
     reliable: bool = True
+    co2e_g: float | None = None
+    cost: Cost | None = None
+    economics: Economics = field(default_factory=Economics)
 
 
 @dataclass
@@ -70,9 +108,19 @@ class RunReport:
     command: list[str] | None = None
     warnings: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    region: str | None = None
+    pue: float = 1.0
+    cost: Cost | None = None
+    economics: Economics = field(default_factory=Economics)
+    baseline_w: dict[str, float | None] | None = None
+    dynamic_energy_j: dict[str, float | None] | None = None
+    power: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("power")  # a chart's data, not part of the JSON contract
+        return out
 
 
 @dataclass
@@ -117,9 +165,43 @@ def _components(per_kind: dict[str, list[float | None]]) -> dict[str, float | No
     return out
 
 
-def load_run(store: Store, run_id: int) -> RunReport:
+def cost_of(energy_j: float | None, duration_s: float | None, pue: float, price_kwh: float | None,
+            price_hour: float | None, currency: str) -> Cost | None:
+    if price_kwh is None and price_hour is None:
+        return None
+    energy = units.energy_cost(energy_j, price_kwh, pue) if price_kwh is not None and energy_j is not None else None
+    instance = units.instance_cost(duration_s, price_hour) if price_hour is not None and duration_s is not None \
+        else None
+    parts = [c for c in (energy, instance) if c is not None]
+    return Cost(energy, instance, sum(parts) if parts else None, currency, price_kwh, price_hour)
+
+
+def economics_of(energy_j: float | None, co2e_g: float | None, cost: Cost | None, tokens: int | None,
+                 duration_s: float | None) -> Economics:
+    wh = units.j_to_wh(energy_j) if energy_j is not None else None
+    return Economics(
+        tokens=tokens,
+        tokens_per_s=(tokens / duration_s) if tokens and duration_s else None,
+        j_per_token=units.per_token(energy_j, tokens),
+        wh_per_1k_tokens=None if wh is None or not tokens else wh / tokens * 1000,
+        co2e_g_per_1k_tokens=None if co2e_g is None or not tokens else co2e_g / tokens * 1000,
+        cost_per_1m_tokens=units.per_million_tokens(cost.total if cost else None, tokens),
+    )
+
+
+def _intensity(row: Any, settings: Settings) -> tuple[float | None, str | None, str | None]:
+    if settings.carbon_intensity is not None or settings.region or settings.country:
+        from footprint import carbon
+
+        found = carbon.resolve(settings.country, settings.carbon_intensity, settings.region)
+        return found.g_per_kwh, found.source + " (given at report time)", found.country
+    return row["carbon_g_per_kwh"], row["carbon_source"], row["country"]
+
+
+def load_run(store: Store, run_id: int, settings: Settings | None = None) -> RunReport:
     import json
 
+    settings = settings or Settings()
     row = store.query("SELECT * FROM runs WHERE id = ?", (run_id,))[0]
     status = effective_status(row)
     warnings: list[str] = []
@@ -170,12 +252,39 @@ def load_run(store: Store, run_id: int) -> RunReport:
 
     tok_rows = store.query("SELECT span_id, SUM(n) AS n FROM tokens WHERE run_id = ? GROUP BY span_id", (run_id,))
     tokens_total = sum(int(r["n"]) for r in tok_rows) if tok_rows else None
-    intensity = row["carbon_g_per_kwh"]
+    intensity, carbon_source, country = _intensity(row, settings)
+    pue = settings.pue if settings.pue is not None else (row["pue"] or 1.0)
+    price_kwh = settings.price_kwh if settings.price_kwh is not None else row["price_kwh"]
+    price_hour = settings.price_hour if settings.price_hour is not None else row["price_hour"]
+    currency = settings.currency or row["currency"] or "USD"
     total = energy["total"]
     kwh = units.j_to_kwh(total) if total is not None else None
-    co2 = units.co2e_g(total, intensity) if total is not None and intensity is not None else None
+    co2 = units.co2e_g(total, intensity, pue) if total is not None and intensity is not None else None
+    cost = cost_of(total, duration, pue, price_kwh, price_hour, currency)
+
+    baseline: dict[str, float | None] | None = None
+    dynamic: dict[str, float | None] | None = None
+    if any(d["baseline_w"] is not None for d in dev_rows):
+        base_kind: dict[str, list[float | None]] = {}
+        dyn_kind: dict[str, list[float | None]] = {}
+        for d, dev in zip(dev_rows, devices, strict=True):
+            b = d["baseline_w"]
+            base_kind.setdefault(dev.kind, []).append(b)
+            span_t = (dev.last_read_at - dev.first_read_at) if dev.first_read_at is not None \
+                and dev.last_read_at is not None else None
+            dyn = dev.energy_j - b * span_t if dev.energy_j is not None and b is not None and span_t else None
+            dyn_kind.setdefault(dev.kind, []).append(dyn)
+        baseline, dynamic = _components(base_kind), _components(dyn_kind)
+
+    def span_money(e: float | None, d: float | None) -> tuple[float | None, Cost | None]:
+        c = units.co2e_g(e, intensity, pue) if e is not None and intensity is not None else None
+        return c, cost_of(e, d, pue, price_kwh, price_hour, currency)
 
     spans = _spans(store, run_id, dev_rows, {r["span_id"]: int(r["n"]) for r in tok_rows}, ended, max_period)
+    for sp in spans:
+        sp.co2e_g, sp.cost = span_money(sp.energy_j["total"], sp.duration_s)
+        sp.economics = economics_of(sp.energy_j["total"], sp.co2e_g, sp.cost, sp.tokens, sp.duration_s)
+    power = {f"{d['kind']}:{d['idx']}": store.power_series(d["id"]) for d in dev_rows}
     events = [dict(r) for r in store.query(
         "SELECT e.t, e.kind, e.message, d.kind || ':' || d.idx AS device FROM events e "
         "LEFT JOIN devices d ON d.id = e.device_id WHERE e.run_id = ? ORDER BY e.t", (run_id,))]
@@ -185,10 +294,12 @@ def load_run(store: Store, run_id: int) -> RunReport:
     return RunReport(
         id=run_id, name=row["name"], status=status, exit_code=row["exit_code"], started_at=started,
         ended_at=ended, duration_s=duration, energy_j=energy, sources=sources, devices=devices, kwh=kwh,
-        co2e_g=co2, carbon_intensity_g_per_kwh=intensity, carbon_source=row["carbon_source"],
-        country=row["country"], tokens=tokens_total, j_per_token=units.per_token(total, tokens_total),
+        co2e_g=co2, carbon_intensity_g_per_kwh=intensity, carbon_source=carbon_source,
+        country=country, tokens=tokens_total, j_per_token=units.per_token(total, tokens_total),
         spans=spans, host=row["host"], command=json.loads(row["command"]) if row["command"] else None,
-        warnings=warnings, events=events,
+        warnings=warnings, events=events, region=row["region"], pue=pue, cost=cost,
+        economics=economics_of(total, co2, cost, tokens_total, duration), baseline_w=baseline,
+        dynamic_energy_j=dynamic, power=power, meta=json.loads(row["meta"]) if row["meta"] else {},
     )
 
 
@@ -226,5 +337,5 @@ def _spans(store: Store, run_id: int, dev_rows: list[Any], tokens_by_span: dict[
     return out
 
 
-def load_report(store: Store, run_ids: list[int]) -> Report:
-    return Report([load_run(store, rid) for rid in run_ids], store.path)
+def load_report(store: Store, run_ids: list[int], settings: Settings | None = None) -> Report:
+    return Report([load_run(store, rid, settings) for rid in run_ids], store.path)

@@ -1,0 +1,46 @@
+"""Settings that turn energy into money and facility energy: PUE, electricity and instance prices."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from .errors import FootprintError
+
+DEFAULT_CURRENCY = "USD"
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    pue: float = 1.0
+    price_kwh: float | None = None
+    price_hour: float | None = None
+    currency: str = DEFAULT_CURRENCY
+
+
+def _number(name: str, value: float | str | None, *, minimum: float, env: str) -> float | None:
+    if value is None:
+        value = os.environ.get(env) or None
+        name = env if value is not None else name
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise FootprintError(f"{name} must be a number, got '{value}'") from None
+    if math.isnan(number) or math.isinf(number) or number < minimum:
+        raise FootprintError(f"{name} must be a number >= {minimum:g}, got '{value}'")
+    return number
+
+
+def resolve_costs(*, pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
+                  currency: str | None = None) -> CostSettings:
+    """Flags first, then FOOTPRINT_PUE / FOOTPRINT_PRICE_KWH / FOOTPRINT_PRICE_HOUR / FOOTPRINT_CURRENCY."""
+    p = _number("PUE", pue, minimum=1.0, env="FOOTPRINT_PUE")
+    return CostSettings(
+        pue=1.0 if p is None else p,
+        price_kwh=_number("price per kWh", price_kwh, minimum=0.0, env="FOOTPRINT_PRICE_KWH"),
+        price_hour=_number("price per hour", price_hour, minimum=0.0, env="FOOTPRINT_PRICE_HOUR"),
+        currency=(currency or os.environ.get("FOOTPRINT_CURRENCY") or DEFAULT_CURRENCY).upper(),
+    )

@@ -1,0 +1,70 @@
+"""`footprint watch`: running runs' power and energy so far, updated in place while others write the DB."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from .store import Store, default_db_path
+
+
+def snapshot(store: Store) -> list[dict[str, Any]]:
+    """Each running run: name, elapsed, per-device power (from its last two samples) and energy so far."""
+    from .reports.model import effective_status
+
+    out = []
+    for row in store.query("SELECT * FROM runs WHERE status = 'running' ORDER BY id"):
+        if effective_status(row) != "running":
+            continue
+        devices = []
+        for d in store.query("SELECT id, kind, idx, source FROM devices WHERE run_id = ? ORDER BY kind, idx",
+                             (row["id"],)):
+            last = store.query("SELECT t, energy_j FROM samples WHERE device_id = ? ORDER BY t DESC LIMIT 2",
+                               (d["id"],))
+            first = store.query("SELECT energy_j FROM samples WHERE device_id = ? ORDER BY t LIMIT 1", (d["id"],))
+            power = ((last[0][1] - last[1][1]) / (last[0][0] - last[1][0])
+                     if len(last) == 2 and last[0][0] > last[1][0] else None)
+            energy = last[0][1] - first[0][0] if last and first else None
+            devices.append({"device": f"{d['kind']}:{d['idx']}", "source": d["source"], "power_w": power,
+                            "energy_j": energy})
+        out.append({"id": row["id"], "name": row["name"], "elapsed_s": time.time() - (row["started_at"] or
+                                                                                      row["created_at"]),
+                    "devices": devices})
+    return out
+
+
+def _table(runs: list[dict[str, Any]], db: str) -> Any:
+    from rich.table import Table
+
+    from .reports.console import fmt_j, fmt_s
+
+    table = Table(title=f"footprint watch · {db} · {time.strftime('%H:%M:%S')}", title_justify="left")
+    for col in ("run", "elapsed", "device", "power", "energy so far", "source"):
+        table.add_column(col, justify="right" if col in ("power", "energy so far", "elapsed") else "left")
+    if not runs:
+        table.add_row("no run is recording", "", "", "", "", "")
+    for r in runs:
+        for i, d in enumerate(r["devices"] or [{"device": "-", "power_w": None, "energy_j": None, "source": ""}]):
+            table.add_row(f"{r['id']} {r['name']}" if i == 0 else "", fmt_s(r["elapsed_s"]) if i == 0 else "",
+                          d["device"], f"{d['power_w']:,.1f} W" if d["power_w"] is not None else "…",
+                          fmt_j(d["energy_j"]), d["source"])
+    return table
+
+
+def watch(db: str | None, *, every: float = 1.0, once: bool = False) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    store = Store(db or default_db_path(), create=False)
+    console = Console(file=sys.stdout)
+    if once:
+        console.print(_table(snapshot(store), store.path))
+        return 0
+    try:
+        with Live(_table(snapshot(store), store.path), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(every)
+                live.update(_table(snapshot(store), store.path), refresh=True)
+    except KeyboardInterrupt:
+        return 0

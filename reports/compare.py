@@ -1,0 +1,88 @@
+"""`footprint compare`: runs side by side with ratios to the first, the "is the small model enough?" table."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass
+
+from .base import Renderer
+from .console import fmt_j
+from .model import Report, RunReport
+
+
+@dataclass
+class CompareRow:
+    id: int
+    name: str
+    energy_j: float | None
+    j_per_token: float | None
+    co2e_g_per_1k_tokens: float | None
+    cost_per_1m_tokens: float | None
+    tokens_per_s: float | None
+    quality: float | None
+    ratios: dict[str, float | None]  # this run's figure / the first run's
+
+
+METRICS = ("energy_j", "j_per_token", "co2e_g_per_1k_tokens", "cost_per_1m_tokens", "tokens_per_s", "quality")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def compare_rows(runs: list[RunReport], quality: dict[int, float] | None = None) -> list[CompareRow]:
+    quality = quality or {}
+    rows = [CompareRow(r.id, r.name, r.energy_j["total"], r.economics.j_per_token,
+                       r.economics.co2e_g_per_1k_tokens, r.economics.cost_per_1m_tokens, r.economics.tokens_per_s,
+                       quality.get(r.id), {}) for r in runs]
+    base = rows[0]
+    for row in rows:
+        row.ratios = {m: _ratio(getattr(row, m), getattr(base, m)) for m in METRICS}
+    return rows
+
+
+def _cell(value: float | None, ratio: float | None, fmt: str, first: bool) -> str:
+    if value is None:
+        return "–"
+    text = format(value, fmt)
+    return text if first or ratio is None else f"{text} (×{ratio:.2f})"
+
+
+class CompareRenderer(Renderer):
+    name = "compare"
+
+    def __init__(self, quality: dict[int, float] | None = None, *, as_json: bool = False) -> None:
+        self.quality = quality or {}
+        self.as_json = as_json
+
+    def render(self, report: Report) -> str:
+        rows = compare_rows(report.runs, self.quality)
+        if self.as_json:
+            return json.dumps({"baseline_run": rows[0].id, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+        from rich.console import Console
+        from rich.table import Table
+
+        currency = next((r.cost.currency for r in report.runs if r.cost), "")
+        table = Table(title=f"compared with run {rows[0].id} '{rows[0].name}' (ratios: ×this/first)",
+                      title_justify="left")
+        for col in ("run", "energy", "J/token", "g CO2e/1k tok", f"cost/1M tok {currency}".strip(), "tokens/s",
+                    "quality"):
+            table.add_column(col, justify="left" if col == "run" else "right")
+        for i, r in enumerate(rows):
+            first = i == 0
+            table.add_row(
+                f"{r.id} {r.name}",
+                (fmt_j(r.energy_j) + ("" if first or r.ratios["energy_j"] is None
+                                      else f" (×{r.ratios['energy_j']:.2f})")),
+                _cell(r.j_per_token, r.ratios["j_per_token"], ".4g", first),
+                _cell(r.co2e_g_per_1k_tokens, r.ratios["co2e_g_per_1k_tokens"], ".4g", first),
+                _cell(r.cost_per_1m_tokens, r.ratios["cost_per_1m_tokens"], ".4g", first),
+                _cell(r.tokens_per_s, r.ratios["tokens_per_s"], ",.1f", first),
+                _cell(r.quality, r.ratios["quality"], ".4g", first),
+            )
+        buf = io.StringIO()
+        Console(file=buf, width=140, no_color=True, highlight=False).print(table)
+        if any(r.j_per_token is None for r in rows):
+            buf.write("runs without token counts have no per-token figures (add_tokens / --tokens)\n")
+        return buf.getvalue()

@@ -1,0 +1,281 @@
+"""Carbon, cost, per-token economics, compare, exports and plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from footprint.probes import FakeProbe
+from footprint.reports.console import sparkline
+
+from footprint import carbon
+from footprint.errors import FootprintError
+from footprint.run import finish_run, start_run
+from footprint.store import Store
+from tests.conftest import report_json, run_cli
+
+PY = sys.executable
+
+
+def fake_run(db: Path, name: str, watts: float, tokens: int, seconds: float = 0.3, **kw: object) -> int:
+    """A run with one fake GPU at constant power, `tokens` in a decode span after a prefill span."""
+    run = start_run(name, db=str(db), probes=[FakeProbe(powers_w={"gpu:0": watts})], interval_s=0.05,
+                    **kw)  # type: ignore[arg-type]
+    import time
+
+    with run.span("prefill", tokens=tokens // 4):
+        time.sleep(seconds / 3)
+    with run.span("decode", tokens=tokens - tokens // 4):
+        time.sleep(2 * seconds / 3)
+    finish_run(run)
+    return run.id
+
+
+# -- carbon intensity -----------------------------------------------------------------------------
+
+def test_country_region_and_world_average_resolution(monkeypatch: pytest.MonkeyPatch):
+    for var in ("FOOTPRINT_CARBON_INTENSITY", "FOOTPRINT_COUNTRY", "FOOTPRINT_CLOUD_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    fra = carbon.resolve("fra")
+    assert fra.country == "FRA" and 0 < fra.g_per_kwh < 200 and "global_energy_mix.json" in fra.source
+    gcp = carbon.resolve(region="gcp:europe-west1")
+    assert gcp.g_per_kwh == 122.0 and gcp.country == "BEL" and "cloud.google.com" in gcp.source
+    assert carbon.resolve("FRA", 12.5).g_per_kwh == 12.5  # an explicit figure wins
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setattr(carbon, "local_timezone", lambda: "Etc/UTC")
+    world = carbon.resolve()
+    assert world.g_per_kwh == 475.0 and "world average" in world.source and "Etc/UTC" in world.source
+
+
+def test_timezone_gives_the_country(monkeypatch: pytest.MonkeyPatch):
+    for var in ("FOOTPRINT_CARBON_INTENSITY", "FOOTPRINT_COUNTRY", "FOOTPRINT_CLOUD_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    if carbon._zone_tab() is None:
+        pytest.skip("no zone.tab on this system and no tzdata package")
+    assert carbon.timezone_country("Europe/Paris") == "FRA"
+    assert carbon.timezone_country("America/Sao_Paulo") == "BRA"
+    assert carbon.timezone_country("Etc/UTC") is None
+    monkeypatch.setattr(carbon, "local_timezone", lambda: "Europe/Berlin")
+    found = carbon.resolve()
+    assert found.country == "DEU" and "guessed from time zone Europe/Berlin" in found.source
+
+
+def test_env_order(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FOOTPRINT_COUNTRY", "SWE")
+    monkeypatch.setenv("FOOTPRINT_CLOUD_REGION", "gcp:us-east1")
+    assert carbon.resolve().source.endswith("(from FOOTPRINT_CLOUD_REGION)")
+    monkeypatch.setenv("FOOTPRINT_CARBON_INTENSITY", "33")
+    assert carbon.resolve().g_per_kwh == 33.0
+    assert carbon.resolve("FRA").country == "FRA"  # a flag beats every variable
+
+
+def test_unknown_region_suggests():
+    with pytest.raises(FootprintError, match="did you mean gcp:europe-west1"):
+        carbon.region_intensity("gcp:europe-wst1")
+
+
+# -- cost, PUE, per-token economics ------------------------------------------------------------
+
+def test_cost_pue_and_per_token_hand_computed(tmp_path: Path):
+    db = tmp_path / "e.db"
+    rid = fake_run(db, "econ", 360.0, 1000, carbon_g_per_kwh=500.0, pue=1.5, price_kwh=0.2, price_hour=3.6,
+                   currency="eur")
+    from footprint.reports.model import load_run
+
+    r = load_run(Store(db), rid)
+    e, d = r.energy_j["total"], r.duration_s
+    assert e == pytest.approx(360.0 * d, rel=1e-3)
+    # by hand: kWh x PUE x g/kWh; kWh x PUE x price + hours x hourly price
+    assert r.co2e_g == pytest.approx(e / 3.6e6 * 1.5 * 500.0)
+    assert r.cost is not None and r.cost.currency == "EUR"
+    assert r.cost.energy == pytest.approx(e / 3.6e6 * 1.5 * 0.2)
+    assert r.cost.instance == pytest.approx(d / 3600 * 3.6)
+    assert r.cost.total == pytest.approx(r.cost.energy + r.cost.instance)
+    ec = r.economics
+    assert ec.j_per_token == pytest.approx(e / 1000)
+    assert ec.wh_per_1k_tokens == pytest.approx(e / 3600)
+    assert ec.co2e_g_per_1k_tokens == pytest.approx(r.co2e_g)
+    assert ec.cost_per_1m_tokens == pytest.approx(r.cost.total * 1000)
+    assert ec.tokens_per_s == pytest.approx(1000 / d)
+    spans = {s.name: s for s in r.spans}
+    assert spans["prefill"].tokens == 250 and spans["decode"].tokens == 750
+    assert spans["decode"].economics.j_per_token == pytest.approx(spans["decode"].energy_j["total"] / 750)
+    assert spans["decode"].cost is not None
+    assert spans["decode"].co2e_g == pytest.approx(spans["decode"].energy_j["total"] / 3.6e6 * 1.5 * 500)
+
+
+def test_report_time_overrides(tmp_path: Path, clean_env: dict[str, str]):
+    db = tmp_path / "o.db"
+    fake_run(db, "o", 100.0, 100, carbon_g_per_kwh=400.0)
+    env = dict(clean_env, FOOTPRINT_DB=str(db))
+    base = report_json(env)["runs"][0]
+    assert base["cost"] is None and base["economics"]["cost_per_1m_tokens"] is None  # no price: no cost, not 0
+    res = run_cli(["report", "--json", "--carbon-intensity", "100", "--pue", "2", "--price-kwh", "1"], env)
+    run = json.loads(res.stdout)["runs"][0]
+    assert run["co2e_g"] == pytest.approx(base["co2e_g"] / 4 * 2)
+    assert run["cost"]["energy"] == pytest.approx(base["kwh"] * 2 * 1.0)
+    assert "given at report time" in run["carbon_source"]
+
+
+def test_idle_baseline_gives_dynamic_energy(tmp_path: Path, clean_env: dict[str, str]):
+    res = run_cli(["run", "--baseline", "0.5", "--", PY, "-c", "import time; time.sleep(0.5)"], clean_env)
+    assert res.returncode == 0, res.stderr.decode()
+    assert "above an idle baseline of" in res.stderr.decode()
+    run = report_json(clean_env)["runs"][0]
+    ram_w = run["baseline_w"]["ram"]  # the RAM estimate is constant, so idle == busy for it
+    assert ram_w == pytest.approx(next(d for d in run["devices"] if d["kind"] == "ram")["mean_power_w"], rel=1e-3)
+    assert run["dynamic_energy_j"]["ram"] == pytest.approx(0.0, abs=1e-6 * run["energy_j"]["ram"] + 1e-6)
+    assert run["dynamic_energy_j"]["total"] < run["energy_j"]["total"]
+
+
+def test_bad_prices_and_pue_are_one_line_errors(clean_env: dict[str, str]):
+    for args, msg in ((["--price-kwh", "-1"], "expected a number >= 0"), (["--price-hour", "x"], "expected a number"),
+                      (["--pue", "0.5"], "a PUE is >= 1"), (["--baseline", "0"], "expected a positive number")):
+        res = run_cli(["run", *args, "--", "true"], clean_env)
+        assert res.returncode == 2 and msg in res.stderr.decode() and res.stderr.decode().count("\n") == 1
+
+
+# -- compare --------------------------------------------------------------------------------
+
+def test_compare_small_vs_big(tmp_path: Path, clean_env: dict[str, str]):
+    db = tmp_path / "c.db"
+    big = fake_run(db, "big-model", 400.0, 1000, price_kwh=0.25)
+    small = fake_run(db, "small-model", 100.0, 1000, price_kwh=0.25)
+    env = dict(clean_env, FOOTPRINT_DB=str(db))
+    res = run_cli(["compare", str(big), "small-model", "--quality", f"{big}=0.8", "--quality", "small-model=0.72",
+                   "--json"], env)
+    assert res.returncode == 0, res.stderr.decode()
+    data = json.loads(res.stdout)
+    assert data["baseline_run"] == big
+    rows = {r["name"]: r for r in data["rows"]}
+    assert rows["small-model"]["ratios"]["j_per_token"] == pytest.approx(0.25, rel=0.02)
+    assert rows["small-model"]["ratios"]["quality"] == pytest.approx(0.9)
+    assert rows["small-model"]["ratios"]["cost_per_1m_tokens"] == pytest.approx(0.25, rel=0.02)
+    assert rows["big-model"]["ratios"]["energy_j"] == 1.0
+    text = run_cli(["compare", str(big), str(small)], env).stdout.decode()
+    assert "small-model" in text and "(×0.2" in text
+    bad = run_cli(["compare", str(big), "--quality", "oops"], env)
+    assert bad.returncode == 2 and "RUN=VALUE" in bad.stderr.decode()
+
+
+# -- exports --------------------------------------------------------------------------------
+
+def test_csv_exports(tmp_path: Path, clean_env: dict[str, str]):
+    db = tmp_path / "x.db"
+    rid = fake_run(db, "csv", 200.0, 400, carbon_g_per_kwh=300.0)
+    env = dict(clean_env, FOOTPRINT_DB=str(db))
+    out = tmp_path / "runs.csv"
+    assert run_cli(["report", "-o", str(out)], env).returncode == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1 and rows[0]["name"] == "csv" and rows[0]["tokens"] == "400"
+    j = report_json(env)["runs"][0]
+    assert float(rows[0]["energy_j_total"]) == pytest.approx(j["energy_j"]["total"])
+    assert rows[0]["energy_j_cpu"] == ""  # unknown stays empty, not 0
+    spans = list(csv.DictReader(io.StringIO(run_cli(["report", "--format", "csv-spans"], env).stdout.decode())))
+    assert [s["path"] for s in spans] == ["prefill", "decode"] and spans[1]["tokens"] == "300"
+    em = list(csv.DictReader(io.StringIO(run_cli(["report", "--format", "emissions-csv"], env).stdout.decode())))
+    assert list(em[0])[:7] == ["timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions",
+                               "emissions_rate"]
+    assert float(em[0]["energy_consumed"]) == pytest.approx(j["kwh"])
+    assert float(em[0]["emissions"]) == pytest.approx(j["co2e_g"] / 1000)
+    assert float(em[0]["gpu_energy"]) == pytest.approx(j["energy_j"]["gpu"] / 3.6e6)
+    assert em[0]["run_id"] == str(rid)
+
+
+def test_dataframe_loader(tmp_path: Path):
+    from footprint.reports import to_dataframe
+
+    db = tmp_path / "df.db"
+    fake_run(db, "a", 100.0, 100)
+    fake_run(db, "b", 50.0, 100)
+    runs = to_dataframe(str(db), "runs")
+    assert list(runs["name"]) == ["a", "b"]
+    spans = to_dataframe(str(db), "spans")
+    assert len(spans) == 4 and set(spans["name"]) == {"prefill", "decode"}
+    samples = to_dataframe(str(db), "samples")
+    assert set(samples["run_id"]) == {1, 2} and (samples["kind"] == "gpu").all()
+
+
+# -- plots ----------------------------------------------------------------------------------
+
+def test_sparkline():
+    assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([5, 5, 5]) == "▄▄▄"
+    assert len(sparkline(list(range(500)), width=40)) == 40
+
+
+def test_power_series_from_cumulative_energy(tmp_path: Path):
+    db = tmp_path / "p.db"
+    rid = fake_run(db, "p", 250.0, 10, seconds=0.6)
+    store = Store(db)
+    dev = store.query("SELECT id FROM devices WHERE run_id = ?", (rid,))[0][0]
+    series = store.power_series(dev, points=10)
+    assert 3 <= len(series) <= 10
+    assert all(p == pytest.approx(250.0, rel=1e-3) for _, p in series)
+
+
+def test_html_report_is_self_contained(tmp_path: Path, clean_env: dict[str, str]):
+    db = tmp_path / "h.db"
+    fake_run(db, "html <run>", 150.0, 200)
+    env = dict(clean_env, FOOTPRINT_DB=str(db))
+    out = tmp_path / "report.html"
+    res = run_cli(["report", "--html", str(out)], env)
+    assert res.returncode == 0, res.stderr.decode()
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 2
+    assert "html &lt;run&gt;" in page  # names are escaped
+    assert "decode" in page and "prefill" in page
+    for remote in ("http://", "https://", "src=", "<script", "@import", "<link"):
+        assert remote not in page.replace("http://www.w3.org", ""), remote
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium here (Debian package 'chromium')")
+def test_html_renders_in_headless_browser(tmp_path: Path, clean_env: dict[str, str]):
+    db = tmp_path / "b.db"
+    fake_run(db, "browser", 150.0, 200)
+    env = dict(clean_env, FOOTPRINT_DB=str(db))
+    page = tmp_path / "r.html"
+    assert run_cli(["report", "-o", str(page)], env).returncode == 0
+    shot = tmp_path / "shot.png"
+    chromium = _chromium()
+    assert chromium is not None
+    res = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
+                          page.as_uri()], capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a page with charts, not a blank one
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, timeout=120)
+    assert b"Power over time" in dom.stdout and dom.stdout.count(b"<svg") == 2
+
+
+# -- live view ------------------------------------------------------------------------------
+
+def test_watch_shows_a_running_run_from_another_process(clean_env: dict[str, str]):
+    proc = subprocess.Popen([PY, "-m", "footprint", "run", "--interval", "0.1", "--name", "live-one", "--", PY, "-c",
+                             "import time; print('ready', flush=True); time.sleep(3)"],
+                            env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    import time
+
+    time.sleep(1.5)
+    res = run_cli(["watch", "--once"], clean_env)
+    proc.communicate(timeout=30)
+    out = res.stdout.decode()
+    assert res.returncode == 0, res.stderr.decode()
+    assert "live-one" in out and "cpu:0" in out and " W" in out
+    after = run_cli(["watch", "--once"], clean_env).stdout.decode()
+    assert "no run is recording" in after
