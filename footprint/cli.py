@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure idle power for this long before starting CMD, to report dynamic energy")
     r.add_argument("--tokens", type=_non_negative_int, metavar="N",
                    help="tokens the command processes, for J/token when it does not count them itself")
+    r.add_argument("--prometheus", metavar="[HOST:]PORT",
+                   help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
     r.add_argument("--no-summary", action="store_true", help="do not print the summary")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
 
@@ -109,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", help="renderer by name: console, json, csv, csv-spans, emissions-csv, html")
     rep.add_argument("-o", "--output", help="write to this file; the renderer follows its extension")
     rep.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
+    rep.add_argument("--job", nargs="?", const="", metavar="JOB_ID",
+                     help="one job-wide view of a distributed job's runs (default: the last run's job)")
     _economics_options(rep, at_report=True)
 
     cmp = sub.add_parser("compare", help="compare runs side by side, with ratios to the first",
@@ -120,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a quality score for a run (accuracy, win rate...), repeatable")
     cmp.add_argument("--json", action="store_true", help="print JSON")
     _economics_options(cmp, at_report=True)
+
+    m = sub.add_parser("merge", help="combine per-node DBs into one",
+                       description="Copy every run of the given DBs into OUTPUT, e.g. the per-node files of a "
+                                   "distributed job; runs already in OUTPUT are skipped.", epilog=EPILOG)
+    m.add_argument("sources", nargs="+", metavar="DB", help="footprint DBs to read")
+    m.add_argument("-o", "--output", required=True, help="the DB to write (created if missing)")
 
     w = sub.add_parser("watch", help="live power and energy of running runs",
                        description="Show the runs being recorded in a DB, updating in place, while another "
@@ -150,6 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_runs(args)
         if args.command == "probes":
             return cmd_probes()
+        if args.command == "merge":
+            from .merge import merge
+
+            copied, skipped = merge(args.sources, args.output)
+            print(f"footprint: merged {copied} run(s) into {args.output}"
+                  + (f", skipped {skipped} already there" if skipped else ""), file=sys.stderr)
+            return 0
         if args.command == "compare":
             return cmd_compare(args)
         if args.command == "watch":
@@ -184,6 +201,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .store import Store, default_db_path
 
     store = Store(args.db or default_db_path(), create=False)
+    if args.job is not None:
+        return _report_job(store, args)
     ids = [store.resolve_run(ref) for ref in (args.runs or ["last"])]
     report = load_report(store, ids, _settings(args))
     if args.html:
@@ -199,6 +218,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         text = render(report, "console", color=sys.stdout.isatty())
     _write(text, args.output)
+    return 0
+
+
+def _report_job(store: Any, args: argparse.Namespace) -> int:
+    from .reports import load_report
+    from .reports.job import job_report, render_job
+
+    job = args.job
+    if not job:
+        rows = store.query("SELECT job_id FROM runs WHERE job_id IS NOT NULL ORDER BY id DESC LIMIT 1")
+        if not rows:
+            raise FootprintError(f"no distributed job in {store.path}")
+        job = rows[0][0]
+    ids = [int(r[0]) for r in store.query("SELECT id FROM runs WHERE job_id = ? ORDER BY id", (job,))]
+    if not ids:
+        raise FootprintError(f"no runs of job '{job}' in {store.path}")
+    runs = [r.to_dict() for r in load_report(store, ids, _settings(args)).runs]
+    _write(render_job(job_report(runs, job), as_json=args.json), args.output)
     return 0
 
 
@@ -263,6 +300,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise FootprintError("footprint run needs a command: footprint run [options] -- CMD ARGS...")
+    if args.prometheus:
+        from .exporter import parse_address
+
+        parse_address(args.prometheus)  # a bad address is refused before anything starts
     db = os.path.abspath(args.db or os.environ.get("FOOTPRINT_DB") or "footprint.db")
     run = start_run(args.name or _default_name(cmd), db=db, interval_s=args.interval, country=args.country,
                     carbon_g_per_kwh=args.carbon_intensity, region=args.region, pue=args.pue,
@@ -270,6 +311,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                     baseline_s=args.baseline, command=cmd)
     assert run.sampler is not None
     wake_fd = run.sampler.wake_fd
+    server = None
+    if args.prometheus:
+        from .exporter import MetricsServer
+
+        try:
+            server = MetricsServer(args.prometheus, run)
+        except FootprintError:
+            finish_run(run, status="failed", exit_code=2)
+            raise
+        print(f"footprint: Prometheus metrics on http://{server.address}/metrics", file=sys.stderr, flush=True)
     env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: str(wake_fd)})
 
     received: list[int] = []
@@ -321,6 +372,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+            if server is not None:
+                server.close()
     if not args.no_summary:
         sys.stderr.write(render(run.report(), "console", color=sys.stderr.isatty()))
     return code

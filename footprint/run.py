@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import carbon, clock, cuda
+from . import carbon, clock, cuda, distributed
 from .costs import resolve_costs
+from .distributed import Identity
 from .errors import FootprintError
 from .probes import default_probes
 from .probes.base import Probe, ProbeError
@@ -167,7 +168,7 @@ def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_I
               country: str | None = None, carbon_g_per_kwh: float | None = None, region: str | None = None,
               pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
               currency: str | None = None, baseline_s: float | None = None, sync_cuda: bool | None = None,
-              probes: list[Probe] | None = None, command: list[str] | None = None,
+              ident: Identity | None = None, probes: list[Probe] | None = None, command: list[str] | None = None,
               meta: dict[str, Any] | None = None) -> Run:
     """Create a run, open its probes, optionally measure idle power for `baseline_s`, take the first
     reading and start the sampler."""
@@ -192,7 +193,9 @@ def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_I
                               interval_s=interval_s, country=intensity.country,
                               carbon_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source,
                               region=region.lower() if region else None, pue=costs.pue, price_kwh=costs.price_kwh,
-                              price_hour=costs.price_hour, currency=costs.currency, meta=meta)
+                              price_hour=costs.price_hour, currency=costs.currency, meta=meta,
+                              job_id=ident.job_id if ident else None, rank=ident.rank if ident else None,
+                              node=ident.node if ident else None)
     ids = store.add_devices(run_id, devices, host)
     if baseline_s:
         for key, watts in measure_idle(opened, baseline_s).items():
@@ -296,6 +299,7 @@ class track(contextlib.ContextDecorator):
         self.run: Run | None = None
         self._span: contextlib.AbstractContextManager[Run] | None = None
         self._owner = False
+        self._ident: Identity | None = None
 
     def __call__(self, func: F) -> F:
         if self.name is None:
@@ -322,7 +326,16 @@ class track(contextlib.ContextDecorator):
             self._span.__enter__()
             _active.run = outer
             return outer
-        self.run = start_run(name, meta={"argv": sys.argv}, sync_cuda=self.sync_cuda, **self.options)
+        options = dict(self.options)
+        self._ident = distributed.identity()
+        if self._ident is not None:
+            # one run per rank: its own GPU(s), CPU and RAM on local rank 0 only, one DB per node
+            if options["probes"] is None:
+                options["probes"] = default_probes(node=self._ident.measures_node,
+                                                   cuda_ordinals=distributed.gpu_ordinals(self._ident))
+            options["db"] = options["db"] or distributed.default_db(self._ident)
+            options["ident"] = self._ident
+        self.run = start_run(name, meta={"argv": sys.argv}, sync_cuda=self.sync_cuda, **options)
         self._owner = True
         _active.run = self.run
         return self.run
@@ -347,7 +360,21 @@ class track(contextlib.ContextDecorator):
         else:
             status, code = "failed", 1
         finish_run(run, status=status, exit_code=code)
-        if self.summary:
+        if self._ident is not None and exc_type is None:
+            self._job_summary(run)
+        elif self.summary:
             from .reports import render
 
             print(render(run.report(), "console"), file=sys.stderr)
+
+    def _job_summary(self, run: Run) -> None:
+        """Gather every rank's totals on rank 0 (a collective: all ranks leave track() together) and
+        print one job-wide summary there."""
+        from .reports.job import job_report, render_job
+
+        gathered = distributed.gather_to_rank0(run.report().to_dict())
+        if gathered is None or not self.summary:
+            return
+        if len(gathered) == 1 and self._ident is not None and self._ident.rank != 0:
+            return  # no process group: rank 0 speaks for itself, others stay quiet
+        print(render_job(job_report([g for g in gathered if g])), file=sys.stderr)

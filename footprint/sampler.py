@@ -49,6 +49,8 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="footprint-sampler", daemon=True)
         self.last_flush_error: str | None = None
         self._failing_since: float | None = None
+        # per device: (first energy, previous reading, latest reading), for live exporters
+        self._live: dict[str, tuple[float, Reading | None, Reading]] = {}
 
     @property
     def wake_fd(self) -> int:
@@ -81,7 +83,14 @@ class Sampler:
         with self._buf_lock:
             self._samples.extend((self.device_ids[r.device.key], r.t, r.energy_j, r.power_w, int(mark))
                                  for r in out)
+            for r in out:
+                old = self._live.get(r.device.key)
+                self._live[r.device.key] = (r.energy_j, None, r) if old is None else (old[0], old[2], r)
         return out
+
+    def snapshot(self) -> dict[str, tuple[float, Reading | None, Reading]]:
+        with self._buf_lock:
+            return dict(self._live)
 
     def _event(self, device_id: int | None, kind: str, message: str) -> None:
         # the same failure repeats at every read: record its first occurrence and each new message

@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS runs (
     price_kwh REAL,                  -- electricity price per kWh
     price_hour REAL,                 -- instance price per hour
     currency TEXT,
+    job_id TEXT,                     -- distributed jobs: the job all ranks share
+    rank INTEGER,                    -- its global rank
+    node TEXT,                       -- the node (host) it ran on
     meta TEXT                        -- JSON object
 );
 CREATE TABLE IF NOT EXISTS devices (
@@ -201,15 +204,16 @@ class Store:
                    country: str | None = None, carbon_g_per_kwh: float | None = None,
                    carbon_source: str | None = None, region: str | None = None, pue: float = 1.0,
                    price_kwh: float | None = None, price_hour: float | None = None, currency: str | None = None,
+                   job_id: str | None = None, rank: int | None = None, node: str | None = None,
                    meta: dict[str, Any] | None = None) -> int:
         with self.lock, transaction(self.conn) as c:
             cur = c.execute(
                 "INSERT INTO runs (name, status, created_at, heartbeat_at, host, pid, command, interval_s, "
-                "country, carbon_g_per_kwh, carbon_source, region, pue, price_kwh, price_hour, currency, meta) "
-                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "country, carbon_g_per_kwh, carbon_source, region, pue, price_kwh, price_hour, currency, job_id, "
+                "rank, node, meta) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, created_at, created_at, host, pid, json.dumps(list(command)) if command else None,
                  interval_s, country, carbon_g_per_kwh, carbon_source, region, pue, price_kwh, price_hour,
-                 currency, json.dumps(meta or {})),
+                 currency, job_id, rank, node, json.dumps(meta or {})),
             )
             return int(cur.lastrowid or 0)
 

@@ -18,14 +18,15 @@ def probe_status() -> list[tuple[str, Availability]]:
     return [("nvml", NvmlProbe.availability()), ("rapl", RaplProbe.availability())]
 
 
-def default_probes(*, gpu: bool = True, node: bool = True, gpu_indices: list[int] | None = None) -> list[Probe]:
+def default_probes(*, gpu: bool = True, node: bool = True, cuda_ordinals: list[int] | None = None) -> list[Probe]:
     """The best probes this machine offers: NVML for GPUs, RAPL for CPU/DRAM, else estimates.
 
-    `node=False` skips CPU and RAM (for all but one rank per node in distributed jobs).
+    `node=False` skips CPU and RAM (for all but one rank per node in distributed jobs);
+    `cuda_ordinals` limits GPUs to those a rank uses (cuda:N).
     """
     probes: list[Probe] = []
-    if gpu and NvmlProbe.availability().ok:
-        probes.append(NvmlProbe(gpu_indices))
+    if gpu and cuda_ordinals != [] and NvmlProbe.availability().ok:
+        probes.append(NvmlProbe(cuda_ordinals=cuda_ordinals))
     if node:
         rapl_dram = False
         if RaplProbe.availability().ok:

@@ -62,9 +62,12 @@ class NvmlProbe(Probe):
 
     name = "nvml"
 
-    def __init__(self, indices: list[int] | None = None) -> None:
+    def __init__(self, indices: list[int] | None = None, *, cuda_ordinals: list[int] | None = None) -> None:
+        """`indices`: NVML indices to measure. `cuda_ordinals`: positions in CUDA_VISIBLE_DEVICES (what a
+        rank calls cuda:N). Neither: every visible GPU."""
         super().__init__()
         self._indices = indices
+        self._ordinals = cuda_ordinals
         self._handles: list[Any] = []
         self._modes: list[str] = []
         self._first_mj: list[int | None] = []
@@ -102,6 +105,8 @@ class NvmlProbe(Probe):
         indices = self._indices
         if indices is None:
             indices = visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), uuids)
+            if self._ordinals is not None:
+                indices = [indices[o] for o in self._ordinals if 0 <= o < len(indices)]
         for i in indices:
             h = handles[i]
             mode, period = self._pick_mode(nv, h)

@@ -118,6 +118,9 @@ class RunReport:
     meta: dict[str, Any] = field(default_factory=dict)
     tokens_by_kind: dict[str, int] = field(default_factory=dict)
     j_per_generated_token: float | None = None
+    job_id: str | None = None
+    rank: int | None = None
+    node: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -305,6 +308,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None) -> Run
         economics=economics_of(total, co2, cost, tokens_total, duration), baseline_w=baseline,
         dynamic_energy_j=dynamic, power=power, meta=json.loads(row["meta"]) if row["meta"] else {},
         tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
+        job_id=row["job_id"], rank=row["rank"], node=row["node"],
     )
 
 

@@ -1,0 +1,16 @@
+"""A torch.distributed job for tests: each rank sleeps through a span and counts 100 × (rank + 1) tokens."""
+
+import time
+
+import torch.distributed as dist
+
+import footprint
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+with footprint.track("dist-job", interval=0.1) as run:
+    with run.span("step", tokens=100 * (rank + 1)):
+        time.sleep(1.0)
+    dist.barrier()
+dist.destroy_process_group()
+print(f"rank {rank} done", flush=True)
