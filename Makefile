@@ -18,12 +18,12 @@ demo: $(STAMP)
 	$(BIN)/footprint run -- $(BIN)/python examples/busy_loop.py
 
 test: $(STAMP)
-	$(BIN)/ruff check footprint probes reports tests examples tools
+	$(BIN)/ruff check footprint probes reports tests examples tools bench
 	$(BIN)/python tools/typecheck.py
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check footprint probes reports tests examples
+	$(BIN)/ruff check footprint probes reports tests examples tools bench
 
 typecheck: $(STAMP)
 	$(BIN)/python tools/typecheck.py

@@ -7,14 +7,12 @@ source string); we read the files and never import codecarbon. The time zone's c
 system's (or the tzdata package's) zone.tab, mapped to ISO3 with pycountry's ISO 3166 table.
 
 Resolution order, first match wins: explicit g/kWh, cloud region, country (flags, then
-FOOTPRINT_CARBON_INTENSITY / FOOTPRINT_CLOUD_REGION / FOOTPRINT_COUNTRY), the local time zone's
-country, the world average. Never the network.
+FOOTPRINT_CARBON_INTENSITY / FOOTPRINT_CLOUD_REGION / FOOTPRINT_COUNTRY, then the config file, see
+footprint.config), the local time zone's country, the world average. Never the network.
 """
 
 from __future__ import annotations
 
-import csv
-import difflib
 import importlib.util
 import json
 import os
@@ -67,6 +65,8 @@ def country_intensity(iso3: str) -> Intensity:
     names = {str(v.get("country_name", "")).upper(): k for k, v in table.items()}
     if code in names:  # a full country name was given
         return country_intensity(names[code])
+    import difflib
+
     close = difflib.get_close_matches(code, list(table) + list(names), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(names.get(c, c) for c in close)}?" if close else ""
     raise FootprintError(f"unknown country code '{iso3}' (expected ISO 3166 alpha-3, e.g. FRA, USA){hint}")
@@ -75,6 +75,8 @@ def country_intensity(iso3: str) -> Intensity:
 @lru_cache(maxsize=1)
 def _regions() -> dict[str, tuple[float, str, str]]:
     """'provider:region' -> (g/kWh, ISO3, source)."""
+    import csv
+
     path = find_data_file("impact.csv")
     out: dict[str, tuple[float, str, str]] = {}
     if path is None:
@@ -98,6 +100,8 @@ def region_intensity(region: str) -> Intensity:
     if key in table:
         g, iso3, src = table[key]
         return Intensity(g, iso3 or None, f"cloud region {key} (CodeCarbon impact.csv, from {src})")
+    import difflib
+
     close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else " (expected provider:region, e.g. gcp:europe-west1)"
     raise FootprintError(f"unknown cloud region '{region}'{hint}")
@@ -185,6 +189,17 @@ def resolve(country: str | None = None, g_per_kwh: float | None = None, region: 
     if env_c:
         found = country_intensity(env_c)
         return Intensity(found.g_per_kwh, found.country, found.source + " (from FOOTPRINT_COUNTRY)")
+    from . import config
+
+    cfg, cfg_path = config.load()
+    if cfg.get("carbon_intensity") is not None:
+        if not cfg["carbon_intensity"] >= 0:
+            raise FootprintError(f"{cfg_path}: carbon_intensity must be >= 0 g/kWh")
+        return Intensity(cfg["carbon_intensity"], None, f"given in {cfg_path}")
+    for key, lookup in (("region", region_intensity), ("country", country_intensity)):
+        if cfg.get(key):
+            found = lookup(cfg[key])
+            return Intensity(found.g_per_kwh, found.country, f"{found.source} (from {cfg_path})")
     tz = local_timezone()
     iso3 = timezone_country(tz)
     if iso3 and iso3 in _countries():

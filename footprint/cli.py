@@ -375,7 +375,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if server is not None:
                 server.close()
     if not args.no_summary:
-        sys.stderr.write(render(run.report(), "console", color=sys.stderr.isatty()))
+        sys.stderr.write(render(run.report(power=True), "console", color=sys.stderr.isatty()))
     return code
 
 

@@ -19,10 +19,16 @@ class CostSettings:
     currency: str = DEFAULT_CURRENCY
 
 
-def _number(name: str, value: float | str | None, *, minimum: float, env: str) -> float | None:
+def _number(name: str, value: float | str | None, *, minimum: float, env: str, key: str) -> float | None:
     if value is None:
         value = os.environ.get(env) or None
         name = env if value is not None else name
+    if value is None:
+        from . import config
+
+        cfg, path = config.load()
+        value = cfg.get(key)
+        name = f"{path}: {key}" if value is not None else name
     if value is None:
         return None
     try:
@@ -36,11 +42,15 @@ def _number(name: str, value: float | str | None, *, minimum: float, env: str) -
 
 def resolve_costs(*, pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
                   currency: str | None = None) -> CostSettings:
-    """Flags first, then FOOTPRINT_PUE / FOOTPRINT_PRICE_KWH / FOOTPRINT_PRICE_HOUR / FOOTPRINT_CURRENCY."""
-    p = _number("PUE", pue, minimum=1.0, env="FOOTPRINT_PUE")
+    """Flags first, then FOOTPRINT_PUE / FOOTPRINT_PRICE_KWH / FOOTPRINT_PRICE_HOUR / FOOTPRINT_CURRENCY,
+    then the config file (footprint.config)."""
+    from . import config
+
+    p = _number("PUE", pue, minimum=1.0, env="FOOTPRINT_PUE", key="pue")
     return CostSettings(
         pue=1.0 if p is None else p,
-        price_kwh=_number("price per kWh", price_kwh, minimum=0.0, env="FOOTPRINT_PRICE_KWH"),
-        price_hour=_number("price per hour", price_hour, minimum=0.0, env="FOOTPRINT_PRICE_HOUR"),
-        currency=(currency or os.environ.get("FOOTPRINT_CURRENCY") or DEFAULT_CURRENCY).upper(),
+        price_kwh=_number("price per kWh", price_kwh, minimum=0.0, env="FOOTPRINT_PRICE_KWH", key="price_kwh"),
+        price_hour=_number("price per hour", price_hour, minimum=0.0, env="FOOTPRINT_PRICE_HOUR", key="price_hour"),
+        currency=(currency or os.environ.get("FOOTPRINT_CURRENCY") or config.load()[0].get("currency")
+                  or DEFAULT_CURRENCY).upper(),
     )

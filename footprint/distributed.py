@@ -8,7 +8,6 @@ through the job's own process group (gloo or nccl): no extra process or port of 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +44,7 @@ def identity(env: Mapping[str, str] | None = None) -> Identity | None:
         return None
     local_rank = _int(env, "LOCAL_RANK", "SLURM_LOCALID") or 0
     local_world = _int(env, "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE") or 1
-    node = env.get("FOOTPRINT_NODE") or env.get("SLURMD_NODENAME") or socket.gethostname()
+    node = env.get("FOOTPRINT_NODE") or env.get("SLURMD_NODENAME") or os.uname().nodename
     elastic = env.get("TORCHELASTIC_RUN_ID")
     job = (env.get("FOOTPRINT_JOB_ID") or env.get("SLURM_JOB_ID")
            or (elastic if elastic not in (None, "none") else None)

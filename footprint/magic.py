@@ -41,7 +41,7 @@ def footprint_cell(line: str, cell: str, shell: Any) -> Any:
     from .reports import render
 
     # stdout, not stderr: a notebook shows it under the cell as plain output
-    print(render(run.report(), "console"))
+    print(render(run.report(power=True), "console"))
     # hand the run to the notebook for further use: `_footprint_run.j_per_token`
     shell.user_ns["_footprint_run"] = run
     return None if result is None else result.result

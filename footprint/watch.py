@@ -57,7 +57,8 @@ def watch(db: str | None, *, every: float = 1.0, once: bool = False) -> int:
     from rich.live import Live
 
     store = Store(db or default_db_path(), create=False)
-    console = Console(file=sys.stdout)
+    # a pipe or file has no width of its own: do not squeeze names into 80 columns
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
     if once:
         console.print(_table(snapshot(store), store.path))
         return 0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -42,10 +42,13 @@ def find_data_file(name: str) -> Path | None:
     return hits[0] if hits else None
 
 
+_MARKS = re.compile(r"\((r|tm)\)", re.I)
+_NOISE = re.compile(r"\b(cpu|processor|with radeon.*|\d+-core)\b", re.I)
+
+
 def _norm(name: str) -> str:
-    name = re.sub(r"\((r|tm)\)", " ", name, flags=re.I)
-    name = re.sub(r"\b(cpu|processor|with radeon.*|\d+-core)\b", " ", name, flags=re.I)
-    name = re.sub(r"@.*$", "", name)
+    """'Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz' -> 'intel xeon gold 6148'."""
+    name = _NOISE.sub(" ", _MARKS.sub(" ", name.split("@", 1)[0]))
     return " ".join(name.lower().split())
 
 
@@ -55,24 +58,56 @@ def _tdp_table() -> tuple[dict[str, float], str]:
     if path is None:
         return {}, ""
     table: dict[str, float] = {}
-    with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            try:
-                table[_norm(row["Name"])] = float(row["TDP"])
-            except (KeyError, ValueError):
-                continue
+    # "Name,TDP" rows; plain string splitting, as the csv module costs start-up time here
+    for line in path.read_text(encoding="utf-8", errors="replace").lower().splitlines()[1:]:
+        name, _, tdp = line.rpartition(",")
+        try:
+            # the table's names are already plain ("intel xeon gold 6148"): lower-casing is enough
+            table[" ".join(name.strip('"').split())] = float(tdp)
+        except ValueError:
+            continue
     return table, str(path)
 
 
+def _cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "footprint" / "cpu-tdp.json"
+
+
 def lookup_tdp(model: str) -> tuple[float, str]:
-    """(TDP in W, where it came from) for a CPU model string from /proc/cpuinfo."""
+    """(TDP in W, where it came from) for a CPU model string, remembered in ~/.cache/footprint so the
+    5,000-row table is read once per machine, not at every start (it costs ~10 ms)."""
+    import json
+
+    table_file = find_data_file("cpu_power.csv")
+    stamp = f"{table_file}:{table_file.stat().st_mtime_ns}" if table_file else "none"
+    cache = _cache_file()
+    try:
+        cached = json.loads(cache.read_text())
+        if cached.get("model") == model and cached.get("table") == stamp:
+            return float(cached["tdp"]), str(cached["source"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    tdp, source = _lookup_tdp(model)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"model": model, "table": stamp, "tdp": tdp, "source": source}))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only home only costs the re-read
+    return tdp, source
+
+
+def _lookup_tdp(model: str) -> tuple[float, str]:
     table, path = _tdp_table()
     key = _norm(model)
     if key and key in table:
         return table[key], f"CodeCarbon cpu_power.csv entry '{key}'"
     # the table often omits the vendor prefix or suffixes; accept a unique entry contained in the name
     if key:
-        hits = [k for k in table if len(k) > 4 and re.search(rf"\b{re.escape(k)}\b", key)]
+        padded = f" {key} "
+        hits = [k for k in table if len(k) > 4 and f" {k} " in padded]  # whole words, no regex per entry
         if len(hits) == 1:
             return table[hits[0]], f"CodeCarbon cpu_power.csv entry '{hits[0]}'"
     why = "not in CodeCarbon's CPU table" if table else "CodeCarbon's CPU table not found"
@@ -98,6 +133,46 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, int, bool]:
     return model, max(1, len(sockets)), hyper
 
 
+class _CpuTimes:
+    """Machine-wide CPU utilisation between calls, from /proc/stat (psutil elsewhere)."""
+
+    def __init__(self) -> None:
+        self._last = self._read()
+
+    @staticmethod
+    def _read() -> tuple[float, float] | None:
+        try:
+            with open("/proc/stat", "rb") as fh:
+                fields = [float(x) for x in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+        return sum(fields[:8]), idle  # guest time is already inside user/nice
+
+    def utilisation(self) -> float:
+        now = self._read()
+        if now is None or self._last is None:
+            import psutil
+
+            return float(psutil.cpu_percent(interval=None)) / 100.0
+        total, idle = now[0] - self._last[0], now[1] - self._last[1]
+        self._last = now
+        return 0.0 if total <= 0 else max(0.0, min(1.0, 1.0 - idle / total))
+
+
+def total_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
 class CpuEstimateProbe(Probe):
     """P = sockets × TDP × (IDLE_FRACTION + (1 − IDLE_FRACTION) × utilisation), integrated over time."""
 
@@ -108,8 +183,6 @@ class CpuEstimateProbe(Probe):
         self._integrator = PowerIntegrator()
 
     def open(self) -> list[Device]:
-        import psutil
-
         model, sockets, hyper = cpu_model()
         self.tdp_w, self.tdp_source = lookup_tdp(model)
         self.sockets = sockets
@@ -120,13 +193,11 @@ class CpuEstimateProbe(Probe):
             Device(kind="cpu", index=0, name=model, source="estimate:tdp-utilisation", measured=False,
                    update_period_s=0.1, note=note)
         ]
-        psutil.cpu_percent(interval=None)  # primes the utilisation counter
+        self._cpu = _CpuTimes()
         return self.devices
 
     def read(self) -> list[Reading]:
-        import psutil
-
-        util = psutil.cpu_percent(interval=None) / 100.0
+        util = self._cpu.utilisation()
         t = clock.now()
         p = self.sockets * self.tdp_w * (IDLE_FRACTION + (1 - IDLE_FRACTION) * util)
         return [Reading(self.devices[0], t, self._integrator.add(t, p), p)]
@@ -142,9 +213,7 @@ class RamEstimateProbe(Probe):
         self._integrator = PowerIntegrator()
 
     def open(self) -> list[Device]:
-        import psutil
-
-        gb = psutil.virtual_memory().total / 1e9
+        gb = total_memory_bytes() / 1e9
         self.power_w = gb * RAM_W_PER_GB
         self.devices = [
             Device(kind="ram", index=0, name=f"{gb:.1f} GB RAM", source="estimate:ram-w-per-gb",

@@ -77,6 +77,13 @@ class NvmlProbe(Probe):
 
     @classmethod
     def availability(cls) -> Availability:
+        import ctypes
+
+        try:
+            # fast path: no driver library, no need to import pynvml (which costs start-up time)
+            ctypes.CDLL("libnvidia-ml.so.1")
+        except OSError:
+            return Availability(False, "NVML unavailable: libnvidia-ml.so.1 not found (no NVIDIA driver here?)")
         try:
             nv = _nvml()
             nv.nvmlInit()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,7 +25,6 @@ class DeviceReport:
     uuid: str | None = None
     power_limit_w: float | None = None
     note: str | None = None
-    samples: int = 0
     mean_power_w: float | None = None
     first_read_at: float | None = None
     last_read_at: float | None = None
@@ -152,7 +150,7 @@ def effective_status(row: Any, now: float | None = None) -> str:
     if status != "running":
         return status
     now = time.time() if now is None else now
-    if row["host"] == socket.gethostname() and row["pid"] and not _pid_alive(int(row["pid"])):
+    if row["host"] == os.uname().nodename and row["pid"] and not _pid_alive(int(row["pid"])):
         return "incomplete"
     if row["heartbeat_at"] is not None and now - float(row["heartbeat_at"]) > STALE_AFTER_S:
         return "incomplete"
@@ -203,7 +201,9 @@ def _intensity(row: Any, settings: Settings) -> tuple[float | None, str | None, 
     return row["carbon_g_per_kwh"], row["carbon_source"], row["country"]
 
 
-def load_run(store: Store, run_id: int, settings: Settings | None = None) -> RunReport:
+def load_run(store: Store, run_id: int, settings: Settings | None = None, *, power: bool = True) -> RunReport:
+    """Everything reports show about one run; `power=False` skips the per-device power curves (used by
+    charts and sparklines only), which is most of the cost for a quick look."""
     import json
 
     settings = settings or Settings()
@@ -223,7 +223,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None) -> Run
         devices.append(DeviceReport(
             kind=d["kind"], index=d["idx"], name=d["name"], energy_j=e, source=d["source"],
             measured=bool(d["measured"]), uuid=d["uuid"], power_limit_w=d["power_limit_w"], note=d["note"],
-            samples=d["n_samples"], mean_power_w=(e / span_t) if e is not None and span_t else None,
+            mean_power_w=(e / span_t) if e is not None and span_t else None,
             first_read_at=d["first_t"], last_read_at=d["last_t"],
         ))
         per_kind.setdefault(d["kind"], []).append(e)
@@ -291,7 +291,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None) -> Run
     for sp in spans:
         sp.co2e_g, sp.cost = span_money(sp.energy_j["total"], sp.duration_s)
         sp.economics = economics_of(sp.energy_j["total"], sp.co2e_g, sp.cost, sp.tokens, sp.duration_s)
-    power = {f"{d['kind']}:{d['idx']}": store.power_series(d["id"]) for d in dev_rows}
+    curves = {f"{d['kind']}:{d['idx']}": store.power_series(d["id"]) for d in dev_rows} if power else {}
     events = [dict(r) for r in store.query(
         "SELECT e.t, e.kind, e.message, d.kind || ':' || d.idx AS device FROM events e "
         "LEFT JOIN devices d ON d.id = e.device_id WHERE e.run_id = ? ORDER BY e.t", (run_id,))]
@@ -306,7 +306,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None) -> Run
         spans=spans, host=row["host"], command=json.loads(row["command"]) if row["command"] else None,
         warnings=warnings, events=events, region=row["region"], pue=pue, cost=cost,
         economics=economics_of(total, co2, cost, tokens_total, duration), baseline_w=baseline,
-        dynamic_energy_j=dynamic, power=power, meta=json.loads(row["meta"]) if row["meta"] else {},
+        dynamic_energy_j=dynamic, power=curves, meta=json.loads(row["meta"]) if row["meta"] else {},
         tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
         job_id=row["job_id"], rank=row["rank"], node=row["node"],
     )

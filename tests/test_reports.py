@@ -266,12 +266,12 @@ def test_html_renders_in_headless_browser(tmp_path: Path, clean_env: dict[str, s
 
 def test_watch_shows_a_running_run_from_another_process(clean_env: dict[str, str]):
     proc = subprocess.Popen([PY, "-m", "footprint", "run", "--interval", "0.1", "--name", "live-one", "--", PY, "-c",
-                             "import time; print('ready', flush=True); time.sleep(3)"],
+                             "import time; print('ready', flush=True); time.sleep(5)"],
                             env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     import time
 
-    time.sleep(1.5)
+    time.sleep(2.5)  # samples reach the DB within 2 s
     res = run_cli(["watch", "--once"], clean_env)
     proc.communicate(timeout=30)
     out = res.stdout.decode()
@@ -279,3 +279,30 @@ def test_watch_shows_a_running_run_from_another_process(clean_env: dict[str, str
     assert "live-one" in out and "cpu:0" in out and " W" in out
     after = run_cli(["watch", "--once"], clean_env).stdout.decode()
     assert "no run is recording" in after
+
+
+# -- config file --------------------------------------------------------------------------------
+
+def test_config_file_sets_defaults_below_flags_and_env(tmp_path: Path, clean_env: dict[str, str]):
+    cfg = tmp_path / "fp.toml"
+    cfg.write_text('country = "FRA"\npue = 1.5\nprice_kwh = 0.2\ncurrency = "eur"\n')
+    env = dict(clean_env, FOOTPRINT_CONFIG=str(cfg))
+    assert run_cli(["run", "--no-summary", "--", "true"], env).returncode == 0
+    run = report_json(env)["runs"][0]
+    assert run["country"] == "FRA" and run["carbon_source"].endswith(f"(from {cfg})")
+    assert run["pue"] == 1.5 and run["cost"]["price_kwh"] == 0.2 and run["cost"]["currency"] == "EUR"
+    env2 = dict(env, FOOTPRINT_COUNTRY="DEU")
+    assert run_cli(["run", "--no-summary", "--pue", "1.1", "--", "true"], env2).returncode == 0
+    run = report_json(env2)["runs"][0]
+    assert run["country"] == "DEU" and run["pue"] == 1.1  # env and flags win over the file
+
+
+def test_bad_config_file_is_one_line(tmp_path: Path, clean_env: dict[str, str]):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('colour = "blue"\n')
+    res = run_cli(["run", "--", "true"], dict(clean_env, FOOTPRINT_CONFIG=str(cfg)))
+    assert res.returncode == 2 and "unknown key 'colour'" in res.stderr.decode()
+    cfg.write_text("pue = 'high'\n")
+    res = run_cli(["run", "--", "true"], dict(clean_env, FOOTPRINT_CONFIG=str(cfg)))
+    assert res.returncode == 2 and "'pue' must be a float" in res.stderr.decode()
+    assert res.stderr.decode().count("\n") == 1

@@ -10,7 +10,7 @@ dist.init_process_group("gloo")
 rank = dist.get_rank()
 with footprint.track("dist-job", interval=0.1) as run:
     with run.span("step", tokens=100 * (rank + 1)):
-        time.sleep(1.0)
+        time.sleep(2.0)  # long enough that a late tick of the simulated counters stays far below 1 %
     dist.barrier()
 dist.destroy_process_group()
 print(f"rank {rank} done", flush=True)

@@ -13,6 +13,8 @@
  *   FAKE_NVML_MIG        comma list of GPU indices in MIG mode
  *   FAKE_NVML_LOST       "index,seconds_after_T0": that GPU answers GPU_IS_LOST from then on
  *   FAKE_NVML_CALL_LOG   a file; every call appends its name (to check what was called)
+ * nvmlDeviceGetPowerUsage answers the mean power of the last second (as Ampere and newer do);
+ * NVML_FI_DEV_POWER_INSTANT the instantaneous power.
  * The Python twin of the maths is tests/fakes/profile.py.
  */
 #include <math.h>
@@ -248,11 +250,78 @@ nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t d, unsigned long l
     return NVML_SUCCESS;
 }
 
+/* Like Ampere and Hopper GPUs: the mean power over the last second, not an instantaneous value. */
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *mw) {
     log_call("nvmlDeviceGetPowerUsage");
     int i; nvmlReturn_t r = check(d, &i);
     if (r) return r;
-    *mw = (unsigned int)llround(power_at(i, now()) * 1000.0);
+    double t = now();
+    *mw = (unsigned int)llround((energy_j(i, t) - energy_j(i, t - 1.0)) * 1000.0);
+    return NVML_SUCCESS;
+}
+
+/* What other tools ask for at start-up (so peers in the benchmarks see a whole GPU too). */
+nvmlReturn_t nvmlDeviceGetArchitecture(nvmlDevice_t d, unsigned int *arch) {
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    *arch = 9; /* NVML_DEVICE_ARCH_HOPPER */
+    return NVML_SUCCESS;
+}
+
+typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m) {
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    m->total = 80ULL << 30; m->used = 1ULL << 30; m->free = m->total - m->used;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor, unsigned int *temp) {
+    (void)sensor;
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    *temp = 50;
+    return NVML_SUCCESS;
+}
+
+typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d, nvmlUtilization_t *u) {
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    u->gpu = 50; u->memory = 10;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetComputeMode(nvmlDevice_t d, int *mode) {
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    *mode = 0;
+    return NVML_SUCCESS;
+}
+
+static nvmlReturn_t no_processes(nvmlDevice_t d, unsigned int *count, void *infos) {
+    (void)infos;
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    *count = 0;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *c, void *p) { return no_processes(d, c, p); }
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t d, unsigned int *c, void *p) { return no_processes(d, c, p); }
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsigned int *c, void *p) { return no_processes(d, c, p); }
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t d, unsigned int *c, void *p) { return no_processes(d, c, p); }
+
+nvmlReturn_t nvmlDeviceGetPowerManagementDefaultLimit(nvmlDevice_t d, unsigned int *mw) {
+    return nvmlDeviceGetEnforcedPowerLimit(d, mw);
+}
+
+nvmlReturn_t nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t d, unsigned int *lo, unsigned int *hi) {
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    *lo = 200000; *hi = 700000;
     return NVML_SUCCESS;
 }
 

@@ -48,6 +48,15 @@ class PowercapTree:
             (zdir / "name").write_text(z.name + "\n")
             (zdir / "max_energy_range_uj").write_text(f"{z.range_uj}\n")
             (zdir / "enabled").write_text("1\n")
+        # the control-type folder as the kernel has it: intel-rapl/ with intel-rapl:N inside and
+        # subsystem -> the class folder (tools other than ours look there)
+        ctl = root / "intel-rapl"
+        ctl.mkdir(exist_ok=True)
+        if not (ctl / "subsystem").exists():
+            os.symlink("..", ctl / "subsystem")
+        for z in zones:
+            if z.path.count(":") == 1 and not (ctl / z.path).exists():
+                os.symlink(os.path.join("..", z.path), ctl / z.path)
         self._write(self.t0)
 
     def zone_dir(self, z: Zone) -> Path:

@@ -1,0 +1,27 @@
+"""The benchmarks' short mode runs in CI so it cannot rot; it asserts that it ran, not how fast."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_bench_quick_mode_runs_and_writes_results(tmp_path: Path, clean_env: dict[str, str]):
+    md, raw = tmp_path / "bench.md", tmp_path / "bench.json"
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(md), "--json",
+                          str(raw)], env=clean_env, capture_output=True, timeout=600)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    text = md.read_text()
+    for section in ("## Start-up", "## Sampler cost, sensors absent", "## Workload slowdown", "## Store (footprint)"):
+        assert section in text
+    data = json.loads(raw.read_text())
+    assert data["startup"]["footprint"]["n"] == 2
+    assert data["store"]["write_samples_per_s"] > 0 and data["store"]["report_s"]["n"] == 3
+    assert set(data["workload"]["footprint"]) == {"cpu", "torch"}
+    if data["isolated"]:  # simulated hardware needs unshare; then footprint's energy must match the integral
+        acc = data["accuracy"]["footprint"]
+        assert abs(acc["gpu"]["error_percent"]) < 1.0 and abs(acc["cpu"]["error_percent"]) < 1.0
