@@ -342,8 +342,52 @@ def md(results: dict[str, Any]) -> str:
             lines.append(f"| {tool} | {row['interval_s']:g} s | {fmt(row['gpu']['error_percent'], '+.2f')} | "
                          f"{fmt(row['cpu']['error_percent'], '+.2f')} |")
         lines.append("")
+    lines += ["## Targets", ""] + [f"- {t}" for t in targets(r)] + [""]
     lines += ["## What each peer could not measure", ""] + [f"- {n}" for n in r["notes"]] + [""]
     return "\n".join(lines)
+
+
+def targets(r: dict[str, Any]) -> list[str]:
+    """Each target from the benchmarks issue, met or missed, with the figure."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    out = []
+    s = r["startup"]["footprint"].get("median")
+    if s is not None:
+        out.append(f"in-process start-up ≤ 50 ms: {verdict(s <= 0.05)} ({s * 1000:.0f} ms)")
+    cli = r["startup"]["cli"]["overhead_s"]
+    out.append(f"`footprint run` overhead ≤ 150 ms: {verdict(cli <= 0.15)} ({cli * 1000:.0f} ms)")
+    for key in ("sampler_sim", "sampler_bare"):
+        row = r.get(key, {}).get("footprint", {})
+        d, f = row.get("default", {}).get("core_percent"), row.get("10 Hz", {}).get("core_percent")
+        label = "sensors present" if key == "sampler_sim" else "sensors absent"
+        if d is not None and f is not None:
+            out.append(f"sampler < 0.1 % of a core at the default, < 0.5 % at 10 Hz ({label}): "
+                       f"{verdict(d < 0.1)} / {verdict(f < 0.5)} ({d:.3f} % / {f:.3f} %)")
+            peers = {t: v.get("10 Hz", {}).get("core_percent") for t, v in r[key].items() if t != "footprint"}
+            lower = [t for t, v in peers.items() if v is not None and v < f]
+            out.append(f"below every peer at 10 Hz ({label}): {verdict(not lower)}"
+                       + (f" (lower: {', '.join(lower)})" if lower else ""))
+    w = r["workload"]["footprint"]
+    for kind, row in w.items():
+        if "slowdown" in row:
+            slow = row["slowdown"]["median"] - 1
+            out.append(f"{kind} workload slowdown < 0.5 % or within noise: "
+                       f"{verdict(abs(slow) < 0.005 or abs(slow) < row['noise'])} ({100 * slow:+.2f} %, bare-run "
+                       f"noise {100 * row['noise']:.1f} %)")
+    st = r["store"]
+    out.append(f"≥ 200k samples/s written: {verdict(st['write_samples_per_s'] >= 200_000)} "
+               f"({st['write_samples_per_s']:,.0f}/s)")
+    if st["report_samples"] >= 9_000_000:
+        out.append(f"report over 10 M samples < 1 s: {verdict(st['report_s']['median'] < 1)} "
+                   f"({st['report_s']['median']:.2f} s)")
+    for key in ("accuracy", "accuracy_nowrap"):
+        row = r.get(key, {}).get("footprint")
+        if row and "gpu" in row:
+            worst = max(abs(row["gpu"]["error_percent"] or 0), abs(row["cpu"]["error_percent"] or 0))
+            out.append(f"energy error ≤ 0.5 % ({key.replace('_', ' ')}): {verdict(worst <= 0.5)} ({worst:.2f} %)")
+    return out
 
 
 def main() -> int:
@@ -352,7 +396,12 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown results")
     ap.add_argument("--json", default=None, help="raw results as JSON too")
     ap.add_argument("--no-peers", action="store_true", help="skip CodeCarbon, Zeus and carbontracker")
+    ap.add_argument("--from-json", metavar="FILE", help="only re-render the markdown from saved raw results")
     args = ap.parse_args()
+    if args.from_json:
+        Path(args.out).write_text(md(json.loads(Path(args.from_json).read_text())))
+        print(f"wrote {args.out}")
+        return 0
     log: list[str] = []
     tools = ["footprint"]
     if not args.quick and not args.no_peers:

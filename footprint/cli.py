@@ -293,7 +293,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import subprocess
 
     from .reports import render
-    from .run import ENV_DB, ENV_RUN_ID, ENV_WAKE_FD, finish_run, start_run
+    from .run import ENV_DB, ENV_RUN_ID, ENV_WAKE_FD, finish_run, start_run, wake_fd_token
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -321,7 +321,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             finish_run(run, status="failed", exit_code=2)
             raise
         print(f"footprint: Prometheus metrics on http://{server.address}/metrics", file=sys.stderr, flush=True)
-    env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: str(wake_fd)})
+    env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: wake_fd_token(wake_fd)})
 
     received: list[int] = []
     child: subprocess.Popen[bytes] | None = None

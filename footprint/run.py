@@ -30,7 +30,7 @@ ENV_RUN_ID = "FOOTPRINT_RUN_ID"
 ENV_DB = "FOOTPRINT_DB"
 ENV_WAKE_FD = "FOOTPRINT_WAKE_FD"
 
-# Hooks called at span boundaries (e.g. CUDA synchronisation, so async kernels land in their span).
+# Extra callables run at every span boundary (CUDA synchronisation is built in, see Run.sync_cuda).
 span_hooks: list[Callable[[], None]] = []
 
 _active = threading.local()
@@ -265,9 +265,30 @@ def attach_from_env() -> Run | None:
     rows = store.query("SELECT name FROM runs WHERE id = ?", (rid,))
     if not rows:
         raise FootprintError(f"{ENV_RUN_ID}={rid} names no run in {store.path}")
-    fd_text = os.environ.get(ENV_WAKE_FD)
-    wake_fd = int(fd_text) if fd_text and fd_text.isdigit() else None
-    return Run(store, rid, str(rows[0]["name"]), wake_fd=wake_fd)
+    return Run(store, rid, str(rows[0]["name"]), wake_fd=inherited_wake_fd(os.environ.get(ENV_WAKE_FD)))
+
+
+def wake_fd_token(fd: int) -> str:
+    """What the parent puts in FOOTPRINT_WAKE_FD: the fd and its pipe's inode, so a process that did not
+    inherit it (and may hold an unrelated file under that number) never writes into the wrong file."""
+    return f"{fd}:{os.fstat(fd).st_ino}"
+
+
+def inherited_wake_fd(token: str | None) -> int | None:
+    import stat
+
+    fd_text, _, ino = (token or "").partition(":")
+    if not fd_text.isdigit() or not ino.isdigit():
+        return None
+    fd = int(fd_text)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISFIFO(st.st_mode) or st.st_ino != int(ino):
+            return None
+        os.set_blocking(fd, False)  # a full pipe must never stall the workload: skip that wake-up
+    except OSError:
+        return None  # not inherited: span edges are interpolated from the parent's samples instead
+    return fd
 
 
 class track(contextlib.ContextDecorator):

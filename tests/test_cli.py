@@ -85,6 +85,11 @@ def test_code_inside_the_command_attaches_to_the_parent_run(clean_env: dict[str,
     run = data["runs"][0]
     with sqlite3.connect(clean_env["FOOTPRINT_DB"]) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # no second run started
+        # span edges in the child woke the parent for immediate reads of the counters (edges that come
+        # together, like prefill's end and decode's start, may share one read)
+        marks = conn.execute("SELECT COUNT(*) FROM samples s JOIN devices d ON d.id = s.device_id "
+                             "WHERE s.mark = 1 AND d.kind = 'cpu'").fetchone()[0]
+    assert marks >= 2 + 7  # run start and end, and at least one read per span
     assert run["name"] == "outer"
     assert run["tokens"] == 200
     assert run["j_per_token"] == pytest.approx(run["energy_j"]["total"] / 200)

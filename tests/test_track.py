@@ -159,3 +159,20 @@ def test_short_window_is_flagged_unreliable(tmp_path: Path):
     rep = run.report()
     assert any("shorter than a counter's update period" in w for w in rep.warnings)
     assert rep.spans[0].reliable is False
+
+
+def test_wake_fd_is_used_only_when_it_is_the_inherited_pipe(tmp_path: Path):
+    import os
+
+    from footprint.run import inherited_wake_fd, wake_fd_token
+
+    r, w = os.pipe()
+    try:
+        assert inherited_wake_fd(wake_fd_token(w)) == w
+        with open(tmp_path / "unrelated.log", "w") as fh:  # a file that happens to hold some fd number
+            assert inherited_wake_fd(f"{fh.fileno()}:{os.fstat(w).st_ino}") is None
+        assert inherited_wake_fd(f"{w}:1") is None
+        assert inherited_wake_fd("junk") is None and inherited_wake_fd(None) is None
+    finally:
+        os.close(r)
+        os.close(w)
