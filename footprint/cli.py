@@ -16,24 +16,23 @@ from .errors import FootprintError
 EPILOG = "Data goes to ./footprint.db unless --db or FOOTPRINT_DB says otherwise."
 
 
-def _positive_float(text: str) -> float:
+def _float_arg(text: str, *, positive: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    if not (value > 0 if positive else value >= 0) or value == float("inf"):  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(
+            f"expected a {'positive number' if positive else 'number >= 0'}, got '{text}'")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _float_arg(text, positive=True)
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'")
-    return value
+    return _float_arg(text, positive=False)
 
 
 def _non_negative_int(text: str) -> int:
