@@ -142,8 +142,12 @@ class _CpuTimes:
     @staticmethod
     def _read() -> tuple[float, float] | None:
         try:
-            with open("/proc/stat", "rb") as fh:
-                fields = [float(x) for x in fh.readline().split()[1:]]
+            fd = os.open("/proc/stat", os.O_RDONLY)
+            try:
+                first = os.read(fd, 256).split(b"\n", 1)[0]  # the aggregate "cpu ..." line
+            finally:
+                os.close(fd)
+            fields = [float(x) for x in first.split()[1:]]
         except (OSError, ValueError):
             return None
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait

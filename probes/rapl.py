@@ -44,6 +44,7 @@ def unwrap(prev_uj: int, cur_uj: int, range_uj: int, expected_uj: float | None =
 @dataclass
 class _Zone:
     path: Path
+    counter: str  # str(path / "energy_uj"), built once
     kind: str
     index: int
     name: str
@@ -55,8 +56,13 @@ class _Zone:
     power_w: float | None = None
 
 
-def _read_int(path: Path) -> int:
-    return int(path.read_text().strip())
+def _read_int(path: Path | str) -> int:
+    # os-level calls: this runs for every zone at every sample, and pathlib's layers cost several times more
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return int(os.read(fd, 64))
+    finally:
+        os.close(fd)
 
 
 def find_zones(root: Path) -> list[tuple[Path, str, int, str]]:
@@ -133,7 +139,7 @@ class RaplProbe(Probe):
             except (OSError, ValueError) as exc:
                 raise ProbeError(f"cannot read {path}: {exc}") from exc
             t = clock.now()
-            self._zones.append(_Zone(path, kind, idx, zname, rng, cur, cur, t))
+            self._zones.append(_Zone(path, str(path / "energy_uj"), kind, idx, zname, rng, cur, cur, t))
             self.devices.append(
                 Device(kind=kind, index=idx, name=f"RAPL {zname} ({path.name})", source="rapl",
                        measured=True, update_period_s=0.001)
@@ -144,9 +150,9 @@ class RaplProbe(Probe):
         out: list[Reading] = []
         for zone, dev in zip(self._zones, self.devices, strict=False):
             try:
-                cur = _read_int(zone.path / "energy_uj")
+                cur = _read_int(zone.counter)
             except (OSError, ValueError) as exc:
-                self.errors[dev.key] = f"{zone.path / 'energy_uj'}: {exc}"
+                self.errors[dev.key] = f"{zone.counter}: {exc}"
                 continue
             t = clock.now()
             dt = t - zone.last_t
