@@ -365,7 +365,9 @@ def targets(r: dict[str, Any]) -> list[str]:
         if d is not None and f is not None:
             out.append(f"sampler < 0.1 % of a core at the default, < 0.5 % at 10 Hz ({label}): "
                        f"{verdict(d < 0.1)} / {verdict(f < 0.5)} ({d:.3f} % / {f:.3f} %)")
-            peers = {t: v.get("10 Hz", {}).get("core_percent") for t, v in r[key].items() if t != "footprint"}
+            # Zeus has no sampling interval (it reads counters at window edges), so it has no 10 Hz figure
+            peers = {t: v.get("10 Hz", {}).get("core_percent") for t, v in r[key].items()
+                     if t not in ("footprint", "zeus")}
             lower = [t for t, v in peers.items() if v is not None and v < f]
             out.append(f"below every peer at 10 Hz ({label}): {verdict(not lower)}"
                        + (f" (lower: {', '.join(lower)})" if lower else ""))
@@ -455,7 +457,10 @@ NOTES = [
     "CodeCarbon's default interval is 15 s; at that interval its figures for short windows rest on few reads. "
     "It was run as OfflineEmissionsTracker(country_iso_code='USA') to avoid its geo-IP look-up.",
     "carbontracker integrates power readings (NVML power, RAPL deltas) per update interval and tries "
-    "ipinfo.io for the location (refused here by the network namespace, as intended).",
+    "ipinfo.io for the location (refused here by the network namespace, as intended). Its RAPL reading sleeps "
+    "1 s inside every measurement (MEASURE_DELAY), so with RAPL present its '10 Hz' runs at under 1 Hz; its "
+    "CPU figures fall far short of the exact energy in both accuracy tables (not investigated further).",
+    "Zeus's cost with sensors present is its RAPL wraparound-watching child process, which polls continuously.",
     "The torch workload runs for footprint only: the peers' venvs do not carry torch.",
     "CPU accuracy compares each tool's CPU figure with the package zones' exact energy (DRAM excluded). The "
     "60 J counter ranges of the first accuracy table are far smaller than real ones (about 262 kJ) so that "
