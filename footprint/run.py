@@ -30,9 +30,6 @@ ENV_RUN_ID = "FOOTPRINT_RUN_ID"
 ENV_DB = "FOOTPRINT_DB"
 ENV_WAKE_FD = "FOOTPRINT_WAKE_FD"
 
-# Extra callables run at every span boundary (CUDA synchronisation is built in, see Run.sync_cuda).
-span_hooks: list[Callable[[], None]] = []
-
 _active = threading.local()
 
 
@@ -74,9 +71,6 @@ class Run:
         if self.sync_cuda:
             with contextlib.suppress(Exception):
                 cuda.synchronize()
-        for hook in span_hooks:
-            with contextlib.suppress(Exception):
-                hook()
         if self.sampler is not None:
             return self.sampler.mark()
         if self._wake_fd is not None:  # ask the owning process to read its counters now

@@ -29,11 +29,10 @@ def default_probes(*, gpu: bool = True, node: bool = True, cuda_ordinals: list[i
         probes.append(NvmlProbe(cuda_ordinals=cuda_ordinals))
     if node:
         rapl_dram = False
-        if RaplProbe.availability().ok:
-            from .rapl import find_zones, powercap_root
-
+        availability = RaplProbe.availability()
+        if availability.ok:
             probes.append(RaplProbe())
-            rapl_dram = any(kind == "ram" for _, kind, _, _ in find_zones(powercap_root()))
+            rapl_dram = "ram" in availability.kinds
         else:
             probes.append(CpuEstimateProbe())
         if not rapl_dram:

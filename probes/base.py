@@ -16,6 +16,7 @@ class ProbeError(Exception):
 class Availability:
     ok: bool
     reason: str
+    kinds: tuple[str, ...] = ()  # what it would measure here: ("cpu", "ram") for RAPL with dram zones
 
 
 @dataclass(frozen=True)

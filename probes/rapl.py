@@ -120,11 +120,8 @@ class RaplProbe(Probe):
             return Availability(False, GRANT_HINT)
         except (OSError, ValueError) as exc:
             return Availability(False, f"cannot read RAPL counters: {exc}")
-        kinds = sorted({k for _, k, _, _ in zones})
-        return Availability(True, f"RAPL zones for {', '.join(kinds)} under {base}")
-
-    def has_dram(self) -> bool:
-        return any(z.kind == "ram" for z in self._zones)
+        kinds = tuple(sorted({k for _, k, _, _ in zones}))
+        return Availability(True, f"RAPL zones for {', '.join(kinds)} under {base}", kinds)
 
     def open(self) -> list[Device]:
         zones = find_zones(self.root)

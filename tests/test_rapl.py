@@ -145,3 +145,15 @@ def test_unreadable_counters_explain_how_to_grant_access(tmp_path: Path, clean_e
     ok, reason = json.loads(res.stdout)
     assert ok is False
     assert reason == GRANT_HINT and "chmod a+r" in reason
+
+
+def test_rapl_without_dram_zones_falls_back_to_the_ram_estimate(tmp_path: Path, clean_env: dict[str, str]):
+    zones = [Zone("intel-rapl:0", "package-0", 40.0), Zone("intel-rapl:0:0", "core", 20.0)]
+    with PowercapTree(tmp_path / "pc", zones, period_s=0.002) as tree:
+        env = dict(clean_env, FOOTPRINT_POWERCAP=str(tree.root))
+        res = run_cli(["run", "--no-summary", "--", "sleep", "0.5"], env)
+    assert res.returncode == 0, res.stderr.decode()
+    run = report_json(env)["runs"][0]
+    assert run["sources"]["cpu"] == "rapl" and run["sources"]["ram"] == "estimate:ram-w-per-gb"
+    dur = run["ended_at"] - run["started_at"]
+    assert run["energy_j"]["cpu"] == pytest.approx(40.0 * dur, rel=0.01)
