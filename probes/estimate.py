@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from footprint import clock
@@ -33,11 +33,22 @@ def codecarbon_data_dir() -> Path | None:
     return None
 
 
+# where codecarbon 3.x keeps each file: looked at before searching its whole data folder
+KNOWN_PLACES = {
+    "cpu_power.csv": "hardware", "impact.csv": "cloud", "global_energy_mix.json": "private_infra",
+    "carbon_intensity_per_source.json": "private_infra",
+}
+
+
+@cache
 def find_data_file(name: str) -> Path | None:
     """A codecarbon data file by name, wherever this version keeps it (the layout has moved)."""
     data = codecarbon_data_dir()
     if data is None:
         return None
+    known = data / KNOWN_PLACES.get(name, "") / name
+    if known.is_file():
+        return known
     hits = sorted(data.rglob(name))
     return hits[0] if hits else None
 
