@@ -431,7 +431,7 @@ def main() -> int:
                 results["sampler_sim"] = bench_sampler(tools, idle_s, sim, isolate)
             results["sampler_bare"] = bench_sampler(tools, idle_s, None, isolate)
             results["workload"] = bench_workload(tools, 2 if args.quick else 9, 100_000 if args.quick else 3_000_000,
-                                                 3 if args.quick else 150, isolate)
+                                                 3 if args.quick else 3000, isolate)
             results["store"] = bench_store(50_000 if args.quick else 1_000_000,
                                            50_000 if args.quick else 10_000_000)
             if sim is not None:

@@ -289,6 +289,7 @@ def cmd_probes() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import sqlite3
     import subprocess
 
     from .reports import render
@@ -361,18 +362,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             else:
                 status = "completed" if rc == 0 else "failed"
     finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if server is not None:
+            server.close()
+        unfinished: str | None = None
         try:
             if args.tokens is not None:
                 run.add_tokens(args.tokens)
             finish_run(run, status=status, exit_code=code)
-        except FootprintError as exc:  # the child's exit code still wins
-            print(f"footprint: error: {exc}", file=sys.stderr)
-            return code
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            if server is not None:
-                server.close()
+        except (FootprintError, sqlite3.Error) as exc:
+            unfinished = str(exc)
+    if unfinished is not None:  # the child's exit code still wins
+        print(f"footprint: error: {unfinished}", file=sys.stderr)
+        return code
     if not args.no_summary:
         sys.stderr.write(render(run.report(power=True), "console", color=sys.stderr.isatty()))
     return code

@@ -84,6 +84,7 @@ def run(start: Callable[[float], Any], stop: Callable[[Any], dict[str, float | N
         out.update(cpu_s=c1 - c0, wall_s=w1 - w0)
     elif mode == "work":
         work = cpu_workload if args.get("workload", "cpu") == "cpu" else torch_workload
+        work(max(1, int(args["n"]) // 20))  # warm-up (torch's thread pool, allocator), not timed
         profiled = args.get("profiled", True)
         h = start(interval) if profiled else None
         w0 = time.perf_counter()
