@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import FootprintError
 
@@ -19,16 +20,14 @@ class CostSettings:
     currency: str = DEFAULT_CURRENCY
 
 
-def _number(name: str, value: float | str | None, *, minimum: float, env: str, key: str) -> float | None:
+def _number(name: str, value: float | str | None, *, minimum: float, env: str, key: str,
+            cfg: dict[str, Any], cfg_path: str | None) -> float | None:
     if value is None:
         value = os.environ.get(env) or None
         name = env if value is not None else name
     if value is None:
-        from . import config
-
-        cfg, path = config.load()
         value = cfg.get(key)
-        name = f"{path}: {key}" if value is not None else name
+        name = f"{cfg_path}: {key}" if value is not None else name
     if value is None:
         return None
     try:
@@ -46,11 +45,14 @@ def resolve_costs(*, pue: float | None = None, price_kwh: float | None = None, p
     then the config file (footprint.config)."""
     from . import config
 
-    p = _number("PUE", pue, minimum=1.0, env="FOOTPRINT_PUE", key="pue")
+    cfg, path = config.load()  # once: each figure below falls back to the same file
+    p = _number("PUE", pue, minimum=1.0, env="FOOTPRINT_PUE", key="pue", cfg=cfg, cfg_path=path)
     return CostSettings(
         pue=1.0 if p is None else p,
-        price_kwh=_number("price per kWh", price_kwh, minimum=0.0, env="FOOTPRINT_PRICE_KWH", key="price_kwh"),
-        price_hour=_number("price per hour", price_hour, minimum=0.0, env="FOOTPRINT_PRICE_HOUR", key="price_hour"),
-        currency=(currency or os.environ.get("FOOTPRINT_CURRENCY") or config.load()[0].get("currency")
+        price_kwh=_number("price per kWh", price_kwh, minimum=0.0, env="FOOTPRINT_PRICE_KWH", key="price_kwh",
+                          cfg=cfg, cfg_path=path),
+        price_hour=_number("price per hour", price_hour, minimum=0.0, env="FOOTPRINT_PRICE_HOUR", key="price_hour",
+                           cfg=cfg, cfg_path=path),
+        currency=(currency or os.environ.get("FOOTPRINT_CURRENCY") or cfg.get("currency")
                   or DEFAULT_CURRENCY).upper(),
     )

@@ -171,7 +171,8 @@ def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_I
     intensity = carbon.resolve(country, carbon_g_per_kwh, region)
     costs = resolve_costs(pue=pue, price_kwh=price_kwh, price_hour=price_hour, currency=currency)
     store = Store(db or default_db_path())
-    host = os.uname().nodename
+    u = os.uname()  # platform.platform() and socket.gethostname() cost start-up time; this says the same
+    host = u.nodename
     opened: list[Probe] = []
     devices = []
     for probe in probes if probes is not None else default_probes():
@@ -180,7 +181,6 @@ def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_I
             opened.append(probe)
         except ProbeError as exc:
             print(f"footprint: {probe.name} probe skipped: {exc}", file=sys.stderr)
-    u = os.uname()  # platform.platform() costs a few ms of start-up; this says the same
     meta = {"os": f"{u.sysname}-{u.release}-{u.machine}", "python": sys.version.split()[0],
             "cpu_count": os.cpu_count(), **(meta or {})}
     run_id = store.create_run(name, created_at=clock.now(), host=host, pid=os.getpid(), command=command,
