@@ -32,6 +32,7 @@ class PowercapTree:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._removed: set[str] = set()
         self._lock = threading.Lock()
+        self._fds: dict[str, int] = {}
         root.mkdir(parents=True, exist_ok=True)
         for z in zones:
             parts = z.path.split(":")
@@ -71,6 +72,9 @@ class PowercapTree:
         with self._lock:
             self._removed.add(path)
             z = next(z for z in self.zones if z.path == path)
+            fd = self._fds.pop(path, None)
+            if fd is not None:
+                os.close(fd)
             (self.zone_dir(z) / "energy_uj").unlink()
 
     def _write(self, t: float) -> None:
@@ -78,14 +82,17 @@ class PowercapTree:
             self._write_locked(t)
 
     def _write_locked(self, t: float) -> None:
+        # In place, as sysfs behaves (one inode whose content changes), and cheaply: a new file and a rename
+        # every 2 ms made ext4's journal stall the writer on slow disks, leaving counters stale for tens of
+        # ms. Fixed width, so a value never leaves digits of a longer one behind.
         for z in self.zones:
             if z.path in self._removed:
                 continue
             total_uj = int(z.power_w * (t - self.t0) * 1e6)
-            target = self.zone_dir(z) / "energy_uj"
-            tmp = target.with_name(".energy_uj.tmp")
-            tmp.write_text(f"{total_uj % z.range_uj}\n")
-            os.replace(tmp, target)
+            fd = self._fds.get(z.path)
+            if fd is None:
+                fd = self._fds[z.path] = os.open(self.zone_dir(z) / "energy_uj", os.O_WRONLY | os.O_CREAT, 0o644)
+            os.pwrite(fd, f"{total_uj % z.range_uj:<20}\n".encode(), 0)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -99,6 +106,10 @@ class PowercapTree:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
 
 def standard_zones(range_uj: int = 262_143_328_850) -> list[Zone]:
