@@ -16,22 +16,27 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from .errors import FootprintError
 from .probes.estimate import find_data_file
+from .record import FrozenRecord
+
+TYPE_CHECKING = False  # typing itself costs start-up time; annotations need it only when checked
+if TYPE_CHECKING:
+    from typing import Any
 
 WORLD_AVERAGE_G_PER_KWH = 475.0  # IEA 2019, as in CodeCarbon; used if its data file is missing
 
 
-@dataclass(frozen=True)
-class Intensity:
-    g_per_kwh: float
-    country: str | None  # ISO3 when known
-    source: str  # where the figure came from and why it was chosen
+class Intensity(FrozenRecord):
+    __slots__ = ("g_per_kwh", "country", "source")
+
+    def __init__(self, g_per_kwh: float, country: str | None, source: str) -> None:
+        self.g_per_kwh = g_per_kwh
+        self.country = country  # ISO3 when known
+        self.source = source  # where the figure came from and why it was chosen
 
 
 @lru_cache(maxsize=1)

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from .errors import FootprintError
+
+TYPE_CHECKING = False  # importing typing costs start-up time; annotations need it only when checked
+if TYPE_CHECKING:
+    from typing import Any
 
 KEYS: dict[str, type] = {"country": str, "region": str, "carbon_intensity": float, "pue": float,
                          "price_kwh": float, "price_hour": float, "currency": str}

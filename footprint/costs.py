@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
-from typing import Any
 
 from .errors import FootprintError
+from .record import FrozenRecord
+
+TYPE_CHECKING = False  # typing itself costs start-up time; annotations need it only when checked
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_CURRENCY = "USD"
 
 
-@dataclass(frozen=True)
-class CostSettings:
-    pue: float = 1.0
-    price_kwh: float | None = None
-    price_hour: float | None = None
-    currency: str = DEFAULT_CURRENCY
+class CostSettings(FrozenRecord):
+    __slots__ = ("pue", "price_kwh", "price_hour", "currency")
+
+    def __init__(self, pue: float = 1.0, price_kwh: float | None = None, price_hour: float | None = None,
+                 currency: str = DEFAULT_CURRENCY) -> None:
+        self.pue = pue
+        self.price_kwh = price_kwh
+        self.price_hour = price_hour
+        self.currency = currency
 
 
 def _number(name: str, value: float | str | None, *, minimum: float, env: str, key: str,

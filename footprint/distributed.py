@@ -8,19 +8,26 @@ through the job's own process group (gloo or nccl): no extra process or port of 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+
+from .record import FrozenRecord
+
+TYPE_CHECKING = False  # typing itself costs start-up time; annotations need it only when checked
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
-@dataclass(frozen=True)
-class Identity:
-    rank: int
-    local_rank: int
-    world_size: int
-    local_world_size: int
-    node: str
-    job_id: str
+class Identity(FrozenRecord):
+    __slots__ = ("rank", "local_rank", "world_size", "local_world_size", "node", "job_id")
+
+    def __init__(self, rank: int, local_rank: int, world_size: int, local_world_size: int, node: str,
+                 job_id: str) -> None:
+        self.rank = rank
+        self.local_rank = local_rank
+        self.world_size = world_size
+        self.local_world_size = local_world_size
+        self.node = node
+        self.job_id = job_id
 
     @property
     def measures_node(self) -> bool:

@@ -9,8 +9,6 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import carbon, clock, cuda, distributed
 from .costs import resolve_costs
@@ -21,10 +19,14 @@ from .probes.base import Probe, ProbeError
 from .sampler import DEFAULT_INTERVAL_S, Sampler
 from .store import Store, default_db_path
 
+TYPE_CHECKING = False  # importing typing costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any, TypeVar
+
     from .reports.model import RunReport
 
-F = TypeVar("F", bound=Callable[..., Any])
+    F = TypeVar("F", bound=Callable[..., Any])
 
 ENV_RUN_ID = "FOOTPRINT_RUN_ID"
 ENV_DB = "FOOTPRINT_DB"

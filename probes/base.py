@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
 
 from footprint import clock
+from footprint.record import FrozenRecord, Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class ProbeError(Exception):
     """A probe could not read a device; the run goes on with the other probes."""
 
 
-@dataclass(frozen=True)
-class Availability:
-    ok: bool
-    reason: str
-    kinds: tuple[str, ...] = ()  # what it would measure here: ("cpu", "ram") for RAPL with dram zones
+class Availability(FrozenRecord):
+    __slots__ = ("ok", "reason", "kinds")
+
+    def __init__(self, ok: bool, reason: str, kinds: tuple[str, ...] = ()) -> None:
+        self.ok = ok
+        self.reason = reason
+        self.kinds = kinds  # what it would measure here: ("cpu", "ram") for RAPL with dram zones
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(FrozenRecord):
     """One thing that draws power: a GPU, a CPU package, the RAM of a socket.
 
     `source` names where its figures come from: `nvml-energy`, `nvml-power`, `rapl`,
@@ -28,42 +33,52 @@ class Device:
     underlying counter changes: windows shorter than that are flagged as unreliable.
     """
 
-    kind: str  # "gpu" | "cpu" | "ram"
-    index: int
-    name: str
-    source: str
-    measured: bool
-    update_period_s: float = 0.0
-    uuid: str | None = None
-    power_limit_w: float | None = None
-    note: str | None = None
+    __slots__ = ("kind", "index", "name", "source", "measured", "update_period_s", "uuid", "power_limit_w", "note",
+                 "_key")
+
+    def __init__(self, kind: str, index: int, name: str, source: str, measured: bool, update_period_s: float = 0.0,
+                 uuid: str | None = None, power_limit_w: float | None = None, note: str | None = None) -> None:
+        self.kind = kind  # "gpu" | "cpu" | "ram"
+        self.index = index
+        self.name = name
+        self.source = source
+        self.measured = measured
+        self.update_period_s = update_period_s
+        self.uuid = uuid
+        self.power_limit_w = power_limit_w
+        self.note = note
+        self._key = f"{kind}:{index}"  # looked up for every sample: built once
 
     @property
     def key(self) -> str:
-        return f"{self.kind}:{self.index}"
+        return self._key
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(FrozenRecord):
     """One read of one device.
 
     `energy_j` is cumulative since the probe was opened (unwrapped, never decreasing); probes that
     only see power integrate it themselves. `power_w` is the instantaneous power where known.
     """
 
-    device: Device
-    t: float  # wall-clock seconds at the read (footprint.clock.now(): immune to clock jumps)
-    energy_j: float
-    power_w: float | None = None
+    __slots__ = ("device", "t", "energy_j", "power_w")
+
+    def __init__(self, device: Device, t: float, energy_j: float, power_w: float | None = None) -> None:
+        self.device = device
+        self.t = t  # wall-clock seconds at the read (footprint.clock.now(): immune to clock jumps)
+        self.energy_j = energy_j
+        self.power_w = power_w
 
 
-@dataclass
-class PowerIntegrator:
+class PowerIntegrator(Record):
     """Trapezoidal integration of power readings into cumulative energy, for power-only sources."""
 
-    energy_j: float = 0.0
-    last_t: float | None = None
-    last_p: float | None = None
+    __slots__ = ("energy_j", "last_t", "last_p")
+
+    def __init__(self, energy_j: float = 0.0, last_t: float | None = None, last_p: float | None = None) -> None:
+        self.energy_j = energy_j
+        self.last_t = last_t
+        self.last_p = last_p
 
     def add(self, t: float, power_w: float) -> float:
         if self.last_t is not None and self.last_p is not None:
@@ -84,9 +99,13 @@ class Probe(abc.ABC):
 
     name: str = "probe"
     devices: list[Device]
+    # False for probes whose energy between two reads is exact however far apart the reads are (the
+    # estimates): the sampler reads them at run and span edges and at each flush, not at every interval
+    polled: bool = True
 
     def __init__(self) -> None:
         self.devices = []
+        self.errors: dict[str, str] = {}  # device key -> why it could not be read (the others were)
 
     def open(self) -> list[Device]:
         return self.devices
@@ -103,21 +122,20 @@ class Probe(abc.ABC):
         return Availability(True, "always available")
 
 
-@dataclass
 class FakeProbe(Probe):
     """An in-memory probe for tests: constant power per device on a clock the test may drive."""
 
-    powers_w: dict[str, float] = field(default_factory=lambda: {"cpu:0": 50.0})
-    measured: bool = True
-    clock: object = None  # callable returning seconds; time.time by default
-    name: str = "fake"
-
-    def __post_init__(self) -> None:
+    def __init__(self, powers_w: dict[str, float] | None = None, measured: bool = True,
+                 clock: Callable[[], float] | None = None, name: str = "fake") -> None:
         super().__init__()
+        self.powers_w = {"cpu:0": 50.0} if powers_w is None else powers_w
+        self.measured = measured
+        self.clock = clock  # seconds; footprint.clock.now by default
+        self.name = name
         self._t0: float | None = None
 
     def _now(self) -> float:
-        return self.clock() if callable(self.clock) else clock.now()
+        return self.clock() if self.clock is not None else clock.now()
 
     def open(self) -> list[Device]:
         self.devices = []

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
 
 from footprint import clock
 
 from .base import Availability, Device, PowerIntegrator, Probe, ProbeError, Reading
+
+TYPE_CHECKING = False  # importing typing costs start-up time; annotations need it only when checked
+if TYPE_CHECKING:
+    from typing import Any
 
 MIG_NOTE = (
     "MIG mode is on: NVML reports energy for the whole GPU only, so per-slice energy is not "
@@ -73,7 +76,6 @@ class NvmlProbe(Probe):
         self._first_mj: list[int | None] = []
         self._integrators: list[PowerIntegrator] = []
         self._open = False
-        self.errors: dict[str, str] = {}
 
     @classmethod
     def availability(cls) -> Availability:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from footprint import clock
@@ -41,19 +40,21 @@ def unwrap(prev_uj: int, cur_uj: int, range_uj: int, expected_uj: float | None =
     return delta
 
 
-@dataclass
 class _Zone:
-    path: Path
-    counter: str  # str(path / "energy_uj"), built once
-    kind: str
-    index: int
-    name: str
-    range_uj: int
-    first_uj: int = 0
-    last_uj: int = 0
-    last_t: float = 0.0
-    total_uj: int = 0
-    power_w: float | None = None
+    __slots__ = ("path", "counter", "kind", "index", "name", "range_uj", "last_uj", "last_t", "total_uj", "power_w")
+
+    def __init__(self, path: Path, kind: str, index: int, name: str, range_uj: int, last_uj: int,
+                 last_t: float) -> None:
+        self.path = path
+        self.counter = str(path / "energy_uj")  # built once: read at every sample
+        self.kind = kind
+        self.index = index
+        self.name = name
+        self.range_uj = range_uj
+        self.last_uj = last_uj
+        self.last_t = last_t
+        self.total_uj = 0
+        self.power_w: float | None = None
 
 
 def _read_int(path: Path | str) -> int:
@@ -105,7 +106,6 @@ class RaplProbe(Probe):
         super().__init__()
         self.root = Path(root) if root is not None else powercap_root()
         self._zones: list[_Zone] = []
-        self.errors: dict[str, str] = {}
 
     @classmethod
     def availability(cls, root: str | Path | None = None) -> Availability:
@@ -136,7 +136,7 @@ class RaplProbe(Probe):
             except (OSError, ValueError) as exc:
                 raise ProbeError(f"cannot read {path}: {exc}") from exc
             t = clock.now()
-            self._zones.append(_Zone(path, str(path / "energy_uj"), kind, idx, zname, rng, cur, cur, t))
+            self._zones.append(_Zone(path, kind, idx, zname, rng, cur, t))
             self.devices.append(
                 Device(kind=kind, index=idx, name=f"RAPL {zname} ({path.name})", source="rapl",
                        measured=True, update_period_s=0.001)

@@ -5,16 +5,18 @@ Renderers load on first use (PEP 562), so reading a run's figures does not pay f
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from footprint.errors import FootprintError
 
 from .base import Renderer, as_report
 from .model import Report, RunReport, Settings, load_report, load_run
 
+TYPE_CHECKING = False  # typing costs start-up time, and reports are built at every run's end
 if TYPE_CHECKING:
+    from typing import Any
+
     from .compare import CompareRenderer
     from .console import ConsoleRenderer
     from .csv import CsvRenderer, EmissionsCsvRenderer, SpanCsvRenderer
@@ -55,7 +57,7 @@ def renderer_for(name_or_path: str) -> Renderer:
     """A renderer by name ('json') or by an output file's extension ('out.json')."""
     if name_or_path in RENDERERS:
         return _cls(name_or_path)()
-    ext = Path(name_or_path).suffix.lower()
+    ext = os.path.splitext(name_or_path)[1].lower()
     for name in RENDERERS:
         cls = _cls(name)
         if ext in cls.extensions:

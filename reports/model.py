@@ -4,132 +4,179 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from footprint import units
+from footprint.record import Record
 from footprint.store import Store
+
+TYPE_CHECKING = False  # typing and dataclasses would cost start-up time: reports are built at every stop
+if TYPE_CHECKING:
+    from typing import Any
 
 COMPONENTS = ("cpu", "ram", "gpu")
 STALE_AFTER_S = 15.0  # a 'running' run whose heartbeat is older than this (and whose process is gone) is incomplete
 
 
-@dataclass
-class DeviceReport:
-    kind: str
-    index: int
-    name: str
-    energy_j: float | None
-    source: str
-    measured: bool
-    uuid: str | None = None
-    power_limit_w: float | None = None
-    note: str | None = None
-    mean_power_w: float | None = None
-    first_read_at: float | None = None
-    last_read_at: float | None = None
+class DeviceReport(Record):
+    __slots__ = ("kind", "index", "name", "energy_j", "source", "measured", "uuid", "power_limit_w", "note",
+                 "mean_power_w", "first_read_at", "last_read_at")
+
+    def __init__(self, kind: str, index: int, name: str, energy_j: float | None, source: str, measured: bool,
+                 uuid: str | None = None, power_limit_w: float | None = None, note: str | None = None,
+                 mean_power_w: float | None = None, first_read_at: float | None = None,
+                 last_read_at: float | None = None) -> None:
+        self.kind = kind
+        self.index = index
+        self.name = name
+        self.energy_j = energy_j
+        self.source = source
+        self.measured = measured
+        self.uuid = uuid
+        self.power_limit_w = power_limit_w
+        self.note = note
+        self.mean_power_w = mean_power_w
+        self.first_read_at = first_read_at
+        self.last_read_at = last_read_at
 
 
-@dataclass
-class Economics:
+class Economics(Record):
     """Per-token figures; None wherever tokens (or the price) are unknown, never 0."""
 
-    tokens: int | None = None
-    tokens_per_s: float | None = None
-    j_per_token: float | None = None
-    wh_per_1k_tokens: float | None = None
-    co2e_g_per_1k_tokens: float | None = None
-    cost_per_1m_tokens: float | None = None
+    __slots__ = ("tokens", "tokens_per_s", "j_per_token", "wh_per_1k_tokens", "co2e_g_per_1k_tokens",
+                 "cost_per_1m_tokens")
+
+    def __init__(self, tokens: int | None = None, tokens_per_s: float | None = None,
+                 j_per_token: float | None = None, wh_per_1k_tokens: float | None = None,
+                 co2e_g_per_1k_tokens: float | None = None, cost_per_1m_tokens: float | None = None) -> None:
+        self.tokens = tokens
+        self.tokens_per_s = tokens_per_s
+        self.j_per_token = j_per_token
+        self.wh_per_1k_tokens = wh_per_1k_tokens
+        self.co2e_g_per_1k_tokens = co2e_g_per_1k_tokens
+        self.cost_per_1m_tokens = cost_per_1m_tokens
 
 
-@dataclass
-class Cost:
-    energy: float | None
-    instance: float | None
-    total: float | None
-    currency: str
-    price_kwh: float | None
-    price_hour: float | None
+class Cost(Record):
+    __slots__ = ("energy", "instance", "total", "currency", "price_kwh", "price_hour")
+
+    def __init__(self, energy: float | None, instance: float | None, total: float | None, currency: str,
+                 price_kwh: float | None, price_hour: float | None) -> None:
+        self.energy = energy
+        self.instance = instance
+        self.total = total
+        self.currency = currency
+        self.price_kwh = price_kwh
+        self.price_hour = price_hour
 
 
-@dataclass
-class Settings:
+class Settings(Record):
     """Report-time overrides of what the run recorded (None: keep the recorded value)."""
 
-    country: str | None = None
-    region: str | None = None
-    carbon_intensity: float | None = None
-    pue: float | None = None
-    price_kwh: float | None = None
-    price_hour: float | None = None
-    currency: str | None = None
+    __slots__ = ("country", "region", "carbon_intensity", "pue", "price_kwh", "price_hour", "currency")
+
+    def __init__(self, country: str | None = None, region: str | None = None, carbon_intensity: float | None = None,
+                 pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
+                 currency: str | None = None) -> None:
+        self.country = country
+        self.region = region
+        self.carbon_intensity = carbon_intensity
+        self.pue = pue
+        self.price_kwh = price_kwh
+        self.price_hour = price_hour
+        self.currency = currency
 
 
-@dataclass
-class SpanReport:
-    id: int
-    name: str
-    parent: int | None
-    started_at: float
-    ended_at: float | None
-    duration_s: float | None
-    energy_j: dict[str, float | None]
-    tokens: int | None
-    j_per_token: float | None
-    reliable: bool = True
-    co2e_g: float | None = None
-    cost: Cost | None = None
-    economics: Economics = field(default_factory=Economics)
+class SpanReport(Record):
+    __slots__ = ("id", "name", "parent", "started_at", "ended_at", "duration_s", "energy_j", "tokens",
+                 "j_per_token", "reliable", "co2e_g", "cost", "economics")
+
+    def __init__(self, id: int, name: str, parent: int | None, started_at: float, ended_at: float | None,
+                 duration_s: float | None, energy_j: dict[str, float | None], tokens: int | None,
+                 j_per_token: float | None, reliable: bool = True, co2e_g: float | None = None,
+                 cost: Cost | None = None, economics: Economics | None = None) -> None:
+        self.id = id
+        self.name = name
+        self.parent = parent
+        self.started_at = started_at
+        self.ended_at = ended_at
+        self.duration_s = duration_s
+        self.energy_j = energy_j
+        self.tokens = tokens
+        self.j_per_token = j_per_token
+        self.reliable = reliable
+        self.co2e_g = co2e_g
+        self.cost = cost
+        self.economics = economics if economics is not None else Economics()
 
 
-@dataclass
-class RunReport:
-    id: int
-    name: str
-    status: str
-    exit_code: int | None
-    started_at: float | None
-    ended_at: float | None
-    duration_s: float | None
-    energy_j: dict[str, float | None]
-    sources: dict[str, str]
-    devices: list[DeviceReport]
-    kwh: float | None
-    co2e_g: float | None
-    carbon_intensity_g_per_kwh: float | None
-    carbon_source: str | None
-    country: str | None
-    tokens: int | None
-    j_per_token: float | None
-    spans: list[SpanReport] = field(default_factory=list)
-    host: str | None = None
-    command: list[str] | None = None
-    warnings: list[str] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    region: str | None = None
-    pue: float = 1.0
-    cost: Cost | None = None
-    economics: Economics = field(default_factory=Economics)
-    baseline_w: dict[str, float | None] | None = None
-    dynamic_energy_j: dict[str, float | None] | None = None
-    power: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-    tokens_by_kind: dict[str, int] = field(default_factory=dict)
-    j_per_generated_token: float | None = None
-    job_id: str | None = None
-    rank: int | None = None
-    node: str | None = None
+class RunReport(Record):
+    __slots__ = ("id", "name", "status", "exit_code", "started_at", "ended_at", "duration_s", "energy_j", "sources",
+                 "devices", "kwh", "co2e_g", "carbon_intensity_g_per_kwh", "carbon_source", "country", "tokens",
+                 "j_per_token", "spans", "host", "command", "warnings", "events", "region", "pue", "cost",
+                 "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
+                 "j_per_generated_token", "job_id", "rank", "node")
+
+    def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
+                 ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
+                 sources: dict[str, str], devices: list[DeviceReport], kwh: float | None, co2e_g: float | None,
+                 carbon_intensity_g_per_kwh: float | None, carbon_source: str | None, country: str | None,
+                 tokens: int | None, j_per_token: float | None, spans: list[SpanReport] | None = None,
+                 host: str | None = None, command: list[str] | None = None, warnings: list[str] | None = None,
+                 events: list[dict[str, Any]] | None = None, region: str | None = None, pue: float = 1.0,
+                 cost: Cost | None = None, economics: Economics | None = None,
+                 baseline_w: dict[str, float | None] | None = None,
+                 dynamic_energy_j: dict[str, float | None] | None = None,
+                 power: dict[str, list[tuple[float, float]]] | None = None, meta: dict[str, Any] | None = None,
+                 tokens_by_kind: dict[str, int] | None = None, j_per_generated_token: float | None = None,
+                 job_id: str | None = None, rank: int | None = None, node: str | None = None) -> None:
+        self.id = id
+        self.name = name
+        self.status = status
+        self.exit_code = exit_code
+        self.started_at = started_at
+        self.ended_at = ended_at
+        self.duration_s = duration_s
+        self.energy_j = energy_j
+        self.sources = sources
+        self.devices = devices
+        self.kwh = kwh
+        self.co2e_g = co2e_g
+        self.carbon_intensity_g_per_kwh = carbon_intensity_g_per_kwh
+        self.carbon_source = carbon_source
+        self.country = country
+        self.tokens = tokens
+        self.j_per_token = j_per_token
+        self.spans = spans if spans is not None else []
+        self.host = host
+        self.command = command
+        self.warnings = warnings if warnings is not None else []
+        self.events = events if events is not None else []
+        self.region = region
+        self.pue = pue
+        self.cost = cost
+        self.economics = economics if economics is not None else Economics()
+        self.baseline_w = baseline_w
+        self.dynamic_energy_j = dynamic_energy_j
+        self.power = power if power is not None else {}
+        self.meta = meta if meta is not None else {}
+        self.tokens_by_kind = tokens_by_kind if tokens_by_kind is not None else {}
+        self.j_per_generated_token = j_per_generated_token
+        self.job_id = job_id
+        self.rank = rank
+        self.node = node
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = super().to_dict()
         out.pop("power")  # a chart's data, not part of the JSON contract
         return out
 
 
-@dataclass
-class Report:
-    runs: list[RunReport]
-    db: str
+class Report(Record):
+    __slots__ = ("runs", "db")
+
+    def __init__(self, runs: list[RunReport], db: str) -> None:
+        self.runs = runs
+        self.db = db
 
     def to_dict(self) -> dict[str, Any]:
         return {"db": self.db, "runs": [r.to_dict() for r in self.runs]}
