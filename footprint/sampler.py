@@ -51,6 +51,7 @@ class Sampler:
         self._failing_since: float | None = None
         # per device: (first energy, previous reading, latest reading), for live exporters
         self._live: dict[str, tuple[float, Reading | None, Reading]] = {}
+        self.rounds = 0  # read rounds so far (periodic, edges, flushes): what the sampler really did
 
     @property
     def wake_fd(self) -> int:
@@ -62,30 +63,33 @@ class Sampler:
 
     def mark(self) -> float:
         """Read every probe now; returns the time of the first read."""
-        readings = self._read_all(mark=True)
+        readings = self._read(self.probes, mark=True)
         return readings[0].t if readings else clock.now()
 
-    def _read_all(self, *, mark: bool = False) -> list[Reading]:
+    def _read(self, probes: list[Probe], *, mark: bool = False) -> list[Reading]:
         out: list[Reading] = []
         with self._read_lock:
-            for probe in self.probes:
+            self.rounds += 1
+            for probe in probes:
                 try:
-                    out.extend(probe.read())
+                    out += probe.read()
                 except ProbeError as exc:
                     self._event(None, "probe-error", f"{probe.name}: {exc}")
                 except Exception as exc:  # a probe bug must not end the run
                     self._event(None, "probe-error", f"{probe.name}: {type(exc).__name__}: {exc}")
-                errors = getattr(probe, "errors", None)
+                errors = getattr(probe, "errors", None)  # a user's probe may skip Probe.__init__
                 if errors:
                     for key, msg in list(errors.items()):
                         self._event(self.device_ids.get(key), "device-error", f"{key}: {msg}")
                     errors.clear()
+        ids, flag = self.device_ids, int(mark)
         with self._buf_lock:
-            self._samples.extend((self.device_ids[r.device.key], r.t, r.energy_j, r.power_w, int(mark))
-                                 for r in out)
+            samples, live = self._samples, self._live
             for r in out:
-                old = self._live.get(r.device.key)
-                self._live[r.device.key] = (r.energy_j, None, r) if old is None else (old[0], old[2], r)
+                key = r.device.key
+                samples.append((ids[key], r.t, r.energy_j, r.power_w, flag))
+                old = live.get(key)
+                live[key] = (r.energy_j, None, r) if old is None else (old[0], old[2], r)
         return out
 
     def snapshot(self) -> dict[str, tuple[float, Reading | None, Reading]]:
@@ -141,11 +145,14 @@ class Sampler:
             self.last_flush_error = f"compaction: {exc}"
 
     def _loop(self) -> None:
-        # Each wake-up costs CPU of its own on top of the work (about 0.1 ms on a small VM), so flushes
-        # ride on read wake-ups: a flush happens at the last read before flush_every_s would be exceeded,
-        # and needs a wake-up of its own only when reads are further apart than that.
+        # Each wake-up costs CPU of its own on top of the work (about 0.1 ms on a small VM), so: probes that
+        # need no polling (estimates) are read at flushes only; a flush rides on the last periodic read before
+        # flush_every_s would be exceeded; and with nothing to poll, the thread wakes only to flush.
+        polled = [p for p in self.probes if p.polled]
+        unpolled = [p for p in self.probes if not p.polled]
+        interval = self.interval_s if polled else float("inf")
         last_flush = time.monotonic()
-        next_read = time.monotonic() + self.interval_s
+        next_read = last_flush + interval
         while True:
             deadline = min(next_read, last_flush + self.flush_every_s)
             ready, _, _ = select.select([self._wake_r], [], [], max(0.0, deadline - time.monotonic()))
@@ -153,13 +160,17 @@ class Sampler:
                 os.read(self._wake_r, 4096)
             if self._stop:
                 break
+            if ready:
+                # a wake from a child process is a span boundary: read everything, kept exact through compaction
+                self._read(self.probes, mark=True)
+                next_read = time.monotonic() + interval
+            elif time.monotonic() >= next_read:
+                self._read(polled)
+                next_read = time.monotonic() + interval
             now = time.monotonic()
-            if ready or now >= next_read:
-                # a wake from a child process is a span boundary: keep it exact through compaction
-                self._read_all(mark=bool(ready))
-                next_read = time.monotonic() + self.interval_s
-            now = time.monotonic()
-            if now >= last_flush + self.flush_every_s or next_read > last_flush + self.flush_every_s:
+            if now >= last_flush + self.flush_every_s or (polled and next_read > last_flush + self.flush_every_s):
+                if unpolled and not ready:
+                    self._read(unpolled)
                 self.flush()
                 last_flush = time.monotonic()
                 self._maybe_compact()

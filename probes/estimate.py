@@ -10,7 +10,7 @@ from pathlib import Path
 
 from footprint import clock
 
-from .base import Device, PowerIntegrator, Probe, Reading
+from .base import Device, PowerIntegrator, Probe, ProbeError, Reading
 
 DEFAULT_TDP_W = 85.0  # CodeCarbon's own assumption for a CPU missing from its table
 IDLE_FRACTION = 0.1  # share of TDP drawn at 0 % utilisation in our linear model
@@ -147,17 +147,20 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, int, bool]:
 class _CpuTimes:
     """Machine-wide CPU utilisation between calls, from /proc/stat (psutil elsewhere)."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "/proc/stat") -> None:
+        # kept open: a read at offset 0 makes the kernel regenerate the file, and skips an open and a
+        # close per sample
+        try:
+            self._fd: int | None = os.open(path, os.O_RDONLY)
+        except OSError:
+            self._fd = None
         self._last = self._read()
 
-    @staticmethod
-    def _read() -> tuple[float, float] | None:
+    def _read(self) -> tuple[float, float] | None:
+        if self._fd is None:
+            return None
         try:
-            fd = os.open("/proc/stat", os.O_RDONLY)
-            try:
-                first = os.read(fd, 256).split(b"\n", 1)[0]  # the aggregate "cpu ..." line
-            finally:
-                os.close(fd)
+            first = os.pread(self._fd, 256, 0).split(b"\n", 1)[0]  # the aggregate "cpu ..." line
             fields = [float(x) for x in first.split()[1:]]
         except (OSError, ValueError):
             return None
@@ -165,6 +168,7 @@ class _CpuTimes:
         return sum(fields[:8]), idle  # guest time is already inside user/nice
 
     def utilisation(self) -> float:
+        """Mean utilisation since the previous call."""
         now = self._read()
         if now is None or self._last is None:
             import psutil
@@ -173,6 +177,11 @@ class _CpuTimes:
         total, idle = now[0] - self._last[0], now[1] - self._last[1]
         self._last = now
         return 0.0 if total <= 0 else max(0.0, min(1.0, 1.0 - idle / total))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def total_memory_bytes() -> int:
@@ -189,13 +198,22 @@ def total_memory_bytes() -> int:
 
 
 class CpuEstimateProbe(Probe):
-    """P = sockets × TDP × (IDLE_FRACTION + (1 − IDLE_FRACTION) × utilisation), integrated over time."""
+    """P = sockets × TDP × (IDLE_FRACTION + (1 − IDLE_FRACTION) × utilisation).
+
+    The model is linear in utilisation, so the energy between two reads is P(mean utilisation between
+    them) × elapsed time, exactly, however far apart the reads are: no interval-dependent error, and no
+    need to wake up at every interval (`polled = False`).
+    """
 
     name = "cpu-estimate"
+    polled = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, stat_path: str = "/proc/stat") -> None:
         super().__init__()
-        self._integrator = PowerIntegrator()
+        self._stat_path = stat_path
+        self._energy_j = 0.0
+        self._last_t = 0.0
+        self._cpu: _CpuTimes | None = None
 
     def open(self) -> list[Device]:
         model, sockets, hyper = cpu_model()
@@ -208,20 +226,31 @@ class CpuEstimateProbe(Probe):
             Device(kind="cpu", index=0, name=model, source="estimate:tdp-utilisation", measured=False,
                    update_period_s=0.1, note=note)
         ]
-        self._cpu = _CpuTimes()
+        self._cpu = _CpuTimes(self._stat_path)
+        self._last_t = clock.now()
         return self.devices
 
     def read(self) -> list[Reading]:
+        if self._cpu is None:
+            raise ProbeError("read before open")
         util = self._cpu.utilisation()
         t = clock.now()
-        p = self.sockets * self.tdp_w * (IDLE_FRACTION + (1 - IDLE_FRACTION) * util)
-        return [Reading(self.devices[0], t, self._integrator.add(t, p), p)]
+        p = self.sockets * self.tdp_w * (IDLE_FRACTION + (1 - IDLE_FRACTION) * util)  # mean since the last read
+        if t > self._last_t:
+            self._energy_j += p * (t - self._last_t)
+            self._last_t = t
+        return [Reading(self.devices[0], t, self._energy_j, p)]
+
+    def close(self) -> None:
+        if self._cpu is not None:
+            self._cpu.close()
 
 
 class RamEstimateProbe(Probe):
-    """P = installed GB × RAM_W_PER_GB, constant."""
+    """P = installed GB × RAM_W_PER_GB, constant: read at edges and flushes only (`polled = False`)."""
 
     name = "ram-estimate"
+    polled = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -300,7 +300,9 @@ time.sleep(2)           # and succeed again here
 
 
 @pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare -m for a small tmpfs")
-def test_disk_full_loses_no_samples(tmp_path: Path, clean_env: dict[str, str]):
+def test_disk_full_loses_no_samples(tmp_path: Path, clean_env: dict[str, str], nvml_lib_dir: Path):
+    # a GPU (the stand-in NVML) is read every 0.05 s; the CPU estimate needs no polling and is read at
+    # flushes, the very writes that fail here
     mnt = Path("/mnt/fp")
     script = tmp_path / "filler.py"
     script.write_text(DISK_FILLER)
@@ -308,7 +310,8 @@ def test_disk_full_loses_no_samples(tmp_path: Path, clean_env: dict[str, str]):
     shell = (f"mkdir -p {mnt} && mount -t tmpfs -o size=2m tmpfs {mnt} && "
              f"{cmd} run --no-summary --db {mnt}/fp.db --interval 0.05 -- {PY} {script} && "
              f"cp {mnt}/fp.db {tmp_path}/fp.db && {cmd} report --json --db {mnt}/fp.db")
-    res = subprocess.run(["unshare", "-m", "sh", "-c", shell], env=clean_env, capture_output=True, timeout=120)
+    env = nvml_env(clean_env, nvml_lib_dir)
+    res = subprocess.run(["unshare", "-m", "sh", "-c", shell], env=env, capture_output=True, timeout=120)
     if res.returncode != 0 and b"mount" in res.stderr:
         pytest.skip(f"tmpfs mount refused: {res.stderr.decode().strip()}")
     assert res.returncode == 0, res.stderr.decode()
@@ -317,7 +320,12 @@ def test_disk_full_loses_no_samples(tmp_path: Path, clean_env: dict[str, str]):
     retries = [e for e in run["events"] if e["kind"] == "store-retry"]
     assert len(retries) == 1 and "disk is full" in retries[0]["message"]
     with sqlite3.connect(tmp_path / "fp.db") as conn:
-        ts = [r[0] for r in conn.execute("SELECT t FROM samples s JOIN devices d ON d.id = s.device_id "
-                                         "WHERE d.kind = 'cpu' ORDER BY t")]
-    gaps = [b - a for a, b in zip(ts, ts[1:], strict=False)]
-    assert max(gaps) < 0.5  # no hole where the disk was full: the samples were held and written later
+        def times(kind: str) -> list[float]:
+            return [r[0] for r in conn.execute("SELECT t FROM samples s JOIN devices d ON d.id = s.device_id "
+                                               "WHERE d.kind = ? ORDER BY t", (kind,))]
+        gpu, cpu = times("gpu"), times("cpu")
+    gaps = [b - a for a, b in zip(gpu, gpu[1:], strict=False)]
+    assert len(gpu) > 100 and max(gaps) < 0.5  # no hole where the disk was full: held and written later
+    cpu_gaps = [b - a for a, b in zip(cpu, cpu[1:], strict=False)]
+    assert len(cpu) >= 4 and max(cpu_gaps) < 2.5  # its flush-time reads were kept too
+    assert run["energy_j"]["cpu"] is not None and run["energy_j"]["gpu"] is not None

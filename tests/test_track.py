@@ -101,6 +101,36 @@ def test_samples_reach_the_db_within_two_seconds(tmp_path: Path):
     assert seen[0] >= 10  # about 20 sampled; at least one flush has landed
 
 
+class Unpolled(FakeProbe):
+    """Like the estimates: exact between any two reads, so read only at edges and flushes."""
+
+    polled = False
+
+
+def test_probes_that_need_no_polling_are_read_at_edges_and_flushes_only(tmp_path: Path):
+    db = str(tmp_path / "p.db")
+    probes = [FakeProbe(powers_w={"gpu:0": 100.0}), Unpolled(powers_w={"cpu:0": 40.0})]
+    with footprint.track("mixed", db=db, probes=probes, interval=0.05, summary=False) as run:
+        time.sleep(2.5)  # one flush (at most 2 s after the start) falls inside
+    with sqlite3.connect(db) as conn:
+        counts = dict(conn.execute("SELECT d.kind, COUNT(*) FROM samples s JOIN devices d ON d.id = s.device_id "
+                                   "GROUP BY d.kind").fetchall())
+    assert counts["gpu"] >= 25  # about 50 periodic reads
+    assert 3 <= counts["cpu"] <= 4  # start, end and one or two flushes
+    rep = run.report()
+    assert rep.energy_j["cpu"] == pytest.approx(40.0 * rep.duration_s, rel=1e-3)
+    assert rep.energy_j["gpu"] == pytest.approx(100.0 * rep.duration_s, rel=1e-3)
+
+
+def test_with_nothing_to_poll_the_sampler_wakes_only_to_flush(tmp_path: Path):
+    with footprint.track("quiet", db=str(tmp_path / "q.db"), probes=[Unpolled(powers_w={"cpu:0": 40.0})],
+                         interval=0.01, summary=False) as run:
+        time.sleep(0.5)
+        assert run.sampler is not None
+        assert run.sampler.rounds == 1  # the start; no flush is due within 2 s
+    assert run.report().energy_j["cpu"] == pytest.approx(40.0 * run.report().duration_s, rel=1e-3)
+
+
 def test_interval_sets_the_sampling_rate(tmp_path: Path):
     db = str(tmp_path / "i.db")
     with footprint.track("rate", db=db, probes=fake(cpu_0=10.0), interval=0.05, summary=False):
@@ -176,3 +206,23 @@ def test_wake_fd_is_used_only_when_it_is_the_inherited_pipe(tmp_path: Path):
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_user_probe_that_skips_probe_init_still_works(tmp_path: Path):
+    from footprint.probes import Device, Probe, Reading
+
+    class Minimal(Probe):  # no super().__init__(): no `errors` dict of its own
+        def __init__(self) -> None:
+            self.devices = [Device("gpu", 0, "mine", "custom", True)]
+            self.t0 = time.monotonic()
+
+        def read(self) -> list[Reading]:
+            t = footprint.clock.now()
+            return [Reading(self.devices[0], t, 30.0 * (time.monotonic() - self.t0), 30.0)]
+
+    with footprint.track("mine", db=str(tmp_path / "m.db"), probes=[Minimal()], interval=0.05,
+                         summary=False) as run:
+        time.sleep(0.3)
+    rep = run.report()
+    assert rep.energy_j["gpu"] == pytest.approx(30.0 * rep.duration_s, rel=0.05)
+    assert not [w for w in rep.warnings if "probe-error" in w]

@@ -1,0 +1,51 @@
+"""The labelled estimates: exact under their own model, however often (or rarely) they are read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from footprint.probes import CpuEstimateProbe, RamEstimateProbe
+from footprint.probes.estimate import IDLE_FRACTION
+
+from footprint import clock
+
+
+def _write_stat(path: Path, busy: int, idle: int) -> None:
+    # the aggregate line as the kernel writes it: user nice system idle iowait irq softirq steal guest guest_nice
+    path.write_text(f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 {busy} 0 0 {idle} 0 0 0 0 0 0\nintr 1 2 3\n")
+
+
+def test_cpu_estimate_energy_does_not_depend_on_how_often_it_is_read(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    stat = tmp_path / "stat"
+    now = [1000.0]
+    monkeypatch.setattr(clock, "now", lambda: now[0])
+    busy, idle = 5000, 50000
+    _write_stat(stat, busy, idle)
+    often, rarely = CpuEstimateProbe(stat_path=str(stat)), CpuEstimateProbe(stat_path=str(stat))
+    often.open()
+    rarely.open()
+    assert often.tdp_w > 0 and often.sockets >= 1
+    utils = [0.2, 1.0, 0.0, 0.5, 0.75]
+    seconds = [1.0, 0.5, 2.0, 0.25, 1.5]
+    for u, dt in zip(utils, seconds, strict=True):
+        jiffies = int(200 * dt)  # two CPUs at 100 Hz
+        busy += int(jiffies * u)
+        idle += jiffies - int(jiffies * u)
+        now[0] += dt
+        _write_stat(stat, busy, idle)
+        often.read()
+    last = rarely.read()[0]
+    exact = often.sockets * often.tdp_w * sum((IDLE_FRACTION + (1 - IDLE_FRACTION) * u) * dt
+                                              for u, dt in zip(utils, seconds, strict=True))
+    assert often.read()[0].energy_j == pytest.approx(exact, rel=1e-12)  # no time has passed: nothing added
+    assert last.energy_j == pytest.approx(exact, rel=1e-12)
+    assert last.device.measured is False and last.device.source == "estimate:tdp-utilisation"
+    often.close()
+    rarely.close()
+
+
+def test_estimates_ask_not_to_be_polled():
+    # their energy between two reads is exact, so the sampler reads them at edges and flushes only
+    assert CpuEstimateProbe.polled is False and RamEstimateProbe.polled is False
