@@ -12,10 +12,13 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from .errors import FootprintError
 from .probes.base import Device
+
+TYPE_CHECKING = False  # importing typing costs start-up time; annotations need it only when checked
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA_VERSION = 1
 DEFAULT_DB = "footprint.db"
@@ -254,7 +257,10 @@ class Store:
         Computed from cumulative energy, so it is right whatever the probe's own power readings, and
         found by index seeks on an even time grid, so it costs the same for 100 or 10 million samples.
         """
-        ends = self.query("SELECT MIN(t), MAX(t) FROM samples WHERE device_id = ?", (device_id,))
+        # one aggregate per subquery: SQLite answers a lone MIN or MAX with one index seek, but both in one
+        # SELECT with a scan of the device's every sample (1.3 s for 10 million)
+        ends = self.query("SELECT (SELECT MIN(t) FROM samples WHERE device_id = ?), "
+                          "(SELECT MAX(t) FROM samples WHERE device_id = ?)", (device_id, device_id))
         t0, t1 = ends[0][0], ends[0][1]
         if t0 is None or t1 <= t0:
             return []
