@@ -7,11 +7,14 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from types import FrameType
-from typing import Any
 
 from .errors import FootprintError
+
+TYPE_CHECKING = False  # typing costs start-up time, paid by every `footprint run`
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+    from typing import Any
 
 EPILOG = "Data goes to ./footprint.db unless --db or FOOTPRINT_DB says otherwise."
 
@@ -79,76 +82,90 @@ def _settings(args: argparse.Namespace) -> Any:
                     price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency)
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("run", "report", "compare", "merge", "watch", "runs", "probes")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or with `only` just that command's subparser: building every subparser (argparse
+    looks up translations for each) was the largest part of a short `footprint run`'s overhead."""
     p = _Parser(prog="footprint", description="Energy, carbon and cost per token for ML workloads.",
                 epilog=EPILOG)
     p.add_argument("--version", action="version", version="footprint 0.1.0")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    r = sub.add_parser("run", help="run a command and profile it",
-                       description="Run CMD (no shell) and profile it until it exits; stdin/stdout/stderr pass "
-                                   "through, the summary goes to stderr, and footprint exits with CMD's code. "
-                                   "footprint.track() inside CMD joins this run.", epilog=EPILOG)
-    r.add_argument("--db", help="SQLite file to record to (default: $FOOTPRINT_DB or ./footprint.db)")
-    r.add_argument("--name", help="run name (default: the command's name)")
-    r.add_argument("--interval", type=_positive_float, default=0.5, help="sampling interval in seconds (default 0.5)")
-    _economics_options(r)
-    r.add_argument("--baseline", type=_positive_float, metavar="SECONDS",
-                   help="measure idle power for this long before starting CMD, to report dynamic energy")
-    r.add_argument("--tokens", type=_non_negative_int, metavar="N",
-                   help="tokens the command processes, for J/token when it does not count them itself")
-    r.add_argument("--prometheus", metavar="[HOST:]PORT",
-                   help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
-    r.add_argument("--no-summary", action="store_true", help="do not print the summary")
-    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
+    if only in (None, "run"):
+        r = sub.add_parser("run", help="run a command and profile it",
+                           description="Run CMD (no shell) and profile it until it exits; stdin/stdout/stderr pass "
+                                       "through, the summary goes to stderr, and footprint exits with CMD's code. "
+                                       "footprint.track() inside CMD joins this run.", epilog=EPILOG)
+        r.add_argument("--db", help="SQLite file to record to (default: $FOOTPRINT_DB or ./footprint.db)")
+        r.add_argument("--name", help="run name (default: the command's name)")
+        r.add_argument("--interval", type=_positive_float, default=0.5,
+                       help="seconds between reads of the hardware counters (default 0.5); estimates are read at "
+                            "run and span edges and every 2 s")
+        _economics_options(r)
+        r.add_argument("--baseline", type=_positive_float, metavar="SECONDS",
+                       help="measure idle power for this long before starting CMD, to report dynamic energy")
+        r.add_argument("--tokens", type=_non_negative_int, metavar="N",
+                       help="tokens the command processes, for J/token when it does not count them itself")
+        r.add_argument("--prometheus", metavar="[HOST:]PORT",
+                       help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
+        r.add_argument("--no-summary", action="store_true", help="do not print the summary")
+        r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
 
-    rep = sub.add_parser("report", help="show recorded runs (default: the last one)",
-                         description="Show one or more recorded runs: ids, names, or 'last'.", epilog=EPILOG)
-    rep.add_argument("runs", nargs="*", metavar="RUN", help="run id or name (default: last)")
-    rep.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
-    rep.add_argument("--json", action="store_true", help="print the JSON contract instead of the summary")
-    rep.add_argument("--format", help="renderer by name: console, json, csv, csv-spans, emissions-csv, html")
-    rep.add_argument("-o", "--output", help="write to this file; the renderer follows its extension")
-    rep.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
-    rep.add_argument("--job", nargs="?", const="", metavar="JOB_ID",
-                     help="one job-wide view of a distributed job's runs (default: the last run's job)")
-    _economics_options(rep, at_report=True)
+    if only in (None, "report"):
+        rep = sub.add_parser("report", help="show recorded runs (default: the last one)",
+                             description="Show one or more recorded runs: ids, names, or 'last'.", epilog=EPILOG)
+        rep.add_argument("runs", nargs="*", metavar="RUN", help="run id or name (default: last)")
+        rep.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
+        rep.add_argument("--json", action="store_true", help="print the JSON contract instead of the summary")
+        rep.add_argument("--format", help="renderer by name: console, json, csv, csv-spans, emissions-csv, html")
+        rep.add_argument("-o", "--output", help="write to this file; the renderer follows its extension")
+        rep.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
+        rep.add_argument("--job", nargs="?", const="", metavar="JOB_ID",
+                         help="one job-wide view of a distributed job's runs (default: the last run's job)")
+        _economics_options(rep, at_report=True)
 
-    cmp = sub.add_parser("compare", help="compare runs side by side, with ratios to the first",
-                         description="Energy, J/token, CO2e and cost per token, tokens/s and an optional quality "
-                                     "score, each with its ratio to the first run.", epilog=EPILOG)
-    cmp.add_argument("runs", nargs="+", metavar="RUN", help="run ids or names; the first is the reference")
-    cmp.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
-    cmp.add_argument("--quality", action="append", default=[], metavar="RUN=VALUE",
-                     help="a quality score for a run (accuracy, win rate...), repeatable")
-    cmp.add_argument("--json", action="store_true", help="print JSON")
-    _economics_options(cmp, at_report=True)
+    if only in (None, "compare"):
+        cmp = sub.add_parser("compare", help="compare runs side by side, with ratios to the first",
+                             description="Energy, J/token, CO2e and cost per token, tokens/s and an optional quality "
+                                         "score, each with its ratio to the first run.", epilog=EPILOG)
+        cmp.add_argument("runs", nargs="+", metavar="RUN", help="run ids or names; the first is the reference")
+        cmp.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
+        cmp.add_argument("--quality", action="append", default=[], metavar="RUN=VALUE",
+                         help="a quality score for a run (accuracy, win rate...), repeatable")
+        cmp.add_argument("--json", action="store_true", help="print JSON")
+        _economics_options(cmp, at_report=True)
 
-    m = sub.add_parser("merge", help="combine per-node DBs into one",
-                       description="Copy every run of the given DBs into OUTPUT, e.g. the per-node files of a "
-                                   "distributed job; runs already in OUTPUT are skipped.", epilog=EPILOG)
-    m.add_argument("sources", nargs="+", metavar="DB", help="footprint DBs to read")
-    m.add_argument("-o", "--output", required=True, help="the DB to write (created if missing)")
+    if only in (None, "merge"):
+        m = sub.add_parser("merge", help="combine per-node DBs into one",
+                           description="Copy every run of the given DBs into OUTPUT, e.g. the per-node files of a "
+                                       "distributed job; runs already in OUTPUT are skipped.", epilog=EPILOG)
+        m.add_argument("sources", nargs="+", metavar="DB", help="footprint DBs to read")
+        m.add_argument("-o", "--output", required=True, help="the DB to write (created if missing)")
 
-    w = sub.add_parser("watch", help="live power and energy of running runs",
-                       description="Show the runs being recorded in a DB, updating in place, while another "
-                                   "process writes it. Ctrl-C to stop.", epilog=EPILOG)
-    w.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
-    w.add_argument("--every", type=_positive_float, default=1.0, help="refresh period in seconds (default 1)")
-    w.add_argument("--once", action="store_true", help="print one frame and exit")
+    if only in (None, "watch"):
+        w = sub.add_parser("watch", help="live power and energy of running runs",
+                           description="Show the runs being recorded in a DB, updating in place, while another "
+                                       "process writes it. Ctrl-C to stop.", epilog=EPILOG)
+        w.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
+        w.add_argument("--every", type=_positive_float, default=1.0, help="refresh period in seconds (default 1)")
+        w.add_argument("--once", action="store_true", help="print one frame and exit")
 
-    ls = sub.add_parser("runs", help="list recorded runs", description="List recorded runs, newest first.",
-                        epilog=EPILOG)
-    ls.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
-    ls.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    if only in (None, "runs"):
+        ls = sub.add_parser("runs", help="list recorded runs", description="List recorded runs, newest first.",
+                            epilog=EPILOG)
+        ls.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
+        ls.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
 
-    sub.add_parser("probes", help="say which probes work here and why not",
-                   description="Which energy sources this machine offers, and how to enable missing ones.")
+    if only in (None, "probes"):
+        sub.add_parser("probes", help="say which probes work here and why not",
+                       description="Which energy sources this machine offers, and how to enable missing ones.")
     return p
 
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         if args.command == "run":

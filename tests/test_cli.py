@@ -207,3 +207,17 @@ def test_example_runs_on_this_machine_and_says_estimated(clean_env: dict[str, st
     run = report_json(clean_env)["runs"][0]
     assert run["name"] == "busy_loop.py" and run["tokens"] == 4096
     assert [s["name"] for s in run["spans"]] == ["busy-loop", "warmup", "steady"]
+
+
+def test_every_command_is_in_the_fast_path_list():
+    # main() builds only the named command's subparser; a command missing from COMMANDS would still work
+    # (the full parser is built) but lose that speed-up, and one listed but absent would build nothing
+    import argparse
+
+    from footprint.cli import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert tuple(sub.choices) == COMMANDS
+    for name in COMMANDS:
+        only = next(a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction))
+        assert list(only.choices) == [name]
