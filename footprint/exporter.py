@@ -43,12 +43,19 @@ def metrics_text(run: Run) -> str:
         "# HELP footprint_power_watts Mean power of a device over the last sampling interval.",
         "# TYPE footprint_power_watts gauge",
     ]
+    # The energy figure is as of the last reading, not the scrape: this says when that was (Unix seconds), so
+    # rates can be taken between readings and a stalled sampler shows as an old timestamp.
+    time_lines = [
+        "# HELP footprint_last_reading_timestamp_seconds When the device's energy figure was read (Unix time).",
+        "# TYPE footprint_last_reading_timestamp_seconds gauge",
+    ]
     for key, (first, prev, last) in sorted(sampler.snapshot().items()):
         kind, _, idx = key.partition(":")
         d = last.device
         labels = (f'{base},kind="{kind}",device="{idx}",source="{_label(d.source)}",'
                   f'measured="{str(d.measured).lower()}"')
         lines.append(f"footprint_energy_joules_total{{{labels}}} {last.energy_j - first:.6f}")
+        time_lines.append(f"footprint_last_reading_timestamp_seconds{{{labels}}} {last.t:.6f}")
         if prev is not None and last.t > prev.t:
             watts = (last.energy_j - prev.energy_j) / (last.t - prev.t)
             power_lines.append(f"footprint_power_watts{{{labels}}} {watts:.3f}")
@@ -58,7 +65,7 @@ def metrics_text(run: Run) -> str:
         "# TYPE footprint_tokens_total counter",
         f"footprint_tokens_total{{{base}}} {int(rows[0][0])}",
     ]
-    return "\n".join(lines + power_lines + tokens) + "\n"
+    return "\n".join(lines + power_lines + time_lines + tokens) + "\n"
 
 
 class MetricsServer:
