@@ -63,7 +63,9 @@ def tree_cpu_seconds() -> float:
 
 
 def run(start: Callable[[float], Any], stop: Callable[[Any], dict[str, float | None]],
-        t_import: float | None = None) -> None:
+        t_import: float | None = None, rounds: Callable[[Any], int] | None = None) -> None:
+    """`rounds(handle)`: how many times the tool has read its sensors so far, where it can say; the idle
+    mode reports the rate it really achieved, which is not always the interval it was given."""
     args = json.loads(sys.argv[1])
     mode = args["mode"]
     out: dict[str, Any] = {"mode": mode}
@@ -77,11 +79,15 @@ def run(start: Callable[[float], Any], stop: Callable[[Any], dict[str, float | N
     elif mode == "idle":
         h = start(interval)
         time.sleep(min(1.0, float(args["seconds"]) / 4))  # let start-up work finish before counting
+        r0 = rounds(h) if rounds else None
         c0, w0 = tree_cpu_seconds(), time.perf_counter()
         time.sleep(float(args["seconds"]))
         c1, w1 = tree_cpu_seconds(), time.perf_counter()
+        r1 = rounds(h) if rounds else None
         stop(h)
         out.update(cpu_s=c1 - c0, wall_s=w1 - w0)
+        if r0 is not None and r1 is not None:
+            out["reads_per_s"] = (r1 - r0) / (w1 - w0)
     elif mode == "work":
         work = cpu_workload if args.get("workload", "cpu") == "cpu" else torch_workload
         work(max(1, int(args["n"]) // 20))  # warm-up (torch's thread pool, allocator), not timed
