@@ -73,6 +73,13 @@ class ByteTokenizer:
         return bytes(int(i) for i in ids if int(i) < 256).decode(errors="replace")
 
 
+def default_device() -> str:
+    """'cuda' where torch sees a GPU, else 'cpu'."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def encode_chat(tok: Any, prompts: list[str]) -> Any:
     if isinstance(tok, ByteTokenizer):
         return tok(prompts)

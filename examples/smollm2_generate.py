@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from models import PROMPTS, encode_chat, load_smollm2, load_tiny_gpt2  # noqa: E402
+from models import PROMPTS, default_device, encode_chat, load_smollm2, load_tiny_gpt2  # noqa: E402
 
 import footprint  # noqa: E402
 from footprint.hf import generate  # noqa: E402
@@ -27,12 +27,15 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=2)
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--name", default=None)
+    ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda where there is one)")
     args = ap.parse_args()
 
     model, tok, label = load_tiny_gpt2() if args.tiny else load_smollm2()
+    device = args.device or default_device()
+    model = model.to(device)
     with footprint.track(args.name or label) as run, torch.inference_mode():
         for _ in range(args.batches):
-            inputs = encode_chat(tok, PROMPTS)
+            inputs = {k: v.to(device) for k, v in encode_chat(tok, PROMPTS).items()}
             out, stats = generate(model, **inputs, max_new_tokens=args.max_new_tokens, do_sample=False,
                                   pad_token_id=tok.pad_token_id)
             print(f"batch: {stats.prompt_tokens} prompt tokens, {stats.generated_tokens} generated, "

@@ -268,3 +268,32 @@ def test_smollm2_example_real_model(clean_env: dict[str, str]):
     assert run["j_per_generated_token"] > 0
     decode = [s for s in run["spans"] if s["name"] == "decode"]
     assert decode and decode[0]["energy_j"]["total"] > 0
+
+
+def test_gpu_token_bench_pipeline_on_cpu(tmp_path: Path, clean_env: dict[str, str]):
+    """bench/gpu_tokens.py writes docs/gpu.md on a GPU machine; --tiny runs the same pipeline here."""
+    import json
+    import subprocess
+
+    out, raw = tmp_path / "gpu.md", tmp_path / "gpu.json"
+    res = subprocess.run([PY, str(ROOT / "bench" / "gpu_tokens.py"), "--tiny", "--out", str(out), "--json", str(raw)],
+                         env=clean_env, capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    data = json.loads(raw.read_text())
+    rows = data["rows"]
+    assert [(r["batch"], r["generated_tokens"]) for r in rows] == [(1, 8), (4, 32), (1, 8), (4, 32)]  # fixed length
+    for r in rows:
+        assert r["gpu_j"] is None and r["gpu_j_per_token"] is None  # no GPU here: no figure, not a zero
+        assert r["node_j_per_token"] == pytest.approx(r["total_j"] / r["generated_tokens"])
+        assert r["sources"]["cpu"] == "estimate:tdp-utilisation"
+    text = out.read_text()
+    assert "| tiny GPT-2" in text and "| Llama-shaped tiny (random) | 4 | 32 |" in text
+    assert "0.1 J per output token" in text
+
+
+def test_gpu_token_bench_refuses_a_machine_without_cuda(clean_env: dict[str, str], tmp_path: Path):
+    import subprocess
+
+    res = subprocess.run([PY, str(ROOT / "bench" / "gpu_tokens.py"), "--out", str(tmp_path / "g.md")],
+                         env=clean_env, capture_output=True, timeout=120)
+    assert res.returncode == 2 and b"no CUDA device" in res.stderr and not (tmp_path / "g.md").exists()
