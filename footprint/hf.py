@@ -51,8 +51,7 @@ class _PhaseSplitter(LogitsProcessor):
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         if self.decode_span is None:
             self.first_token_at = clock.now()
-            self.run.end_span(self.prefill_span)
-            self.decode_span = self.run.begin_span("decode")
+            self.decode_span = self.run.switch_span(self.prefill_span, "decode")
         return scores
 
 

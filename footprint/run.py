@@ -111,6 +111,18 @@ class Run:
             stack.remove(span_id)
         self.store.end_span(span_id, self._mark())
 
+    def switch_span(self, span_id: int, name: str) -> int:
+        """End `span_id` and open `name` in its place at the same instant, from one read of the counters:
+        consecutive phases (prefill, then decode) share their edge, so their energies add up to the whole."""
+        stack = self._stack()
+        if span_id in stack:
+            stack.remove(span_id)
+        t = self._mark()
+        self.store.end_span(span_id, t)
+        new_id = self.store.start_span(self.id, name, stack[-1] if stack else None, t)
+        stack.append(new_id)
+        return new_id
+
     def add_tokens(self, n: int, *, kind: str = "tokens", span: int | None = None) -> None:
         """Count n tokens toward the run and the innermost open span (or `span`, an id from begin_span).
 

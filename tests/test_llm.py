@@ -125,7 +125,9 @@ def test_generate_splits_prefill_and_decode_and_counts_real_tokens(tmp_path: Pat
     assert spans["prefill"].tokens == 17 and spans["decode"].tokens == 9 and spans["generate"].tokens == 26
     assert rep.tokens_by_kind == {"generated": 9, "prompt": 17}
     assert spans["decode"].energy_j["gpu"] == pytest.approx(200.0 * spans["decode"].duration_s, rel=1e-3)
-    assert spans["prefill"].ended_at == pytest.approx(spans["decode"].started_at, abs=0.01)
+    assert spans["prefill"].ended_at == spans["decode"].started_at  # one read ends prefill and starts decode
+    assert spans["prefill"].energy_j["gpu"] + spans["decode"].energy_j["gpu"] == pytest.approx(
+        200.0 * (spans["decode"].ended_at - spans["prefill"].started_at), rel=1e-3)
     assert rep.j_per_generated_token == pytest.approx(rep.energy_j["total"] / 9)
 
 

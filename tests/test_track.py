@@ -59,6 +59,23 @@ def test_spans_nest_and_tokens_roll_up(tmp_path: Path):
     assert spans[4].j_per_token == pytest.approx(spans[4].energy_j["total"] / 5)
 
 
+def test_switch_span_shares_one_edge_between_phases(tmp_path: Path):
+    with footprint.track("phases", db=str(tmp_path / "s.db"), probes=fake(gpu_0=100.0), summary=False) as run:
+        with run.span("generate"):
+            first = run.begin_span("prefill")
+            time.sleep(0.05)
+            second = run.switch_span(first, "decode")
+            run.add_tokens(7)  # lands in decode: it took prefill's place on the stack
+            time.sleep(0.1)
+            run.end_span(second)
+    spans = {s.name: s for s in run.report().spans}
+    assert spans["prefill"].ended_at == spans["decode"].started_at
+    assert spans["prefill"].parent == spans["decode"].parent == spans["generate"].id
+    assert spans["decode"].tokens == 7 and spans["prefill"].tokens is None  # none counted: no figure, not 0
+    both = spans["prefill"].energy_j["gpu"] + spans["decode"].energy_j["gpu"]
+    assert both == pytest.approx(100.0 * (spans["decode"].ended_at - spans["prefill"].started_at), rel=1e-6)
+
+
 def test_decorator_makes_a_run_per_call(tmp_path: Path):
     db = str(tmp_path / "d.db")
 
