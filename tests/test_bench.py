@@ -22,6 +22,10 @@ def test_bench_quick_mode_runs_and_writes_results(tmp_path: Path, clean_env: dic
     assert data["startup"]["footprint"]["n"] == 2
     assert data["store"]["write_samples_per_s"] > 0 and data["store"]["report_s"]["n"] == 3
     assert set(data["workload"]["footprint"]) == {"cpu", "torch"}
+    assert set(data["workload"]["none"]) == {"cpu", "torch"}  # the no-tool control runs beside it
+    for row in (*data["workload"]["footprint"].values(), *data["workload"]["none"].values()):
+        lo, hi = row["ci95"]
+        assert row["slowdown"]["n"] == 2 and lo <= row["slowdown"]["median"] <= hi
     if data["isolated"]:  # simulated hardware needs unshare; then footprint's energy must match the integral
         acc = data["accuracy"]["footprint"]
         assert abs(acc["gpu"]["error_percent"]) < 1.0 and abs(acc["cpu"]["error_percent"]) < 1.0
