@@ -533,7 +533,7 @@ NOTES = [
     "constant (half the TDP), which costs nothing to read.",
         "Start-up is timed from just before the tool's import (after the harness's own); footprint's modules "
     "are byte-compiled first, as pip does for every installed package, peers' included.",
-    "The torch workload runs for footprint only: the peers' venvs do not carry torch.",
+    "The torch workload runs for footprint and the no-tool control only: the peers' venvs do not carry torch.",
     "CPU accuracy compares each tool's CPU figure with the package zones' exact energy (DRAM excluded). The "
     "60 J counter ranges of the first accuracy table are far smaller than real ones (about 262 kJ) so that "
     "every tool meets wraparound within seconds; the second table uses real-sized ranges.",
