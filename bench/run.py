@@ -313,16 +313,20 @@ def md(results: dict[str, Any]) -> str:
              f"Command: `{r['command']}`. Mode: {'quick' if r['quick'] else 'full'}. Network isolation: "
              f"{'unshare -n for every tool' if r['isolated'] else 'NOT isolated (no unshare here)'}.", "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()) + ".", "",
-             "## Start-up (import + start + stop, in process)", "", "| tool | median s | min–max s |", "|---|---|---|"]
+             "## Start-up (import + start + stop, in process)", "",
+             "| tool | median s | min–max s | × footprint |", "|---|---|---|---|"]
+    ours = r["startup"].get("footprint", {}).get("median")
     for tool, s in r["startup"].items():
         if tool == "cli":
             continue
-        lines.append(f"| {tool} | {fmt(s.get('median'))} | {fmt(s.get('min'))}–{fmt(s.get('max'))} |"
-                     if "median" in s else f"| {tool} | error: {s.get('error')} | |")
+        ratio = f"{s['median'] / ours:.1f}" if "median" in s and ours else "–"
+        lines.append(f"| {tool} | {fmt(s.get('median'))} | {fmt(s.get('min'))}–{fmt(s.get('max'))} | {ratio} |"
+                     if "median" in s else f"| {tool} | error: {s.get('error')} | | |")
     cli = r["startup"]["cli"]
     lines += ["", f"CLI: `python -c pass` {fmt(cli['bare']['median'])} s bare, "
                   f"{fmt(cli['footprint_run']['median'])} s under `footprint run` "
-                  f"(+{cli['overhead_s'] * 1000:.0f} ms). Targets: ≤ 50 ms in process, ≤ 150 ms for the CLI.", ""]
+                  f"(+{cli['overhead_s'] * 1000:.0f} ms, ×{cli['footprint_run']['median'] / cli['bare']['median']:.1f} "
+                  "the bare start). Targets: ≤ 50 ms in process, ≤ 150 ms for the CLI.", ""]
     for label, key in (("sensors present (simulated NVML + RAPL)", "sampler_sim"), ("sensors absent", "sampler_bare")):
         if key not in r:
             continue
