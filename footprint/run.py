@@ -115,12 +115,12 @@ class Run:
         """End `span_id` and open `name` in its place at the same instant, from one read of the counters:
         consecutive phases (prefill, then decode) share their edge, so their energies add up to the whole."""
         stack = self._stack()
-        if span_id in stack:
-            stack.remove(span_id)
+        at = stack.index(span_id) if span_id in stack else len(stack)
+        parent = stack[at - 1] if at > 0 else None  # the new phase is a sibling of the one it ends
         t = self._mark()
         self.store.end_span(span_id, t)
-        new_id = self.store.start_span(self.id, name, stack[-1] if stack else None, t)
-        stack.append(new_id)
+        new_id = self.store.start_span(self.id, name, parent, t)
+        stack[at:at + 1] = [new_id]  # in the ended span's place on the stack
         return new_id
 
     def add_tokens(self, n: int, *, kind: str = "tokens", span: int | None = None) -> None:
