@@ -535,7 +535,7 @@ NOTES = [
     "is exact however far apart they are): its reads/s column shows 0.5 there. Peers that poll their "
     "estimates at every interval do more work for a figure of the same kind; carbontracker's fallback is a "
     "constant (half the TDP), which costs nothing to read.",
-        "Start-up is timed from just before the tool's import (after the harness's own); footprint's modules "
+    "Start-up is timed from just before the tool's import (after the harness's own); footprint's modules "
     "are byte-compiled first, as pip does for every installed package, peers' included.",
     "The torch workload runs for footprint and the no-tool control only: the peers' venvs do not carry torch.",
     "CPU accuracy compares each tool's CPU figure with the package zones' exact energy (DRAM excluded). The "

@@ -163,6 +163,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                        description="Which energy sources this machine offers, and how to enable missing ones.")
     return p
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
