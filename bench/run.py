@@ -230,9 +230,9 @@ def bench_workload(tools: list[str], pairs: int, n_cpu: int, n_torch: int, isola
 def bench_store(n_write: int, n_report: int) -> dict[str, Any]:
     """footprint's store, in this process: batched write rate, bytes per sample, report time."""
     from footprint.probes.base import Device
-    from footprint.reports.model import load_run
 
-    from footprint.store import Store
+    from footprint.core.model import load_run
+    from footprint.core.store import Store
 
     tmp = Path(tempfile.mkdtemp())
     store = Store(tmp / "w.db")

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from .errors import FootprintError
+from footprint.common.errors import FootprintError
 
 TYPE_CHECKING = False  # typing costs start-up time, paid by every `footprint run`
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def _pue(text: str) -> float:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from .reports.model import Settings
+    from footprint.core.model import Settings
 
     return Settings(country=args.country, region=args.region, carbon_intensity=args.carbon_intensity, pue=args.pue,
                     price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency)
@@ -214,8 +214,9 @@ def _write(text: str, output: str | None) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from footprint.core.store import Store, default_db_path
+
     from .reports import load_report, render, renderer_for
-    from .store import Store, default_db_path
 
     store = Store(args.db or default_db_path(), create=False)
     if args.job is not None:
@@ -257,8 +258,9 @@ def _report_job(store: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from footprint.core.store import Store, default_db_path
+
     from .reports import CompareRenderer, load_report
-    from .store import Store, default_db_path
 
     store = Store(args.db or default_db_path(), create=False)
     ids = [store.resolve_run(ref) for ref in args.runs]
@@ -279,9 +281,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from datetime import datetime
 
+    from footprint.core.model import load_run
+    from footprint.core.store import Store, default_db_path
+
     from .reports.console import fmt_j, fmt_s
-    from .reports.model import load_run
-    from .store import Store, default_db_path
 
     store = Store(args.db or default_db_path(), create=False)
     ids = store.run_ids(max(1, args.limit))

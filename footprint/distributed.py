@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .record import FrozenRecord
+from footprint.common.record import FrozenRecord
 
 TYPE_CHECKING = False  # typing itself costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from .errors import FootprintError
+from footprint.common.errors import FootprintError
 
 if TYPE_CHECKING:
     from .run import Run

@@ -16,9 +16,10 @@ from typing import Any
 
 from transformers import LogitsProcessor, LogitsProcessorList, TrainerCallback
 
-from . import clock
-from .errors import FootprintError
-from .run import Run, _current_run, attach_from_env, track
+from footprint.common import clock
+from footprint.common.errors import FootprintError
+
+from .run import Run, attach_from_env, current_run, track
 
 
 @dataclass
@@ -99,7 +100,7 @@ def generate(model: Any, *, run: Run | None = None, name: str = "generate",
 
     Uses the active run (footprint.track or footprint run); without one it profiles this call alone.
     """
-    active = run or _current_run() or attach_from_env()
+    active = run or current_run() or attach_from_env()
     if active is None:
         with track(name) as own:
             return generate(model, run=own, name=name, **kwargs)
@@ -162,7 +163,7 @@ class FootprintCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.run is None:
-            self.run = _current_run() or attach_from_env()
+            self.run = current_run() or attach_from_env()
         if self.run is None:
             self._track = track(self.name, summary=self.summary)
             self.run = self._track.__enter__()

@@ -11,7 +11,8 @@ import argparse
 import shlex
 from typing import Any
 
-from .errors import FootprintError
+from footprint.common.errors import FootprintError
+
 from .run import track
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import FootprintError
-from .store import Store, connect, transaction
+from footprint.common.errors import FootprintError
+from footprint.core.store import Store, connect, transaction
 
 # table -> {column: how to shift it}: ids are renumbered past what the target already holds
 SHIFTS: dict[str, dict[str, str]] = {

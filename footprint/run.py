@@ -10,21 +10,24 @@ import sys
 import threading
 import time
 
-from . import carbon, clock, cuda, distributed
-from .costs import resolve_costs
+from footprint.common import clock
+from footprint.common.errors import FootprintError
+from footprint.core import carbon
+from footprint.core.costs import resolve_costs
+from footprint.core.sampler import DEFAULT_INTERVAL_S, Sampler
+from footprint.core.store import Store, default_db_path
+
+from . import cuda, distributed
 from .distributed import Identity
-from .errors import FootprintError
 from .probes import default_probes
 from .probes.base import Probe, ProbeError
-from .sampler import DEFAULT_INTERVAL_S, Sampler
-from .store import Store, default_db_path
 
 TYPE_CHECKING = False  # importing typing costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any, TypeVar
 
-    from .reports.model import RunReport
+    from footprint.core.model import RunReport
 
     F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,7 +38,8 @@ ENV_WAKE_FD = "FOOTPRINT_WAKE_FD"
 _active = threading.local()
 
 
-def _current_run() -> Run | None:
+def current_run() -> Run | None:
+    """The run that `track()` opened or joined in this thread, if any."""
     return getattr(_active, "run", None)
 
 
@@ -140,7 +144,7 @@ class Run:
 
     def report(self, *, power: bool = False) -> RunReport:
         """The run's figures (read from the store). `power=True` adds per-device power curves, for charts."""
-        from .reports.model import load_run
+        from footprint.core.model import load_run
 
         if self._report is None or not self.finished or (power and not self._report.power):
             self._report = load_run(self.store, self.id, power=power)
@@ -346,7 +350,7 @@ class track(contextlib.ContextDecorator):
 
     def __enter__(self) -> Run:
         name = self.name or "run"
-        outer = _current_run() or attach_from_env()
+        outer = current_run() or attach_from_env()
         if outer is not None:
             if self.sync_cuda is not None:
                 outer.sync_cuda = self.sync_cuda
@@ -374,7 +378,7 @@ class track(contextlib.ContextDecorator):
         assert run is not None
         if self._span is not None:
             self._span.__exit__(exc_type, exc, tb)
-            if not self._owner and _current_run() is run and run.attached:
+            if not self._owner and current_run() is run and run.attached:
                 _active.run = None
             return
         _active.run = None

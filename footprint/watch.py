@@ -6,12 +6,12 @@ import sys
 import time
 from typing import Any
 
-from .store import Store, default_db_path
+from footprint.core.store import Store, default_db_path
 
 
 def snapshot(store: Store) -> list[dict[str, Any]]:
     """Each running run: name, elapsed, per-device power (from its last two samples) and energy so far."""
-    from .reports.model import effective_status
+    from footprint.core.model import effective_status
 
     out = []
     for row in store.query("SELECT * FROM runs WHERE status = 'running' ORDER BY id"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import abc
 
-from footprint import clock
-from footprint.record import FrozenRecord, Record
+from footprint.common import clock
+from footprint.common.record import FrozenRecord, Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class Reading(FrozenRecord):
 
     def __init__(self, device: Device, t: float, energy_j: float, power_w: float | None = None) -> None:
         self.device = device
-        self.t = t  # wall-clock seconds at the read (footprint.clock.now(): immune to clock jumps)
+        self.t = t  # wall-clock seconds at the read (footprint.common.clock.now(): immune to clock jumps)
         self.energy_j = energy_j
         self.power_w = power_w
 
@@ -130,7 +130,7 @@ class FakeProbe(Probe):
         super().__init__()
         self.powers_w = {"cpu:0": 50.0} if powers_w is None else powers_w
         self.measured = measured
-        self.clock = clock  # seconds; footprint.clock.now by default
+        self.clock = clock  # seconds; footprint.common.clock.now by default
         self.name = name
         self._t0: float | None = None
 

@@ -2,55 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
-from footprint import clock
+from footprint.common import clock
+from footprint.common.data import find_data_file
 
 from .base import Device, PowerIntegrator, Probe, ProbeError, Reading
 
 DEFAULT_TDP_W = 85.0  # CodeCarbon's own assumption for a CPU missing from its table
 IDLE_FRACTION = 0.1  # share of TDP drawn at 0 % utilisation in our linear model
 RAM_W_PER_GB = 0.375  # 3 W per 8 GB DIMM, the figure CodeCarbon used for DDR4
-
-
-def codecarbon_data_dir() -> Path | None:
-    """codecarbon's packaged data folder, found without importing codecarbon (its import starts
-    NVML and pandas)."""
-    try:
-        spec = importlib.util.find_spec("codecarbon")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        data = Path(loc) / "data"
-        if data.is_dir():
-            return data
-    return None
-
-
-# where codecarbon 3.x keeps each file: looked at before searching its whole data folder
-KNOWN_PLACES = {
-    "cpu_power.csv": "hardware", "impact.csv": "cloud", "global_energy_mix.json": "private_infra",
-    "carbon_intensity_per_source.json": "private_infra",
-}
-
-
-@cache
-def find_data_file(name: str) -> Path | None:
-    """A codecarbon data file by name, wherever this version keeps it (the layout has moved)."""
-    data = codecarbon_data_dir()
-    if data is None:
-        return None
-    known = data / KNOWN_PLACES.get(name, "") / name
-    if known.is_file():
-        return known
-    hits = sorted(data.rglob(name))
-    return hits[0] if hits else None
 
 
 _MARKS = re.compile(r"\((r|tm)\)", re.I)

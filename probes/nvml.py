@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from footprint import clock
+from footprint.common import clock
 
 from .base import Availability, Device, PowerIntegrator, Probe, ProbeError, Reading
 

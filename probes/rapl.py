@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from footprint import clock
+from footprint.common import clock
 
 from .base import Availability, Device, Probe, ProbeError, Reading
 

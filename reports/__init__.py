@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 from importlib import import_module
 
-from footprint.errors import FootprintError
+from footprint.common.errors import FootprintError
+from footprint.core.model import Report, RunReport, Settings, load_report, load_run
 
 from .base import Renderer, as_report
-from .model import Report, RunReport, Settings, load_report, load_run
 
 TYPE_CHECKING = False  # typing costs start-up time, and reports are built at every run's end
 if TYPE_CHECKING:

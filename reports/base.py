@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 
-from .model import Report, RunReport
+from footprint.core.model import Report, RunReport
 
 
 class Renderer(abc.ABC):

@@ -6,9 +6,10 @@ import io
 import json
 from dataclasses import asdict, dataclass
 
+from footprint.core.model import Report, RunReport
+
 from .base import Renderer
 from .console import fmt_j
-from .model import Report, RunReport
 
 
 @dataclass

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 from datetime import datetime
 
+from footprint.core.model import Report, RunReport, SpanReport
+
 from .base import Renderer
-from .model import Report, RunReport, SpanReport
 
 
 def fmt_j(j: float | None) -> str:

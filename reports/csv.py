@@ -7,10 +7,10 @@ import io
 from datetime import datetime, timezone
 from typing import Any
 
-from footprint import units
+from footprint.common import units
+from footprint.core.model import Report, RunReport, SpanReport
 
 from .base import Renderer
-from .model import Report, RunReport, SpanReport
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from footprint.store import Store
+from footprint.core.model import load_report
+from footprint.core.store import Store
 
 from .csv import CsvRenderer, SpanCsvRenderer
-from .model import load_report
 
 
 def to_dataframe(db: str, what: str = "runs", runs: list[int] | None = None) -> Any:

@@ -8,12 +8,12 @@ import io
 from datetime import datetime
 from typing import Any
 
-from footprint.errors import FootprintError
+from footprint.common.errors import FootprintError
+from footprint.core.model import Report, RunReport
 
 from .base import Renderer
 from .console import fmt_g, fmt_j, fmt_money, fmt_s
 from .csv import span_path
-from .model import Report, RunReport
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1f24}

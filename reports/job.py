@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from footprint import units
+from footprint.common import units
 
 from .console import fmt_g, fmt_j, fmt_s
 

@@ -6,8 +6,9 @@ import json
 import math
 from typing import Any
 
+from footprint.core.model import Report
+
 from .base import Renderer
-from .model import Report
 
 
 def _clean(value: Any) -> Any:

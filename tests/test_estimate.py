@@ -8,7 +8,7 @@ import pytest
 from footprint.probes import CpuEstimateProbe, RamEstimateProbe
 from footprint.probes.estimate import IDLE_FRACTION
 
-from footprint import clock
+from footprint.common import clock
 
 
 def _write_stat(path: Path, busy: int, idle: int) -> None:

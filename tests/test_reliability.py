@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from footprint.probes.base import FakeProbe
 
-from footprint.sampler import Sampler
-from footprint.store import Store
+from footprint.core.sampler import Sampler
+from footprint.core.store import Store
 from tests.conftest import footprint_cmd, nvml_env, report_json, run_cli
 from tests.fakes.powercap import PowercapTree
 from tests.fakes.profile import gpu_energy_between
@@ -147,7 +147,7 @@ def test_compaction_keeps_totals_and_bounds_size(tmp_path: Path):
     store.finish_run(rid, status="completed", exit_code=0, ended_at=t_end)
     n = store.query("SELECT COUNT(*) FROM samples")[0][0]
     assert n < 3 * (7200 + 23 * 360 + 10)  # the last hour full, the rest one sample per 10 s
-    from footprint.reports.model import load_run
+    from footprint.core.model import load_run
 
     rep = load_run(store, rid)
     for d in rep.devices:

@@ -14,10 +14,10 @@ import pytest
 from footprint.probes import FakeProbe
 from footprint.reports.console import sparkline
 
-from footprint import carbon
-from footprint.errors import FootprintError
+from footprint.common.errors import FootprintError
+from footprint.core import carbon
+from footprint.core.store import Store
 from footprint.run import finish_run, start_run
-from footprint.store import Store
 from tests.conftest import report_json, run_cli
 
 PY = sys.executable
@@ -86,7 +86,7 @@ def test_cost_pue_and_per_token_hand_computed(tmp_path: Path):
     db = tmp_path / "e.db"
     rid = fake_run(db, "econ", 360.0, 1000, carbon_g_per_kwh=500.0, pue=1.5, price_kwh=0.2, price_hour=3.6,
                    currency="eur")
-    from footprint.reports.model import load_run
+    from footprint.core.model import load_run
 
     r = load_run(Store(db), rid)
     e, d = r.energy_j["total"], r.duration_s

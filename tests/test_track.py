@@ -234,7 +234,7 @@ def test_a_user_probe_that_skips_probe_init_still_works(tmp_path: Path):
             self.t0 = time.monotonic()
 
         def read(self) -> list[Reading]:
-            t = footprint.clock.now()
+            t = footprint.common.clock.now()
             return [Reading(self.devices[0], t, 30.0 * (time.monotonic() - self.t0), 30.0)]
 
     with footprint.track("mine", db=str(tmp_path / "m.db"), probes=[Minimal()], interval=0.05,

@@ -1,4 +1,4 @@
-from footprint import units
+from footprint.common import units
 
 
 def test_kwh_and_wh_from_joules():

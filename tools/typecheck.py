@@ -19,7 +19,7 @@ def main() -> int:
         pkg = Path(tmp) / "footprint"
         pkg.mkdir()
         for f in (ROOT / "footprint").iterdir():
-            if f.suffix in (".py", ".typed"):
+            if f.suffix in (".py", ".typed") or (f.is_dir() and (f / "__init__.py").is_file()):
                 (pkg / f.name).symlink_to(f)
         (pkg / "probes").symlink_to(ROOT / "probes")
         (pkg / "reports").symlink_to(ROOT / "reports")

@@ -8,7 +8,7 @@ system's (or the tzdata package's) zone.tab, mapped to ISO3 with pycountry's ISO
 
 Resolution order, first match wins: explicit g/kWh, cloud region, country (flags, then
 FOOTPRINT_CARBON_INTENSITY / FOOTPRINT_CLOUD_REGION / FOOTPRINT_COUNTRY, then the config file, see
-footprint.config), the local time zone's country, the world average. Never the network.
+footprint.core.config), the local time zone's country, the world average. Never the network.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import FootprintError
-from .probes.estimate import find_data_file
-from .record import FrozenRecord
+from footprint.common.data import find_data_file
+from footprint.common.errors import FootprintError
+from footprint.common.record import FrozenRecord
 
 TYPE_CHECKING = False  # typing itself costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ import select
 import threading
 import time
 
-from . import clock
-from .probes.base import Probe, ProbeError, Reading
-from .store import Store
+from footprint.common import clock
+from footprint.core.store import Store
+from footprint.probes.base import Probe, ProbeError, Reading
 
 DEFAULT_INTERVAL_S = 0.5
 FLUSH_EVERY_S = 2.0  # samples reach the DB within this

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from footprint import units
-from footprint.record import Record
-from footprint.store import Store
+from footprint.common import units
+from footprint.common.record import Record
+from footprint.core.store import Store
 
 TYPE_CHECKING = False  # typing and dataclasses would cost start-up time: reports are built at every stop
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ def economics_of(energy_j: float | None, co2e_g: float | None, cost: Cost | None
 
 def _intensity(row: Any, settings: Settings) -> tuple[float | None, str | None, str | None]:
     if settings.carbon_intensity is not None or settings.region or settings.country:
-        from footprint import carbon
+        from footprint.core import carbon
 
         found = carbon.resolve(settings.country, settings.carbon_intensity, settings.region)
         return found.g_per_kwh, found.source + " (given at report time)", found.country

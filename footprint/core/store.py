@@ -13,8 +13,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .errors import FootprintError
-from .probes.base import Device
+from footprint.common.errors import FootprintError
+from footprint.probes.base import Device
 
 TYPE_CHECKING = False  # importing typing costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:
@@ -366,7 +366,7 @@ class Store:
 
     def energy_at(self, device_id: int, t: float) -> float | None:
         """Cumulative energy of a device at instant t, interpolated between the samples around it."""
-        from .units import interpolate
+        from footprint.common.units import interpolate
 
         before = self.query("SELECT t, energy_j FROM samples WHERE device_id = ? AND t <= ? ORDER BY t DESC LIMIT 1",
                             (device_id, t))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import FootprintError
+from footprint.common.errors import FootprintError
 
 TYPE_CHECKING = False  # importing typing costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import os
 
-from .errors import FootprintError
-from .record import FrozenRecord
+from footprint.common.errors import FootprintError
+from footprint.common.record import FrozenRecord
 
 TYPE_CHECKING = False  # typing itself costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def _number(name: str, value: float | str | None, *, minimum: float, env: str, k
 def resolve_costs(*, pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
                   currency: str | None = None) -> CostSettings:
     """Flags first, then FOOTPRINT_PUE / FOOTPRINT_PRICE_KWH / FOOTPRINT_PRICE_HOUR / FOOTPRINT_CURRENCY,
-    then the config file (footprint.config)."""
+    then the config file (footprint.core.config)."""
     from . import config
 
     cfg, path = config.load()  # once: each figure below falls back to the same file

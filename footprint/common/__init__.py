@@ -1,0 +1,1 @@
+"""The bottom layer: errors, the clock, plain records, pure maths and packaged data. Imports nothing else of ours."""
