@@ -94,15 +94,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     if only in (None, "run"):
+        from footprint.core.sampler import DEFAULT_INTERVAL_S, FLUSH_EVERY_S  # `run` loads these next anyway
+
         r = sub.add_parser("run", help="run a command and profile it",
                            description="Run CMD (no shell) and profile it until it exits; stdin/stdout/stderr pass "
                                        "through, the summary goes to stderr, and footprint exits with CMD's code. "
                                        "footprint.track() inside CMD joins this run.", epilog=EPILOG)
         r.add_argument("--db", help="SQLite file to record to (default: $FOOTPRINT_DB or ./footprint.db)")
         r.add_argument("--name", help="run name (default: the command's name)")
-        r.add_argument("--interval", type=_positive_float, default=0.5,
-                       help="seconds between reads of the hardware counters (default 0.5); estimates are read at "
-                            "run and span edges and every 2 s")
+        r.add_argument("--interval", type=_positive_float, default=DEFAULT_INTERVAL_S,
+                       help=f"seconds between reads of the hardware counters (default {DEFAULT_INTERVAL_S:g}); "
+                            f"estimates are read at run and span edges and every {FLUSH_EVERY_S:g} s")
         _economics_options(r)
         r.add_argument("--baseline", type=_positive_float, metavar="SECONDS",
                        help="measure idle power for this long before starting CMD, to report dynamic energy")
@@ -119,7 +121,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         rep.add_argument("runs", nargs="*", metavar="RUN", help="run id or name (default: last)")
         rep.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
         rep.add_argument("--json", action="store_true", help="print the JSON contract instead of the summary")
-        rep.add_argument("--format", help="renderer by name: console, json, csv, csv-spans, emissions-csv, html")
+        from .reports import renderer_names
+
+        rep.add_argument("--format", help=f"renderer by name: {', '.join(renderer_names())}")
         rep.add_argument("-o", "--output", help="write to this file; the renderer follows its extension")
         rep.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
         rep.add_argument("--job", nargs="?", const="", metavar="JOB_ID",
@@ -214,9 +218,10 @@ def _write(text: str, output: str | None) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from footprint.core.model import load_report
     from footprint.core.store import Store, default_db_path
 
-    from .reports import load_report, render, renderer_for
+    from .reports import render, renderer_for
 
     store = Store(args.db or default_db_path(), create=False)
     if args.job is not None:
@@ -240,16 +245,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _report_job(store: Any, args: argparse.Namespace) -> int:
-    from .reports import load_report
+    from footprint.core.model import load_report
+
     from .reports.job import job_report, render_job
 
     job = args.job
     if not job:
-        rows = store.query("SELECT job_id FROM runs WHERE job_id IS NOT NULL ORDER BY id DESC LIMIT 1")
-        if not rows:
+        job = store.last_job_id()
+        if job is None:
             raise FootprintError(f"no distributed job in {store.path}")
-        job = rows[0][0]
-    ids = [int(r[0]) for r in store.query("SELECT id FROM runs WHERE job_id = ? ORDER BY id", (job,))]
+    ids = store.job_run_ids(job)
     if not ids:
         raise FootprintError(f"no runs of job '{job}' in {store.path}")
     runs = [r.to_dict() for r in load_report(store, ids, _settings(args)).runs]
@@ -258,9 +263,10 @@ def _report_job(store: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from footprint.core.model import load_report
     from footprint.core.store import Store, default_db_path
 
-    from .reports import CompareRenderer, load_report
+    from .reports import CompareRenderer
 
     store = Store(args.db or default_db_path(), create=False)
     ids = [store.resolve_run(ref) for ref in args.runs]
@@ -313,8 +319,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     import sqlite3
     import subprocess
 
-    from .reports import render
-    from .run import ENV_DB, ENV_RUN_ID, ENV_WAKE_FD, finish_run, start_run, wake_fd_token
+    from footprint.core.store import ENV_DB, default_db_path
+
+    from .run import ENV_RUN_ID, ENV_WAKE_FD, finish_run, start_run, wake_fd_token
+    from .summary import print_summary
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -325,11 +333,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .exporter import parse_address
 
         parse_address(args.prometheus)  # a bad address is refused before anything starts
-    db = os.path.abspath(args.db or os.environ.get("FOOTPRINT_DB") or "footprint.db")
-    run = start_run(args.name or _default_name(cmd), db=db, interval_s=args.interval, country=args.country,
-                    carbon_g_per_kwh=args.carbon_intensity, region=args.region, pue=args.pue,
+    db = os.path.abspath(args.db or default_db_path())
+    run = start_run(args.name or _default_name(cmd), db=db, interval=args.interval, country=args.country,
+                    carbon_intensity=args.carbon_intensity, region=args.region, pue=args.pue,
                     price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
-                    baseline_s=args.baseline, command=cmd)
+                    baseline=args.baseline, command=cmd)
     assert run.sampler is not None
     wake_fd = run.sampler.wake_fd
     server = None
@@ -398,7 +406,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"footprint: error: {unfinished}", file=sys.stderr)
         return code
     if not args.no_summary:
-        sys.stderr.write(render(run.report(power=True), "console", color=sys.stderr.isatty()))
+        print_summary(run)
     return code
 
 

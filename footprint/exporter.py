@@ -59,11 +59,11 @@ def metrics_text(run: Run) -> str:
         if prev is not None and last.t > prev.t:
             watts = (last.energy_j - prev.energy_j) / (last.t - prev.t)
             power_lines.append(f"footprint_power_watts{{{labels}}} {watts:.3f}")
-    rows = run.store.query("SELECT COALESCE(SUM(n), 0) FROM tokens WHERE run_id = ?", (run.id,))
+    tokens_total = run.store.tokens_total(run.id)
     tokens = [
         "# HELP footprint_tokens_total Tokens counted in the run so far.",
         "# TYPE footprint_tokens_total counter",
-        f"footprint_tokens_total{{{base}}} {int(rows[0][0])}",
+        f"footprint_tokens_total{{{base}}} {tokens_total}",
     ]
     return "\n".join(lines + power_lines + time_lines + tokens) + "\n"
 

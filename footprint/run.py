@@ -10,12 +10,14 @@ import sys
 import threading
 import time
 
-from footprint.common import clock
+from footprint.common.clock import SYSTEM
 from footprint.common.errors import FootprintError
+from footprint.common.record import FrozenRecord
 from footprint.core import carbon
 from footprint.core.costs import resolve_costs
 from footprint.core.sampler import DEFAULT_INTERVAL_S, Sampler
-from footprint.core.store import Store, default_db_path
+from footprint.core.settings import Resolver
+from footprint.core.store import ENV_DB, Store, default_db_path
 
 from . import cuda, distributed
 from .distributed import Identity
@@ -28,11 +30,11 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from footprint.core.model import RunReport
+    from footprint.probes.base import Clock
 
     F = TypeVar("F", bound=Callable[..., Any])
 
 ENV_RUN_ID = "FOOTPRINT_RUN_ID"
-ENV_DB = "FOOTPRINT_DB"
 ENV_WAKE_FD = "FOOTPRINT_WAKE_FD"
 
 _active = threading.local()
@@ -56,6 +58,7 @@ class Run:
     def __init__(self, store: Store, run_id: int, name: str, *, sampler: Sampler | None = None,
                  wake_fd: int | None = None, sync_cuda: bool | None = None) -> None:
         self.store = store
+        self.clock = sampler.clock if sampler is not None else SYSTEM
         # spans synchronise CUDA so queued kernels are billed where they were launched; off switch:
         # sync_cuda=False or FOOTPRINT_SYNC_CUDA=0
         self.sync_cuda = cuda.enabled_by_env() if sync_cuda is None else sync_cuda
@@ -82,7 +85,7 @@ class Run:
         if self._wake_fd is not None:  # ask the owning process to read its counters now
             with contextlib.suppress(OSError):
                 os.write(self._wake_fd, b"m")
-        return clock.now()
+        return self.clock.now()
 
     def _stack(self) -> list[int]:
         stack: list[int] | None = getattr(self._spans, "stack", None)
@@ -138,7 +141,7 @@ class Run:
         if span is None:
             stack = self._stack()
             span = stack[-1] if stack else None
-        self.store.add_tokens(self.id, span, clock.now(), n, kind)
+        self.store.add_tokens(self.id, span, self.clock.now(), n, kind)
 
     # -- results --------------------------------------------------------------------------------
 
@@ -175,19 +178,22 @@ class Run:
         return self.report().duration_s
 
 
-def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_INTERVAL_S,
-              country: str | None = None, carbon_g_per_kwh: float | None = None, region: str | None = None,
+def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INTERVAL_S,
+              country: str | None = None, carbon_intensity: float | None = None, region: str | None = None,
               pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
-              currency: str | None = None, baseline_s: float | None = None, sync_cuda: bool | None = None,
+              currency: str | None = None, baseline: float | None = None, sync_cuda: bool | None = None,
               ident: Identity | None = None, probes: list[Probe] | None = None, command: list[str] | None = None,
-              meta: dict[str, Any] | None = None) -> Run:
-    """Create a run, open its probes, optionally measure idle power for `baseline_s`, take the first
-    reading and start the sampler."""
-    interval_s = check_interval(interval_s)
-    if baseline_s is not None and not (baseline_s > 0 and baseline_s < float("inf")):
-        raise FootprintError(f"baseline must be a positive number of seconds, got {baseline_s!r}")
-    intensity = carbon.resolve(country, carbon_g_per_kwh, region)
-    costs = resolve_costs(pue=pue, price_kwh=price_kwh, price_hour=price_hour, currency=currency)
+              meta: dict[str, Any] | None = None, clock: Clock | None = None) -> Run:
+    """Create a run, open its probes, optionally measure idle power for `baseline` seconds, take the first
+    reading and start the sampler. Options have the names of `track()`'s and the CLI's flags; `clock` is for
+    tests (a FakeClock: no sampler thread, time moves when the test says)."""
+    interval_s = check_interval(interval)
+    if baseline is not None and not (baseline > 0 and baseline < float("inf")):
+        raise FootprintError(f"baseline must be a positive number of seconds, got {baseline!r}")
+    resolver = Resolver()
+    intensity = carbon.resolve(country, carbon_intensity, region, resolver=resolver)
+    costs = resolve_costs(pue=pue, price_kwh=price_kwh, price_hour=price_hour, currency=currency, resolver=resolver)
+    clock = clock if clock is not None else SYSTEM
     store = Store(db or default_db_path())
     u = os.uname()  # platform.platform() and socket.gethostname() cost start-up time; this says the same
     host = u.nodename
@@ -209,10 +215,10 @@ def start_run(name: str, *, db: str | None = None, interval_s: float = DEFAULT_I
                               job_id=ident.job_id if ident else None, rank=ident.rank if ident else None,
                               node=ident.node if ident else None)
     ids = store.add_devices(run_id, devices, host)
-    if baseline_s:
-        for key, watts in measure_idle(opened, baseline_s).items():
+    if baseline:
+        for key, watts in measure_idle(opened, baseline).items():
             store.set_baseline(ids[key], watts)
-    sampler = Sampler(store, run_id, opened, ids, interval_s=interval_s)
+    sampler = Sampler(store, run_id, opened, ids, interval_s=interval_s, clock=clock)
     run = Run(store, run_id, name, sampler=sampler, sync_cuda=sync_cuda)
     store.set_started(run_id, run._mark())
     sampler.start()
@@ -274,10 +280,10 @@ def attach_from_env() -> Run | None:
     except ValueError:
         raise FootprintError(f"{ENV_RUN_ID} must be a run id, got '{run_id}'") from None
     store = Store(os.environ.get(ENV_DB) or default_db_path(), create=False)
-    rows = store.query("SELECT name FROM runs WHERE id = ?", (rid,))
-    if not rows:
+    name = store.run_name(rid)
+    if name is None:
         raise FootprintError(f"{ENV_RUN_ID}={rid} names no run in {store.path}")
-    return Run(store, rid, str(rows[0]["name"]), wake_fd=inherited_wake_fd(os.environ.get(ENV_WAKE_FD)))
+    return Run(store, rid, name, wake_fd=inherited_wake_fd(os.environ.get(ENV_WAKE_FD)))
 
 
 def wake_fd_token(fd: int) -> str:
@@ -303,6 +309,35 @@ def inherited_wake_fd(token: str | None) -> int | None:
     return fd
 
 
+class RunOptions(FrozenRecord):
+    """What `track()` passes to `start_run` when it starts a run: never changed after construction, so one
+    decorator's calls can share it."""
+
+    __slots__ = ("db", "interval", "country", "region", "carbon_intensity", "pue", "price_kwh", "price_hour",
+                 "currency", "baseline", "probes", "clock")
+
+    def __init__(self, db: str | None = None, interval: float = DEFAULT_INTERVAL_S, country: str | None = None,
+                 region: str | None = None, carbon_intensity: float | None = None, pue: float | None = None,
+                 price_kwh: float | None = None, price_hour: float | None = None, currency: str | None = None,
+                 baseline: float | None = None, probes: tuple[Probe, ...] | None = None,
+                 clock: Clock | None = None) -> None:
+        self.db = db
+        self.interval = interval
+        self.country = country
+        self.region = region
+        self.carbon_intensity = carbon_intensity
+        self.pue = pue
+        self.price_kwh = price_kwh
+        self.price_hour = price_hour
+        self.currency = currency
+        self.baseline = baseline
+        self.probes = probes
+        self.clock = clock
+
+    def __hash__(self) -> int:
+        return id(self)  # probes and clocks are not hashable values; identity is what matters here
+
+
 class track(contextlib.ContextDecorator):
     """Profile a block or a function.
 
@@ -320,15 +355,15 @@ class track(contextlib.ContextDecorator):
                  interval: float = DEFAULT_INTERVAL_S, country: str | None = None, region: str | None = None,
                  carbon_intensity: float | None = None, pue: float | None = None, price_kwh: float | None = None,
                  price_hour: float | None = None, currency: str | None = None, baseline: float | None = None,
-                 probes: list[Probe] | None = None, sync_cuda: bool | None = None, summary: bool = True) -> None:
+                 probes: list[Probe] | None = None, sync_cuda: bool | None = None, summary: bool = True,
+                 clock: Clock | None = None) -> None:
         self.name = name
         self.summary = summary
         self.sync_cuda = sync_cuda
-        self.options: dict[str, Any] = dict(
-            db=db, interval_s=interval, country=country, region=region, carbon_g_per_kwh=carbon_intensity,
-            pue=pue, price_kwh=price_kwh, price_hour=price_hour, currency=currency, baseline_s=baseline,
-            probes=probes,
-        )
+        self.options = RunOptions(db=db, interval=interval, country=country, region=region,
+                                  carbon_intensity=carbon_intensity, pue=pue, price_kwh=price_kwh,
+                                  price_hour=price_hour, currency=currency, baseline=baseline,
+                                  probes=tuple(probes) if probes is not None else None, clock=clock)
         self.run: Run | None = None
         self._span: contextlib.AbstractContextManager[Run] | None = None
         self._owner = False
@@ -359,7 +394,9 @@ class track(contextlib.ContextDecorator):
             self._span.__enter__()
             _active.run = outer
             return outer
-        options = dict(self.options)
+        options: dict[str, Any] = self.options.to_dict()
+        options["probes"] = list(self.options.probes) if self.options.probes is not None else None
+        options["clock"] = self.options.clock
         self._ident = distributed.identity()
         if self._ident is not None:
             # one run per rank: its own GPU(s), CPU and RAM on local rank 0 only, one DB per node

@@ -14,18 +14,16 @@ def snapshot(store: Store) -> list[dict[str, Any]]:
     from footprint.core.model import effective_status
 
     out = []
-    for row in store.query("SELECT * FROM runs WHERE status = 'running' ORDER BY id"):
+    for row in store.running_runs():
         if effective_status(row) != "running":
             continue
         devices = []
-        for d in store.query("SELECT id, kind, idx, source FROM devices WHERE run_id = ? ORDER BY kind, idx",
-                             (row["id"],)):
-            last = store.query("SELECT t, energy_j FROM samples WHERE device_id = ? ORDER BY t DESC LIMIT 2",
-                               (d["id"],))
-            first = store.query("SELECT energy_j FROM samples WHERE device_id = ? ORDER BY t LIMIT 1", (d["id"],))
+        for d in store.run_devices(row["id"]):
+            last = store.latest_samples(d["id"], 2)
+            first = store.first_sample(d["id"])
             power = ((last[0][1] - last[1][1]) / (last[0][0] - last[1][0])
                      if len(last) == 2 and last[0][0] > last[1][0] else None)
-            energy = last[0][1] - first[0][0] if last and first else None
+            energy = last[0][1] - first[1] if last and first else None
             devices.append({"device": f"{d['kind']}:{d['idx']}", "source": d["source"], "power_w": power,
                             "energy_j": energy})
         out.append({"id": row["id"], "name": row["name"], "elapsed_s": time.time() - (row["started_at"] or

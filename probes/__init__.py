@@ -1,40 +1,79 @@
-"""Hardware probes: NVML (GPU), RAPL (CPU, DRAM) and labelled estimates."""
+"""Hardware probes: NVML (GPU), RAPL (CPU, DRAM) and labelled estimates.
+
+Probes are registered by declaration: each module named in `PROBE_MODULES` lists its probe classes in
+`PROBES`. Adding a probe is one new module plus its name here. Order matters only among probes that measure
+the same kind: the first available one wins, and estimates fill only the kinds nothing measured.
+"""
 
 from __future__ import annotations
 
-from .base import Availability, Device, FakeProbe, Probe, ProbeError, Reading
-from .estimate import CpuEstimateProbe, RamEstimateProbe
-from .nvml import NvmlProbe
-from .rapl import RaplProbe
+from importlib import import_module
+
+from .base import Availability, Device, Probe, ProbeError, Reading
+from .fake import FakeProbe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .estimate import CpuEstimateProbe, RamEstimateProbe
+    from .nvml import NvmlProbe
+    from .rapl import RaplProbe
+
+PROBE_MODULES = ("nvml", "rapl", "estimate")
+NODE_KINDS = ("cpu", "ram")  # measured once per node (by local rank 0 in distributed jobs)
 
 __all__ = [
-    "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "NvmlProbe", "Probe", "ProbeError",
-    "RamEstimateProbe", "RaplProbe", "Reading", "default_probes", "probe_status",
+    "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "NvmlProbe", "PROBE_MODULES", "Probe",
+    "ProbeError", "RamEstimateProbe", "RaplProbe", "Reading", "default_probes", "probe_status", "registered",
 ]
+_LAZY = {"CpuEstimateProbe": "estimate", "RamEstimateProbe": "estimate", "NvmlProbe": "nvml", "RaplProbe": "rapl"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def registered() -> list[type[Probe]]:
+    """Every registered probe class, in PROBE_MODULES order."""
+    out: list[type[Probe]] = []
+    for module in PROBE_MODULES:
+        out.extend(import_module(f".{module}", __name__).PROBES)
+    return out
 
 
 def probe_status() -> list[tuple[str, Availability]]:
-    """Each probe's availability here, for `footprint probes` and for the summary."""
-    return [("nvml", NvmlProbe.availability()), ("rapl", RaplProbe.availability())]
+    """Each measuring probe's availability here, for `footprint probes` and for the summary."""
+    return [(cls.name, cls.availability()) for cls in registered() if not cls.estimate]
 
 
 def default_probes(*, gpu: bool = True, node: bool = True, cuda_ordinals: list[int] | None = None) -> list[Probe]:
-    """The best probes this machine offers: NVML for GPUs, RAPL for CPU/DRAM, else estimates.
+    """The best probes this machine offers: every available measuring probe, then estimates for the kinds
+    none of them covers.
 
-    `node=False` skips CPU and RAM (for all but one rank per node in distributed jobs);
-    `cuda_ordinals` limits GPUs to those a rank uses (cuda:N).
+    `node=False` skips node kinds, CPU and RAM (for all but one rank per node in distributed jobs);
+    `gpu=False` skips GPUs; `cuda_ordinals` limits GPUs to those a rank uses (cuda:N), `[]` to none.
     """
+    def wanted(kinds: tuple[str, ...]) -> set[str]:
+        keep = {k for k in kinds if (node or k not in NODE_KINDS)}
+        if not gpu or cuda_ordinals == []:
+            keep.discard("gpu")
+        return keep
+
+    classes = registered()
     probes: list[Probe] = []
-    if gpu and cuda_ordinals != [] and NvmlProbe.availability().ok:
-        probes.append(NvmlProbe(cuda_ordinals=cuda_ordinals))
-    if node:
-        rapl_dram = False
-        availability = RaplProbe.availability()
+    covered: set[str] = set()
+    for cls in classes:
+        if cls.estimate or not wanted(cls.kinds) - covered:
+            continue
+        availability = cls.availability()
         if availability.ok:
-            probes.append(RaplProbe())
-            rapl_dram = "ram" in availability.kinds
-        else:
-            probes.append(CpuEstimateProbe())
-        if not rapl_dram:
-            probes.append(RamEstimateProbe())
+            probes.append(cls.create(cuda_ordinals=cuda_ordinals))
+            covered |= set(availability.kinds or cls.kinds)
+    for cls in classes:
+        if cls.estimate and wanted(cls.kinds) - covered:
+            probes.append(cls.create(cuda_ordinals=cuda_ordinals))
+            covered |= set(cls.kinds)
     return probes

@@ -1,15 +1,22 @@
-"""The probe interface: one abstract method, `read`, plus optional open/close."""
+"""The probe contract (`Probe`), the records probes produce, and power integration for power-only sources."""
 
 from __future__ import annotations
 
 import abc
 
-from footprint.common import clock
+from footprint.common.clock import SYSTEM
 from footprint.common.record import FrozenRecord, Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from typing import Protocol
+
+    class Clock(Protocol):
+        fake: bool
+
+        def now(self) -> float: ...
+
+        def monotonic(self) -> float: ...
 
 
 class ProbeError(Exception):
@@ -65,7 +72,7 @@ class Reading(FrozenRecord):
 
     def __init__(self, device: Device, t: float, energy_j: float, power_w: float | None = None) -> None:
         self.device = device
-        self.t = t  # wall-clock seconds at the read (footprint.common.clock.now(): immune to clock jumps)
+        self.t = t  # wall-clock seconds at the read (the probe's clock: immune to wall-clock jumps)
         self.energy_j = energy_j
         self.power_w = power_w
 
@@ -90,22 +97,43 @@ class PowerIntegrator(Record):
 
 
 class Probe(abc.ABC):
-    """A source of energy readings for one or more devices.
+    """A source of energy readings for one or more devices. The whole contract is here:
 
-    Subclasses implement `read`; `open` discovers devices (and may raise ProbeError), `close`
-    releases them. `availability()` says, without side effects worth mentioning, whether the
-    probe can work here and, if not, what the user could do about it.
+    - `name` (class attribute): how `footprint probes`, errors and the registry call it.
+    - `kinds`: the device kinds it can measure ("gpu", "cpu", "ram", or any other: every kind is counted in
+      totals). `estimate = True` marks a labelled model rather than a counter; estimates are used only for
+      kinds that no available measuring probe covers.
+    - `availability()` (classmethod, no side effects worth mentioning): can it work here, and if not, what
+      could the user do; `Availability.kinds` says which kinds it would measure on this machine.
+    - `create(cuda_ordinals=...)` (classmethod): an instance for this process; override to take the
+      selection (e.g. the GPUs a rank uses).
+    - `open()` discovers devices, stores them in `self.devices` and returns them; raises ProbeError if none.
+    - `read()` reads every device now: one `Reading` per device with cumulative, never-decreasing energy;
+      raises ProbeError only if nothing could be read. A device that failed while others were read goes into
+      `self.errors` (device key -> why), which the sampler collects with `take_errors()`.
+    - `close()` releases what `open()` took.
+    - `polled = False` for probes whose energy between two reads is exact however far apart they are (the
+      estimates): the sampler reads them at run and span edges and at flushes only.
+    - `clock`: where reading times come from (`footprint.common.clock.SYSTEM`, or a fake clock in tests).
+
+    Subclasses call `super().__init__()`. A probe module lists its probes in `PROBES`, and its module name
+    goes into `footprint.probes.PROBE_MODULES`.
     """
 
     name: str = "probe"
-    devices: list[Device]
-    # False for probes whose energy between two reads is exact however far apart the reads are (the
-    # estimates): the sampler reads them at run and span edges and at each flush, not at every interval
+    kinds: tuple[str, ...] = ()
+    estimate: bool = False
     polled: bool = True
+    devices: list[Device]
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock | None = None) -> None:
         self.devices = []
-        self.errors: dict[str, str] = {}  # device key -> why it could not be read (the others were)
+        self.errors: dict[str, str] = {}
+        self.clock: Clock = clock if clock is not None else SYSTEM
+
+    @classmethod
+    def create(cls, *, cuda_ordinals: list[int] | None = None) -> Probe:
+        return cls()
 
     def open(self) -> list[Device]:
         return self.devices
@@ -117,38 +145,15 @@ class Probe(abc.ABC):
     def close(self) -> None:
         return None
 
+    def take_errors(self) -> dict[str, str]:
+        """The per-device errors since the last call (and forget them)."""
+        errors = getattr(self, "errors", None)  # a user's probe may have skipped Probe.__init__
+        if not errors:
+            return {}
+        taken = dict(errors)
+        errors.clear()
+        return taken
+
     @classmethod
     def availability(cls) -> Availability:
         return Availability(True, "always available")
-
-
-class FakeProbe(Probe):
-    """An in-memory probe for tests: constant power per device on a clock the test may drive."""
-
-    def __init__(self, powers_w: dict[str, float] | None = None, measured: bool = True,
-                 clock: Callable[[], float] | None = None, name: str = "fake") -> None:
-        super().__init__()
-        self.powers_w = {"cpu:0": 50.0} if powers_w is None else powers_w
-        self.measured = measured
-        self.clock = clock  # seconds; footprint.common.clock.now by default
-        self.name = name
-        self._t0: float | None = None
-
-    def _now(self) -> float:
-        return self.clock() if self.clock is not None else clock.now()
-
-    def open(self) -> list[Device]:
-        self.devices = []
-        for key, _ in self.powers_w.items():
-            kind, _, idx = key.partition(":")
-            self.devices.append(
-                Device(kind=kind, index=int(idx or 0), name=f"fake {kind}", source="fake",
-                       measured=self.measured)
-            )
-        self._t0 = self._now()
-        return self.devices
-
-    def read(self) -> list[Reading]:
-        t = self._now()
-        t0 = self._t0 if self._t0 is not None else t
-        return [Reading(d, t, self.powers_w[d.key] * (t - t0), self.powers_w[d.key]) for d in self.devices]

@@ -7,10 +7,13 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from footprint.common import clock
 from footprint.common.data import find_data_file
 
 from .base import Device, PowerIntegrator, Probe, ProbeError, Reading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .base import Clock
 
 DEFAULT_TDP_W = 85.0  # CodeCarbon's own assumption for a CPU missing from its table
 IDLE_FRACTION = 0.1  # share of TDP drawn at 0 % utilisation in our linear model
@@ -170,10 +173,12 @@ class CpuEstimateProbe(Probe):
     """
 
     name = "cpu-estimate"
+    kinds = ("cpu",)
+    estimate = True
     polled = False
 
-    def __init__(self, *, stat_path: str = "/proc/stat") -> None:
-        super().__init__()
+    def __init__(self, *, stat_path: str = "/proc/stat", clock: Clock | None = None) -> None:
+        super().__init__(clock=clock)
         self._stat_path = stat_path
         self._energy_j = 0.0
         self._last_t = 0.0
@@ -191,14 +196,14 @@ class CpuEstimateProbe(Probe):
                    update_period_s=0.1, note=note)
         ]
         self._cpu = _CpuTimes(self._stat_path)
-        self._last_t = clock.now()
+        self._last_t = self.clock.now()
         return self.devices
 
     def read(self) -> list[Reading]:
         if self._cpu is None:
             raise ProbeError("read before open")
         util = self._cpu.utilisation()
-        t = clock.now()
+        t = self.clock.now()
         p = self.sockets * self.tdp_w * (IDLE_FRACTION + (1 - IDLE_FRACTION) * util)  # mean since the last read
         if t > self._last_t:
             self._energy_j += p * (t - self._last_t)
@@ -214,10 +219,12 @@ class RamEstimateProbe(Probe):
     """P = installed GB × RAM_W_PER_GB, constant: read at edges and flushes only (`polled = False`)."""
 
     name = "ram-estimate"
+    kinds = ("ram",)
+    estimate = True
     polled = False
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        super().__init__(clock=clock)
         self._integrator = PowerIntegrator()
 
     def open(self) -> list[Device]:
@@ -231,5 +238,8 @@ class RamEstimateProbe(Probe):
         return self.devices
 
     def read(self) -> list[Reading]:
-        t = clock.now()
+        t = self.clock.now()
         return [Reading(self.devices[0], t, self._integrator.add(t, self.power_w), self.power_w)]
+
+
+PROBES = (CpuEstimateProbe, RamEstimateProbe)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 
-from footprint.common import clock
-
 from .base import Availability, Device, PowerIntegrator, Probe, ProbeError, Reading
 
 TYPE_CHECKING = False  # importing typing costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:
     from typing import Any
+
+    from .base import Clock
 
 MIG_NOTE = (
     "MIG mode is on: NVML reports energy for the whole GPU only, so per-slice energy is not "
@@ -64,11 +64,17 @@ class NvmlProbe(Probe):
     the reads."""
 
     name = "nvml"
+    kinds = ("gpu",)
 
-    def __init__(self, indices: list[int] | None = None, *, cuda_ordinals: list[int] | None = None) -> None:
+    @classmethod
+    def create(cls, *, cuda_ordinals: list[int] | None = None) -> NvmlProbe:
+        return cls(cuda_ordinals=cuda_ordinals)
+
+    def __init__(self, indices: list[int] | None = None, *, cuda_ordinals: list[int] | None = None,
+                 clock: Clock | None = None) -> None:
         """`indices`: NVML indices to measure. `cuda_ordinals`: positions in CUDA_VISIBLE_DEVICES (what a
         rank calls cuda:N). Neither: every visible GPU."""
-        super().__init__()
+        super().__init__(clock=clock)
         self._indices = indices
         self._ordinals = cuda_ordinals
         self._handles: list[Any] = []
@@ -166,7 +172,7 @@ class NvmlProbe(Probe):
             try:
                 if self._modes[k] == "nvml-energy":
                     mj = int(nv.nvmlDeviceGetTotalEnergyConsumption(h))
-                    t = clock.now()
+                    t = self.clock.now()
                     first = self._first_mj[k]
                     if first is None:
                         self._first_mj[k] = first = mj
@@ -179,7 +185,7 @@ class NvmlProbe(Probe):
                     mw = float(v.value.uiVal)
                 else:
                     mw = float(nv.nvmlDeviceGetPowerUsage(h))
-                t = clock.now()
+                t = self.clock.now()
                 p = mw / 1000.0
                 out.append(Reading(dev, t, self._integrators[k].add(t, p), p))
             except Exception as exc:  # one GPU failing must not stop the others
@@ -193,3 +199,6 @@ class NvmlProbe(Probe):
             self._open = False
             with contextlib.suppress(Exception):
                 _nvml().nvmlShutdown()
+
+
+PROBES = (NvmlProbe,)

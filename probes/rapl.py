@@ -6,9 +6,11 @@ import os
 import re
 from pathlib import Path
 
-from footprint.common import clock
-
 from .base import Availability, Device, Probe, ProbeError, Reading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .base import Clock
 
 DEFAULT_ROOT = "/sys/class/powercap"
 _ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
@@ -101,9 +103,10 @@ def find_zones(root: Path) -> list[tuple[Path, str, int, str]]:
 
 class RaplProbe(Probe):
     name = "rapl"
+    kinds = ("cpu", "ram")
 
-    def __init__(self, root: str | Path | None = None) -> None:
-        super().__init__()
+    def __init__(self, root: str | Path | None = None, *, clock: Clock | None = None) -> None:
+        super().__init__(clock=clock)
         self.root = Path(root) if root is not None else powercap_root()
         self._zones: list[_Zone] = []
 
@@ -135,7 +138,7 @@ class RaplProbe(Probe):
                 raise ProbeError(GRANT_HINT) from exc
             except (OSError, ValueError) as exc:
                 raise ProbeError(f"cannot read {path}: {exc}") from exc
-            t = clock.now()
+            t = self.clock.now()
             self._zones.append(_Zone(path, kind, idx, zname, rng, cur, t))
             self.devices.append(
                 Device(kind=kind, index=idx, name=f"RAPL {zname} ({path.name})", source="rapl",
@@ -151,7 +154,7 @@ class RaplProbe(Probe):
             except (OSError, ValueError) as exc:
                 self.errors[dev.key] = f"{zone.counter}: {exc}"
                 continue
-            t = clock.now()
+            t = self.clock.now()
             dt = t - zone.last_t
             expected = zone.power_w * dt * 1e6 if zone.power_w is not None and dt > 0 else None
             delta = unwrap(zone.last_uj, cur, zone.range_uj, expected)
@@ -163,3 +166,6 @@ class RaplProbe(Probe):
         if self._zones and not out:
             raise ProbeError("no RAPL zone could be read: " + "; ".join(self.errors.values()))
         return out
+
+
+PROBES = (RaplProbe,)

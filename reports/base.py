@@ -8,6 +8,9 @@ from footprint.core.model import Report, RunReport
 
 
 class Renderer(abc.ABC):
+    """`name` picks it (`footprint report --format NAME`), `extensions` pick it for `-o FILE`; options are
+    keyword arguments of `__init__`. A module lists its renderers in `RENDERERS` (see footprint.reports)."""
+
     name: str = ""
     extensions: tuple[str, ...] = ()
 

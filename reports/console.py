@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from datetime import datetime
 
-from footprint.core.model import Report, RunReport, SpanReport
+from footprint.core.model import Report, RunReport, SpanReport, components
 
 from .base import Renderer
 
@@ -93,7 +93,7 @@ class ConsoleRenderer(Renderer):
         table.add_column("component")
         table.add_column("energy", justify="right")
         table.add_column("source")
-        for kind in ("gpu", "cpu", "ram"):
+        for kind in components(run.energy_j):
             devs = [d for d in run.devices if d.kind == kind]
             src = run.sources.get(kind, "none")
             label = "measured" if devs and all(d.measured for d in devs) else ("estimated" if devs else "")
@@ -174,3 +174,6 @@ class ConsoleRenderer(Renderer):
         if s.ended_at is None:
             parts.append("[yellow](not finished)[/]")
         return " · ".join(parts)
+
+
+RENDERERS = (ConsoleRenderer,)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from footprint.common import units
-from footprint.core.model import Report, RunReport, SpanReport
+from footprint.core.model import COMPONENTS, Report, RunReport, SpanReport, components
 
 from .base import Renderer
 
@@ -25,9 +25,14 @@ def _iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, timezone.utc).isoformat() if t is not None else None
 
 
+def _extra_kinds(energies: list[dict[str, float | None]]) -> list[str]:
+    """Device kinds beyond COMPONENTS found in these rows: they get columns of their own, after the fixed ones."""
+    return sorted({k for e in energies for k in components(e)} - set(COMPONENTS))
+
+
 RUN_COLUMNS = [
     "id", "name", "status", "exit_code", "started_at", "ended_at", "duration_s",
-    "energy_j_cpu", "energy_j_ram", "energy_j_gpu", "energy_j_total", "source_cpu", "source_ram", "source_gpu",
+    *(f"energy_j_{k}" for k in COMPONENTS), "energy_j_total", *(f"source_{k}" for k in COMPONENTS),
     "kwh", "pue", "carbon_intensity_g_per_kwh", "co2e_g", "cost_total", "currency", "tokens", "tokens_per_s",
     "j_per_token", "wh_per_1k_tokens", "co2e_g_per_1k_tokens", "cost_per_1m_tokens",
 ]
@@ -40,22 +45,25 @@ class CsvRenderer(Renderer):
     extensions = (".csv",)
 
     def render(self, report: Report) -> str:
+        extra = _extra_kinds([r.energy_j for r in report.runs])
         rows = []
         for r in report.runs:
             e = r.economics
             rows.append([
                 r.id, r.name, r.status, r.exit_code, _iso(r.started_at), _iso(r.ended_at), r.duration_s,
-                r.energy_j["cpu"], r.energy_j["ram"], r.energy_j["gpu"], r.energy_j["total"],
-                r.sources["cpu"], r.sources["ram"], r.sources["gpu"], r.kwh, r.pue, r.carbon_intensity_g_per_kwh,
+                *(r.energy_j[k] for k in COMPONENTS), r.energy_j["total"], *(r.sources[k] for k in COMPONENTS),
+                r.kwh, r.pue, r.carbon_intensity_g_per_kwh,
                 r.co2e_g, r.cost.total if r.cost else None, r.cost.currency if r.cost else None, r.tokens,
                 e.tokens_per_s, e.j_per_token, e.wh_per_1k_tokens, e.co2e_g_per_1k_tokens, e.cost_per_1m_tokens,
+                *(r.energy_j.get(k) for k in extra), *(r.sources.get(k, "none") for k in extra),
             ])
-        return _table(RUN_COLUMNS, rows)
+        columns = [*RUN_COLUMNS, *(f"energy_j_{k}" for k in extra), *(f"source_{k}" for k in extra)]
+        return _table(columns, rows)
 
 
 SPAN_COLUMNS = [
     "run_id", "run_name", "span_id", "name", "parent_id", "path", "started_at", "ended_at", "duration_s",
-    "energy_j_cpu", "energy_j_ram", "energy_j_gpu", "energy_j_total", "co2e_g", "cost_total", "tokens",
+    *(f"energy_j_{k}" for k in COMPONENTS), "energy_j_total", "co2e_g", "cost_total", "tokens",
     "tokens_per_s", "j_per_token", "reliable",
 ]
 
@@ -75,17 +83,18 @@ class SpanCsvRenderer(Renderer):
     name = "csv-spans"
 
     def render(self, report: Report) -> str:
+        extra = _extra_kinds([s.energy_j for r in report.runs for s in r.spans])
         rows = []
         for r in report.runs:
             by_id = {s.id: s for s in r.spans}
             for s in r.spans:
                 rows.append([
                     r.id, r.name, s.id, s.name, s.parent, span_path(s, by_id), _iso(s.started_at),
-                    _iso(s.ended_at), s.duration_s, s.energy_j["cpu"], s.energy_j["ram"], s.energy_j["gpu"],
+                    _iso(s.ended_at), s.duration_s, *(s.energy_j[k] for k in COMPONENTS),
                     s.energy_j["total"], s.co2e_g, s.cost.total if s.cost else None, s.tokens,
-                    s.economics.tokens_per_s, s.j_per_token, int(s.reliable),
+                    s.economics.tokens_per_s, s.j_per_token, int(s.reliable), *(s.energy_j.get(k) for k in extra),
                 ])
-        return _table(SPAN_COLUMNS, rows)
+        return _table([*SPAN_COLUMNS, *(f"energy_j_{k}" for k in extra)], rows)
 
 
 # CodeCarbon's EmissionsData fields, in its order (codecarbon/output_methods/emissions_data.py).
@@ -133,3 +142,6 @@ class EmissionsCsvRenderer(Renderer):
 
     def render(self, report: Report) -> str:
         return _table(EMISSIONS_COLUMNS, [emissions_row(r) for r in report.runs])
+
+
+RENDERERS = (CsvRenderer, SpanCsvRenderer, EmissionsCsvRenderer)

@@ -23,11 +23,8 @@ def to_dataframe(db: str, what: str = "runs", runs: list[int] | None = None) -> 
     try:
         ids = runs if runs is not None else sorted(store.run_ids())
         if what == "samples":
-            marks = ",".join("?" * len(ids)) or "NULL"
-            return pd.read_sql_query(
-                "SELECT d.run_id, d.kind, d.idx AS device_index, d.source, s.t, s.energy_j, s.power_w, s.mark "
-                f"FROM samples s JOIN devices d ON d.id = s.device_id WHERE d.run_id IN ({marks}) "
-                "ORDER BY d.run_id, d.kind, d.idx, s.t", store.conn, params=ids)
+            columns = ["run_id", "kind", "device_index", "source", "t", "energy_j", "power_w", "mark"]
+            return pd.DataFrame([tuple(r) for r in store.sample_rows(ids)] if ids else [], columns=columns)
         renderer = {"runs": CsvRenderer, "spans": SpanCsvRenderer}.get(what)
         if renderer is None:
             raise ValueError(f"what must be 'runs', 'spans' or 'samples', not {what!r}")

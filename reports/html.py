@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from footprint.common.errors import FootprintError
-from footprint.core.model import Report, RunReport
+from footprint.core.model import Report, RunReport, components
 
 from .base import Renderer
 from .console import fmt_g, fmt_j, fmt_money, fmt_s
@@ -63,10 +63,10 @@ def _charts(run: RunReport) -> tuple[str, str]:
         ax.legend(fontsize=8, loc="upper right")
     timeline = _svg(fig)
     plt.close(fig)
-    kinds = [k for k in ("gpu", "cpu", "ram") if run.energy_j.get(k) is not None]
+    kinds = [k for k in components(run.energy_j) if run.energy_j.get(k) is not None]
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.5 * max(1, len(kinds))))
     ax.barh([f"{k.upper()} ({run.sources[k]})" for k in kinds], [run.energy_j[k] or 0.0 for k in kinds],
-            color=[{"gpu": "tab:green", "cpu": "tab:blue", "ram": "tab:orange"}[k] for k in kinds])
+            color=[{"gpu": "tab:green", "cpu": "tab:blue", "ram": "tab:orange"}.get(k, "tab:gray") for k in kinds])
     ax.set_xlabel("energy (J)")
     ax.invert_yaxis()
     breakdown = _svg(fig)
@@ -131,3 +131,6 @@ class HtmlRenderer(Renderer):
             out.append("<h2>Notes</h2><ul>" + "".join(f"<li class=warn>{_e(w)}</li>" for w in run.warnings)
                        + "</ul>")
         return "".join(out)
+
+
+RENDERERS = (HtmlRenderer,)

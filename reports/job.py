@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from footprint.common import units
+from footprint.core.model import COMPONENTS, components
 
 from .console import fmt_g, fmt_j, fmt_s
 
@@ -24,8 +25,7 @@ def _add(a: float | None, b: float | None) -> float | None:
 class NodeTotals:
     node: str
     ranks: list[int] = field(default_factory=list)
-    energy_j: dict[str, float | None] = field(default_factory=lambda: {"cpu": None, "ram": None, "gpu": None,
-                                                                        "total": None})
+    energy_j: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys([*COMPONENTS, "total"]))
     sources: dict[str, str] = field(default_factory=dict)
 
 
@@ -52,7 +52,7 @@ class JobReport:
 def job_report(runs: list[dict[str, Any]], job_id: str | None = None) -> JobReport:
     nodes: dict[str, NodeTotals] = {}
     gpus: list[dict[str, Any]] = []
-    total: dict[str, float | None] = {"cpu": None, "ram": None, "gpu": None, "total": None}
+    total: dict[str, float | None] = dict.fromkeys([*COMPONENTS, "total"])
     tokens: int | None = None
     co2: float | None = None
     warnings: list[str] = []
@@ -62,10 +62,10 @@ def job_report(runs: list[dict[str, Any]], job_id: str | None = None) -> JobRepo
         nt = nodes.setdefault(node, NodeTotals(node))
         if r.get("rank") is not None:
             nt.ranks.append(int(r["rank"]))
-        for kind in ("cpu", "ram", "gpu", "total"):
-            nt.energy_j[kind] = _add(nt.energy_j[kind], r["energy_j"][kind])
-            total[kind] = _add(total[kind], r["energy_j"][kind])
-        for kind in ("cpu", "ram", "gpu"):
+        for kind in [*components(r["energy_j"]), "total"]:  # every kind a rank measured, not a fixed list
+            nt.energy_j[kind] = _add(nt.energy_j.get(kind), r["energy_j"][kind])
+            total[kind] = _add(total.get(kind), r["energy_j"][kind])
+        for kind in components(r["energy_j"]):
             src = r["sources"].get(kind, "none")
             if src != "none":
                 nt.sources[kind] = src
@@ -111,13 +111,14 @@ def render_job(job: JobReport, *, as_json: bool = False) -> str:
     console = Console(file=buf, width=110, no_color=True, highlight=False)
     table = Table(title=f"footprint · job {job.job_id} · {len(job.nodes)} node(s), {len(job.runs)} rank run(s)",
                   title_justify="left")
-    for col in ("node", "ranks", "CPU", "RAM", "GPU", "total"):
+    kinds = components(job.energy_j)
+    for col in ("node", "ranks", *(k.upper() for k in kinds), "total"):
         table.add_column(col, justify="left" if col in ("node", "ranks") else "right")
     for n in job.nodes:
-        table.add_row(n.node, ",".join(map(str, sorted(n.ranks))) or "-", fmt_j(n.energy_j["cpu"]),
-                      fmt_j(n.energy_j["ram"]), fmt_j(n.energy_j["gpu"]), fmt_j(n.energy_j["total"]))
-    table.add_row("[bold]job[/]", "", fmt_j(job.energy_j["cpu"]), fmt_j(job.energy_j["ram"]),
-                  fmt_j(job.energy_j["gpu"]), f"[bold]{fmt_j(job.energy_j['total'])}[/]")
+        table.add_row(n.node, ",".join(map(str, sorted(n.ranks))) or "-",
+                      *(fmt_j(n.energy_j.get(k)) for k in kinds), fmt_j(n.energy_j["total"]))
+    table.add_row("[bold]job[/]", "", *(fmt_j(job.energy_j[k]) for k in kinds),
+                  f"[bold]{fmt_j(job.energy_j['total'])}[/]")
     console.print(table)
     for g in job.gpus:
         console.print(f"  gpu {g['node']}:{g['index']} (rank {g['rank']}) {fmt_j(g['energy_j'])} · {g['source']}")

@@ -28,3 +28,6 @@ class JsonRenderer(Renderer):
 
     def render(self, report: Report) -> str:
         return json.dumps(_clean(report.to_dict()), indent=2) + "\n"
+
+
+RENDERERS = (JsonRenderer,)

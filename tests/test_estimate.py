@@ -8,7 +8,7 @@ import pytest
 from footprint.probes import CpuEstimateProbe, RamEstimateProbe
 from footprint.probes.estimate import IDLE_FRACTION
 
-from footprint.common import clock
+from footprint.common.fakeclock import FakeClock
 
 
 def _write_stat(path: Path, busy: int, idle: int) -> None:
@@ -16,14 +16,13 @@ def _write_stat(path: Path, busy: int, idle: int) -> None:
     path.write_text(f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 {busy} 0 0 {idle} 0 0 0 0 0 0\nintr 1 2 3\n")
 
 
-def test_cpu_estimate_energy_does_not_depend_on_how_often_it_is_read(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch):
+def test_cpu_estimate_energy_does_not_depend_on_how_often_it_is_read(tmp_path: Path):
     stat = tmp_path / "stat"
-    now = [1000.0]
-    monkeypatch.setattr(clock, "now", lambda: now[0])
+    clock = FakeClock(1000.0)
     busy, idle = 5000, 50000
     _write_stat(stat, busy, idle)
-    often, rarely = CpuEstimateProbe(stat_path=str(stat)), CpuEstimateProbe(stat_path=str(stat))
+    often = CpuEstimateProbe(stat_path=str(stat), clock=clock)
+    rarely = CpuEstimateProbe(stat_path=str(stat), clock=clock)
     often.open()
     rarely.open()
     assert often.tdp_w > 0 and often.sockets >= 1
@@ -33,7 +32,7 @@ def test_cpu_estimate_energy_does_not_depend_on_how_often_it_is_read(tmp_path: P
         jiffies = int(200 * dt)  # two CPUs at 100 Hz
         busy += int(jiffies * u)
         idle += jiffies - int(jiffies * u)
-        now[0] += dt
+        clock.advance(dt)
         _write_stat(stat, busy, idle)
         often.read()
     last = rarely.read()[0]

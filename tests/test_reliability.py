@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from footprint.probes.base import FakeProbe
+from footprint.probes import FakeProbe
 
 from footprint.core.sampler import Sampler
 from footprint.core.store import Store

@@ -25,7 +25,7 @@ PY = sys.executable
 
 def fake_run(db: Path, name: str, watts: float, tokens: int, seconds: float = 0.3, **kw: object) -> int:
     """A run with one fake GPU at constant power, `tokens` in a decode span after a prefill span."""
-    run = start_run(name, db=str(db), probes=[FakeProbe(powers_w={"gpu:0": watts})], interval_s=0.05,
+    run = start_run(name, db=str(db), probes=[FakeProbe(powers_w={"gpu:0": watts})], interval=0.05,
                     **kw)  # type: ignore[arg-type]
     import time
 
@@ -84,7 +84,7 @@ def test_unknown_region_suggests():
 
 def test_cost_pue_and_per_token_hand_computed(tmp_path: Path):
     db = tmp_path / "e.db"
-    rid = fake_run(db, "econ", 360.0, 1000, carbon_g_per_kwh=500.0, pue=1.5, price_kwh=0.2, price_hour=3.6,
+    rid = fake_run(db, "econ", 360.0, 1000, carbon_intensity=500.0, pue=1.5, price_kwh=0.2, price_hour=3.6,
                    currency="eur")
     from footprint.core.model import load_run
 
@@ -112,7 +112,7 @@ def test_cost_pue_and_per_token_hand_computed(tmp_path: Path):
 
 def test_report_time_overrides(tmp_path: Path, clean_env: dict[str, str]):
     db = tmp_path / "o.db"
-    fake_run(db, "o", 100.0, 100, carbon_g_per_kwh=400.0)
+    fake_run(db, "o", 100.0, 100, carbon_intensity=400.0)
     env = dict(clean_env, FOOTPRINT_DB=str(db))
     base = report_json(env)["runs"][0]
     assert base["cost"] is None and base["economics"]["cost_per_1m_tokens"] is None  # no price: no cost, not 0
@@ -175,7 +175,7 @@ def test_compare_small_vs_big(tmp_path: Path, clean_env: dict[str, str]):
 
 def test_csv_exports(tmp_path: Path, clean_env: dict[str, str]):
     db = tmp_path / "x.db"
-    rid = fake_run(db, "csv", 200.0, 400, carbon_g_per_kwh=300.0)
+    rid = fake_run(db, "csv", 200.0, 400, carbon_intensity=300.0)
     env = dict(clean_env, FOOTPRINT_DB=str(db))
     out = tmp_path / "runs.csv"
     assert run_cli(["report", "-o", str(out)], env).returncode == 0

@@ -189,8 +189,8 @@ def test_spans_from_threads_keep_their_own_nesting(tmp_path: Path):
 
 
 def test_short_window_is_flagged_unreliable(tmp_path: Path):
+    from footprint.probes import FakeProbe as FP
     from footprint.probes.base import Device
-    from footprint.probes.base import FakeProbe as FP
 
     class SlowCounter(FP):
         def open(self):  # type: ignore[no-untyped-def]

@@ -7,8 +7,8 @@ source string); we read the files and never import codecarbon. The time zone's c
 system's (or the tzdata package's) zone.tab, mapped to ISO3 with pycountry's ISO 3166 table.
 
 Resolution order, first match wins: explicit g/kWh, cloud region, country (flags, then
-FOOTPRINT_CARBON_INTENSITY / FOOTPRINT_CLOUD_REGION / FOOTPRINT_COUNTRY, then the config file, see
-footprint.core.config), the local time zone's country, the world average. Never the network.
+FOOTPRINT_CARBON_INTENSITY / FOOTPRINT_CLOUD_REGION / FOOTPRINT_COUNTRY, then the config file, all through
+footprint.core.settings), the local time zone's country, the world average. Never the network.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from footprint.common.data import find_data_file
 from footprint.common.errors import FootprintError
 from footprint.common.record import FrozenRecord
+from footprint.core.settings import CONFIG, ENV, FLAG, Resolver
 
 TYPE_CHECKING = False  # typing itself costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:
@@ -169,48 +170,38 @@ def timezone_country(tz: str | None) -> str | None:
     return None
 
 
-def resolve(country: str | None = None, g_per_kwh: float | None = None, region: str | None = None) -> Intensity:
-    """The carbon intensity to use, and why (see the module's docstring for the order)."""
-    if g_per_kwh is not None:
-        if not g_per_kwh >= 0:
-            raise FootprintError(f"carbon intensity must be >= 0 g/kWh, got {g_per_kwh:g}")
-        return Intensity(g_per_kwh, country.upper() if country else None, "given explicitly")
-    if region:
-        return region_intensity(region)
-    if country:
-        return country_intensity(country)
-    env_g = os.environ.get("FOOTPRINT_CARBON_INTENSITY")
-    if env_g:
-        try:
-            value = float(env_g)
-        except ValueError:
-            raise FootprintError(f"FOOTPRINT_CARBON_INTENSITY must be a number of g/kWh, got '{env_g}'") from None
-        return Intensity(value, None, "FOOTPRINT_CARBON_INTENSITY")
-    env_r = os.environ.get("FOOTPRINT_CLOUD_REGION")
-    if env_r:
-        found = region_intensity(env_r)
-        return Intensity(found.g_per_kwh, found.country, found.source + " (from FOOTPRINT_CLOUD_REGION)")
-    env_c = os.environ.get("FOOTPRINT_COUNTRY")
-    if env_c:
-        found = country_intensity(env_c)
-        return Intensity(found.g_per_kwh, found.country, found.source + " (from FOOTPRINT_COUNTRY)")
-    from . import config
+def resolve(country: str | None = None, g_per_kwh: float | None = None, region: str | None = None, *,
+            resolver: Resolver | None = None) -> Intensity:
+    """The carbon intensity to use, and why (see the module's docstring for the order).
 
-    cfg, cfg_path = config.load()
-    if cfg.get("carbon_intensity") is not None:
-        if not cfg["carbon_intensity"] >= 0:
-            raise FootprintError(f"{cfg_path}: carbon_intensity must be >= 0 g/kWh")
-        return Intensity(cfg["carbon_intensity"], None, f"given in {cfg_path}")
-    for key, lookup in (("region", region_intensity), ("country", country_intensity)):
-        if cfg.get(key):
-            found = lookup(cfg[key])
-            return Intensity(found.g_per_kwh, found.country, f"{found.source} (from {cfg_path})")
+    The three ways to name it (an intensity, a cloud region, a country) are looked up together, source by
+    source: anything given as a flag beats the environment, which beats the config file; within one source
+    an explicit intensity beats a region, which beats a country.
+    """
+    r = resolver or Resolver()
+    found = {name: r.resolve(name, given) for name, given in
+             (("carbon_intensity", g_per_kwh), ("region", region), ("country", country))}
+    for origin in (FLAG, ENV, CONFIG):
+        g, reg, ctry = (found[n] if found[n].origin == origin else None
+                        for n in ("carbon_intensity", "region", "country"))
+        if g is not None:
+            if origin == FLAG:
+                code = found["country"].value if found["country"].origin == FLAG else None
+                return Intensity(g.value, code, "given explicitly")
+            return Intensity(g.value, None, str(g.where) if origin == ENV else f"given in {g.where}")
+        if reg is not None:
+            hit = region_intensity(reg.value)
+            return hit if origin == FLAG else Intensity(hit.g_per_kwh, hit.country, f"{hit.source} (from {reg.where})")
+        if ctry is not None:
+            hit = country_intensity(ctry.value)
+            return hit if origin == FLAG else Intensity(hit.g_per_kwh, hit.country,
+                                                        f"{hit.source} (from {ctry.where})")
     tz = local_timezone()
     iso3 = timezone_country(tz)
     if iso3 and iso3 in _countries():
-        found = country_intensity(iso3)
-        return Intensity(found.g_per_kwh, found.country,
-                         f"{found.source} (guessed from time zone {tz}; pass --country to be sure)")
+        found_tz = country_intensity(iso3)
+        return Intensity(found_tz.g_per_kwh, found_tz.country,
+                         f"{found_tz.source} (guessed from time zone {tz}; pass --country to be sure)")
     why = f"time zone {tz} names no country" if tz else "no time zone set"
     return Intensity(world_average(), None,
                      f"world average (IEA 2019): no country given and {why}; pass --country ISO3 for your grid")

@@ -13,6 +13,8 @@ TYPE_CHECKING = False  # typing and dataclasses would cost start-up time: report
 if TYPE_CHECKING:
     from typing import Any
 
+# Device kinds every report shows, in this order, even when nothing measured them (the JSON contract's keys);
+# any other kind a probe reports (an SoC, an accelerator...) follows them and counts in the total.
 COMPONENTS = ("cpu", "ram", "gpu")
 STALE_AFTER_S = 15.0  # a 'running' run whose heartbeat is older than this (and whose process is gone) is incomplete
 
@@ -209,9 +211,20 @@ def _sum(values: list[float | None]) -> float | None:
     return sum(known) if known else None
 
 
+def kinds_of(kinds: object) -> list[str]:
+    """The components to show for these device kinds: COMPONENTS, then any other kind, sorted."""
+    return [*COMPONENTS, *sorted({str(k) for k in kinds} - set(COMPONENTS))]  # type: ignore[attr-defined]
+
+
+def components(energy_j: dict[str, float | None]) -> list[str]:
+    """The component rows of an energy dict (a run's, a span's, a job's), in display order: what renderers
+    iterate, so that no kind is ever left out."""
+    return [k for k in energy_j if k != "total"]
+
+
 def _components(per_kind: dict[str, list[float | None]]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {k: _sum(per_kind.get(k, [])) for k in COMPONENTS}
-    out["total"] = _sum([out[k] for k in COMPONENTS])
+    out: dict[str, float | None] = {k: _sum(per_kind.get(k, [])) for k in kinds_of(per_kind)}
+    out["total"] = _sum([out[k] for k in components(out)])
     return out
 
 
@@ -254,7 +267,11 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
     import json
 
     settings = settings or Settings()
-    row = store.query("SELECT * FROM runs WHERE id = ?", (run_id,))[0]
+    row = store.run_row(run_id)
+    if row is None:
+        from footprint.common.errors import FootprintError
+
+        raise FootprintError(f"no run with id {run_id} in {store.path}")
     status = effective_status(row)
     warnings: list[str] = []
 
@@ -282,14 +299,14 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         if e is None:
             warnings.append(f"{d['kind']}:{d['idx']} has no samples; its energy is unknown")
     energy = _components(per_kind)
-    sources = {k: "+".join(sorted({d.source for d in devices if d.kind == k})) or "none" for k in COMPONENTS}
+    sources = {k: "+".join(sorted({d.source for d in devices if d.kind == k})) or "none" for k in components(energy)}
 
     started = row["started_at"] if row["started_at"] is not None else (min(first_t) if first_t else None)
     ended = row["ended_at"] if row["ended_at"] is not None else (max(last_t) if last_t else None)
     duration = (ended - started) if started is not None and ended is not None else None
     for dev in devices:
         if ended is not None and started is not None and dev.last_read_at is not None \
-                and ended - dev.last_read_at > max(2 * (row["interval_s"] or 0.5), 1.0):
+                and ended - dev.last_read_at > max(2 * (row["interval_s"] or 0.0), 1.0):
             warnings.append(f"{dev.kind}:{dev.index}: no reading after +{dev.last_read_at - started:.1f} s "
                             f"(of {ended - started:.1f} s): its energy covers only that part")
     if duration is not None and max_period and duration < max_period:
@@ -302,10 +319,8 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         warnings.append("the profiler stopped without finishing this run (crash or kill): "
                         "figures cover the samples saved up to then")
 
-    tok_rows = store.query("SELECT span_id, SUM(n) AS n FROM tokens WHERE run_id = ? GROUP BY span_id", (run_id,))
-    tokens_total = sum(int(r["n"]) for r in tok_rows) if tok_rows else None
-    by_kind = {str(r["kind"]): int(r["n"]) for r in store.query(
-        "SELECT kind, SUM(n) AS n FROM tokens WHERE run_id = ? GROUP BY kind ORDER BY kind", (run_id,))}
+    by_span, by_kind = store.token_totals(run_id)
+    tokens_total = sum(by_span.values()) if by_span else None
     intensity, carbon_source, country = _intensity(row, settings)
     pue = settings.pue if settings.pue is not None else (row["pue"] or 1.0)
     price_kwh = settings.price_kwh if settings.price_kwh is not None else row["price_kwh"]
@@ -334,14 +349,12 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         c = units.co2e_g(e, intensity, pue) if e is not None and intensity is not None else None
         return c, cost_of(e, d, pue, price_kwh, price_hour, currency)
 
-    spans = _spans(store, run_id, dev_rows, {r["span_id"]: int(r["n"]) for r in tok_rows}, ended, max_period)
+    spans = _spans(store, run_id, dev_rows, by_span, ended, max_period)
     for sp in spans:
         sp.co2e_g, sp.cost = span_money(sp.energy_j["total"], sp.duration_s)
         sp.economics = economics_of(sp.energy_j["total"], sp.co2e_g, sp.cost, sp.tokens, sp.duration_s)
     curves = {f"{d['kind']}:{d['idx']}": store.power_series(d["id"]) for d in dev_rows} if power else {}
-    events = [dict(r) for r in store.query(
-        "SELECT e.t, e.kind, e.message, d.kind || ':' || d.idx AS device FROM events e "
-        "LEFT JOIN devices d ON d.id = e.device_id WHERE e.run_id = ? ORDER BY e.t", (run_id,))]
+    events = store.events(run_id)
     for ev in events:
         warnings.append(f"{ev['kind']} at +{ev['t'] - started:.1f} s: {ev['message']}" if started
                         else f"{ev['kind']}: {ev['message']}")
@@ -361,7 +374,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
 
 def _spans(store: Store, run_id: int, dev_rows: list[Any], tokens_by_span: dict[int | None, int],
            run_end: float | None, max_period: float) -> list[SpanReport]:
-    rows = store.query("SELECT * FROM spans WHERE run_id = ? ORDER BY started_at, id", (run_id,))
+    rows = store.spans(run_id)
     children: dict[int | None, list[int]] = {}
     for r in rows:
         children.setdefault(r["parent_id"], []).append(r["id"])

@@ -10,11 +10,14 @@ import contextlib
 import os
 import select
 import threading
-import time
 
-from footprint.common import clock
+from footprint.common.clock import SYSTEM
 from footprint.core.store import Store
 from footprint.probes.base import Probe, ProbeError, Reading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from footprint.probes.base import Clock
 
 DEFAULT_INTERVAL_S = 0.5
 FLUSH_EVERY_S = 2.0  # samples reach the DB within this
@@ -28,7 +31,8 @@ class Sampler:
     def __init__(self, store: Store, run_id: int, probes: list[Probe], device_ids: dict[str, int],
                  *, interval_s: float = DEFAULT_INTERVAL_S, flush_every_s: float = FLUSH_EVERY_S,
                  keep_full_s: float = KEEP_FULL_S, compact_bucket_s: float = COMPACT_BUCKET_S,
-                 compact_every_s: float = COMPACT_EVERY_S) -> None:
+                 compact_every_s: float = COMPACT_EVERY_S, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock if clock is not None else SYSTEM
         self.store = store
         self.run_id = run_id
         self.probes = probes
@@ -58,13 +62,10 @@ class Sampler:
         """Write a byte here (from any process that inherited it) to get an immediate read."""
         return self._wake_w
 
-    def start(self) -> None:
-        self._thread.start()
-
     def mark(self) -> float:
         """Read every probe now; returns the time of the first read."""
         readings = self._read(self.probes, mark=True)
-        return readings[0].t if readings else clock.now()
+        return readings[0].t if readings else self.clock.now()
 
     def _read(self, probes: list[Probe], *, mark: bool = False) -> list[Reading]:
         out: list[Reading] = []
@@ -77,11 +78,8 @@ class Sampler:
                     self._event(None, "probe-error", f"{probe.name}: {exc}")
                 except Exception as exc:  # a probe bug must not end the run
                     self._event(None, "probe-error", f"{probe.name}: {type(exc).__name__}: {exc}")
-                errors = getattr(probe, "errors", None)  # a user's probe may skip Probe.__init__
-                if errors:
-                    for key, msg in list(errors.items()):
-                        self._event(self.device_ids.get(key), "device-error", f"{key}: {msg}")
-                    errors.clear()
+                for key, msg in Probe.take_errors(probe).items():
+                    self._event(self.device_ids.get(key), "device-error", f"{key}: {msg}")
         ids, flag = self.device_ids, int(mark)
         with self._buf_lock:
             samples, live = self._samples, self._live
@@ -103,34 +101,35 @@ class Sampler:
             return
         self._reported.add(key)
         with self._buf_lock:
-            self._events.append((device_id, clock.now(), kind, message))
+            self._events.append((device_id, self.clock.now(), kind, message))
 
     def flush(self) -> None:
         with self._buf_lock:
             samples, self._samples = self._samples, []
             events, self._events = self._events, []
         if self.last_flush_error is not None and self._failing_since is not None:
-            events.append((None, clock.now(), "store-retry",
-                           f"writes failed for {clock.now() - self._failing_since:.1f} s ({self.last_flush_error}); "
+            failing_s = self.clock.now() - self._failing_since
+            events.append((None, self.clock.now(), "store-retry",
+                           f"writes failed for {failing_s:.1f} s ({self.last_flush_error}); "
                            "the samples were held in memory and written late"))
         try:
-            self.store.write_batch(self.run_id, samples, events, clock.now())
+            self.store.write_batch(self.run_id, samples, events, self.clock.now())
             self.last_flush_error = None
             self._failing_since = None
         except Exception as exc:  # disk full, locked too long: keep the data and try again later
             self.last_flush_error = str(exc)
             if self._failing_since is None:
-                self._failing_since = clock.now()
+                self._failing_since = self.clock.now()
             with self._buf_lock:
                 self._samples[:0] = samples
                 self._events[:0] = [e for e in events if e[2] != "store-retry"]
 
     def _maybe_compact(self) -> None:
         """Thin samples older than keep_full_s, incrementally, every compact_every_s."""
-        cutoff = clock.now() - self.keep_full_s
+        cutoff = self.clock.now() - self.keep_full_s
         if self._compacted_until is None:
-            rows = self.store.query("SELECT started_at FROM runs WHERE id = ?", (self.run_id,))
-            self._compacted_until = rows[0][0] if rows and rows[0][0] is not None else cutoff
+            started = self.store.run_started_at(self.run_id)
+            self._compacted_until = started if started is not None else cutoff
         since = self._compacted_until
         if cutoff - since < self.compact_every_s:
             return
@@ -144,36 +143,57 @@ class Sampler:
         except Exception as exc:  # compaction is housekeeping: never let it stop sampling
             self.last_flush_error = f"compaction: {exc}"
 
+    # Each wake-up costs CPU of its own on top of the work (about 0.1 ms on a small VM), so: probes that need
+    # no polling (estimates) are read at flushes only; a flush rides on the last periodic read before
+    # flush_every_s would be exceeded; and with nothing to poll, the thread wakes only to flush.
+
+    def _begin(self) -> None:
+        self._polled = [p for p in self.probes if p.polled]
+        self._unpolled = [p for p in self.probes if not p.polled]
+        self._interval = self.interval_s if self._polled else float("inf")
+        self._last_flush = self.clock.monotonic()
+        self._next_read = self._last_flush + self._interval
+
+    def _due(self) -> float:
+        """The monotonic instant of the next scheduled read or flush."""
+        return min(self._next_read, self._last_flush + self.flush_every_s)
+
+    def _tick(self, woken: bool) -> None:
+        """One step of the loop, at the current time: a read if due (or asked for), a flush if due."""
+        if woken:
+            # a wake from a child process is a span boundary: read everything, kept exact through compaction
+            self._read(self.probes, mark=True)
+            self._next_read = self.clock.monotonic() + self._interval
+        elif self.clock.monotonic() >= self._next_read:
+            self._read(self._polled)
+            self._next_read = self.clock.monotonic() + self._interval
+        now = self.clock.monotonic()
+        if now >= self._last_flush + self.flush_every_s or (
+                self._polled and self._next_read > self._last_flush + self.flush_every_s):
+            if self._unpolled and not woken:
+                self._read(self._unpolled)
+            self.flush()
+            self._last_flush = self.clock.monotonic()
+            self._maybe_compact()
+
+    def _fake_tick(self) -> None:
+        self._tick(False)
+
+    def start(self) -> None:
+        self._begin()
+        if self.clock.fake:  # a test drives time: run each step when the clock reaches it, in its thread
+            self.clock.attach(self._due, self._fake_tick)  # type: ignore[attr-defined]
+            return
+        self._thread.start()
+
     def _loop(self) -> None:
-        # Each wake-up costs CPU of its own on top of the work (about 0.1 ms on a small VM), so: probes that
-        # need no polling (estimates) are read at flushes only; a flush rides on the last periodic read before
-        # flush_every_s would be exceeded; and with nothing to poll, the thread wakes only to flush.
-        polled = [p for p in self.probes if p.polled]
-        unpolled = [p for p in self.probes if not p.polled]
-        interval = self.interval_s if polled else float("inf")
-        last_flush = time.monotonic()
-        next_read = last_flush + interval
         while True:
-            deadline = min(next_read, last_flush + self.flush_every_s)
-            ready, _, _ = select.select([self._wake_r], [], [], max(0.0, deadline - time.monotonic()))
+            ready, _, _ = select.select([self._wake_r], [], [], max(0.0, self._due() - self.clock.monotonic()))
             if ready:
                 os.read(self._wake_r, 4096)
             if self._stop:
                 break
-            if ready:
-                # a wake from a child process is a span boundary: read everything, kept exact through compaction
-                self._read(self.probes, mark=True)
-                next_read = time.monotonic() + interval
-            elif time.monotonic() >= next_read:
-                self._read(polled)
-                next_read = time.monotonic() + interval
-            now = time.monotonic()
-            if now >= last_flush + self.flush_every_s or (polled and next_read > last_flush + self.flush_every_s):
-                if unpolled and not ready:
-                    self._read(unpolled)
-                self.flush()
-                last_flush = time.monotonic()
-                self._maybe_compact()
+            self._tick(bool(ready))
         self.flush()
 
     def stop(self) -> None:
@@ -184,6 +204,8 @@ class Sampler:
         if self._thread.is_alive():
             self._thread.join()
         else:
+            if self.clock.fake:
+                self.clock.detach(self._fake_tick)  # type: ignore[attr-defined]
             self.flush()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):

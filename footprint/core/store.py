@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 DEFAULT_DB = "footprint.db"
+ENV_DB = "FOOTPRINT_DB"
+MEMORY = ":memory:"  # Store(MEMORY): a private in-memory database, for tests and throwaway runs
 BUSY_TIMEOUT_MS = 60_000
 
 SCHEMA = """
@@ -105,7 +107,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 
 def default_db_path() -> str:
-    return os.environ.get("FOOTPRINT_DB") or DEFAULT_DB
+    return os.environ.get(ENV_DB) or DEFAULT_DB
 
 
 def _create_private(path: Path) -> None:
@@ -121,6 +123,11 @@ def _create_private(path: Path) -> None:
 
 def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Connection:
     """Open (and if asked, create) a footprint DB, checking it is one this version understands."""
+    if str(path) == MEMORY:
+        conn = sqlite3.connect(MEMORY, isolation_level=None, check_same_thread=False)
+        with transaction(conn):
+            _apply_schema(conn)
+        return conn
     p = Path(path)
     if not p.exists():
         if not create:
@@ -168,6 +175,17 @@ def _apply_schema(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+# table -> {column: how to shift it}: ids are renumbered past what the target already holds
+SHIFTS: dict[str, dict[str, str]] = {
+    "runs": {"id": "runs"},
+    "devices": {"id": "devices", "run_id": "runs"},
+    "samples": {"device_id": "devices"},
+    "spans": {"id": "spans", "run_id": "runs", "parent_id": "spans"},
+    "tokens": {"id": "tokens", "run_id": "runs", "span_id": "spans"},
+    "events": {"id": "events", "run_id": "runs", "device_id": "devices"},
+}
+
+
 class transaction:
     """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so busy waits happen at BEGIN."""
 
@@ -183,7 +201,12 @@ class transaction:
 
 
 class Store:
-    """Writes and reads one footprint DB. Thread-safe: one lock around its connection."""
+    """Writes and reads one footprint DB: the only place with SQL. Thread-safe: one lock around its connection.
+
+    `Store("run.db")` opens (and creates) a file; `Store(":memory:")` a private in-memory database.
+    `query(sql)` stays available for ad-hoc reads (as in sqlite-utils); footprint's own code uses the
+    named methods below.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
         self.path = str(path if path is not None else default_db_path())
@@ -319,6 +342,45 @@ class Store:
             )
             return cur.rowcount
 
+    def merge_from(self, source: str | os.PathLike[str]) -> tuple[int, int]:
+        """Copy every run of the footprint DB at `source` into this one, renumbering ids past what this one
+        holds. Runs already here (same host, pid, creation time and name) are skipped, so merging twice never
+        double-counts. Returns (copied, skipped)."""
+        conn = self.conn
+        with self.lock:
+            conn.execute("ATTACH DATABASE ? AS src", (os.fspath(source),))
+            try:
+                with transaction(conn):
+                    same = ("EXISTS (SELECT 1 FROM main.runs m WHERE m.host IS s.host AND m.pid IS s.pid "
+                            "AND m.created_at = s.created_at AND m.name = s.name)")
+                    skipped = int(conn.execute(f"SELECT COUNT(*) FROM src.runs s WHERE {same}").fetchone()[0])
+                    conn.execute(f"CREATE TEMP TABLE keep AS SELECT id FROM src.runs s WHERE NOT {same}")
+                    offsets = {t: conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM main.{t}").fetchone()[0]
+                               for t in ("runs", "devices", "spans", "tokens", "events")}
+                    for table, shifts in SHIFTS.items():
+                        cols = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
+                        src_cols = {r[1] for r in conn.execute(f"PRAGMA src.table_info({table})")}
+                        exprs = []
+                        for c in cols:
+                            if c not in src_cols:
+                                exprs.append("NULL")
+                            elif c in shifts:
+                                exprs.append(f"t.{c} + {int(offsets[shifts[c]])}")
+                            else:
+                                exprs.append(f"t.{c}")
+                        where = {
+                            "runs": "t.id IN (SELECT id FROM temp.keep)",
+                            "samples": "t.device_id IN (SELECT id FROM src.devices WHERE run_id IN "
+                                       "(SELECT id FROM temp.keep))",
+                        }.get(table, "t.run_id IN (SELECT id FROM temp.keep)")
+                        conn.execute(f"INSERT INTO main.{table} ({', '.join(cols)}) "
+                                     f"SELECT {', '.join(exprs)} FROM src.{table} t WHERE {where}")
+                    copied = int(conn.execute("SELECT COUNT(*) FROM temp.keep").fetchone()[0])
+                    conn.execute("DROP TABLE temp.keep")
+            finally:
+                conn.execute("DETACH DATABASE src")
+        return copied, skipped
+
     # -- reads ----------------------------------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -328,6 +390,70 @@ class Store:
                 return list(self.conn.execute(sql, params))
             finally:
                 self.conn.row_factory = None
+
+    def run_row(self, run_id: int) -> sqlite3.Row | None:
+        rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    def run_name(self, run_id: int) -> str | None:
+        rows = self.query("SELECT name FROM runs WHERE id = ?", (run_id,))
+        return str(rows[0][0]) if rows else None
+
+    def run_started_at(self, run_id: int) -> float | None:
+        rows = self.query("SELECT started_at FROM runs WHERE id = ?", (run_id,))
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def running_runs(self) -> list[sqlite3.Row]:
+        """Runs whose status says running (the caller tells live ones from crashed ones)."""
+        return self.query("SELECT * FROM runs WHERE status = 'running' ORDER BY id")
+
+    def run_devices(self, run_id: int) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM devices WHERE run_id = ? ORDER BY kind, idx, id", (run_id,))
+
+    def latest_samples(self, device_id: int, n: int = 2) -> list[tuple[float, float]]:
+        """The device's last `n` samples as (t, energy_j), newest first."""
+        rows = self.query("SELECT t, energy_j FROM samples WHERE device_id = ? ORDER BY t DESC LIMIT ?",
+                          (device_id, n))
+        return [(float(r[0]), float(r[1])) for r in rows]
+
+    def first_sample(self, device_id: int) -> tuple[float, float] | None:
+        rows = self.query("SELECT t, energy_j FROM samples WHERE device_id = ? ORDER BY t LIMIT 1", (device_id,))
+        return (float(rows[0][0]), float(rows[0][1])) if rows else None
+
+    def spans(self, run_id: int) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM spans WHERE run_id = ? ORDER BY started_at, id", (run_id,))
+
+    def token_totals(self, run_id: int) -> tuple[dict[int | None, int], dict[str, int]]:
+        """(tokens per span id, None for the run itself; tokens per kind)."""
+        by_span = {r[0]: int(r[1]) for r in self.query(
+            "SELECT span_id, SUM(n) FROM tokens WHERE run_id = ? GROUP BY span_id", (run_id,))}
+        by_kind = {str(r[0]): int(r[1]) for r in self.query(
+            "SELECT kind, SUM(n) FROM tokens WHERE run_id = ? GROUP BY kind ORDER BY kind", (run_id,))}
+        return by_span, by_kind
+
+    def tokens_total(self, run_id: int) -> int:
+        return int(self.query("SELECT COALESCE(SUM(n), 0) FROM tokens WHERE run_id = ?", (run_id,))[0][0])
+
+    def events(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's events in time order: t, kind, message and the device ('gpu:0') where one is named."""
+        return [dict(r) for r in self.query(
+            "SELECT e.t, e.kind, e.message, d.kind || ':' || d.idx AS device FROM events e "
+            "LEFT JOIN devices d ON d.id = e.device_id WHERE e.run_id = ? ORDER BY e.t", (run_id,))]
+
+    def last_job_id(self) -> str | None:
+        rows = self.query("SELECT job_id FROM runs WHERE job_id IS NOT NULL ORDER BY id DESC LIMIT 1")
+        return str(rows[0][0]) if rows else None
+
+    def job_run_ids(self, job_id: str) -> list[int]:
+        return [int(r[0]) for r in self.query("SELECT id FROM runs WHERE job_id = ? ORDER BY id", (job_id,))]
+
+    def sample_rows(self, run_ids: Sequence[int]) -> list[sqlite3.Row]:
+        """Every sample of these runs with its device, in time order (for data frames)."""
+        marks = ", ".join("?" * len(run_ids))
+        return self.query(
+            "SELECT d.run_id, d.kind, d.idx AS device_index, d.source, s.t, s.energy_j, s.power_w, s.mark "
+            f"FROM samples s JOIN devices d ON d.id = s.device_id WHERE d.run_id IN ({marks}) "
+            "ORDER BY d.run_id, d.kind, d.idx, s.t", tuple(run_ids))
 
     def run_ids(self, limit: int | None = None) -> list[int]:
         sql = "SELECT id FROM runs ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
