@@ -55,24 +55,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _economics_options(p: argparse.ArgumentParser, *, at_report: bool = False) -> None:
+    """The settings with a flag, a FOOTPRINT_* variable and a config key: one validator for all three."""
+    from footprint.core.settings import flag_type
+
     when = " (overrides what the run recorded)" if at_report else ""
-    p.add_argument("--country", help=f"ISO 3166 alpha-3 code of the grid, for CO2e (e.g. FRA){when}")
-    p.add_argument("--region", help=f"cloud region as provider:region, e.g. gcp:europe-west1{when}")
-    p.add_argument("--carbon-intensity", type=_non_negative_float, metavar="G_PER_KWH",
+    p.add_argument("--country", type=flag_type("country"),
+                   help=f"ISO 3166 alpha-3 code of the grid, for CO2e (e.g. FRA){when}")
+    p.add_argument("--region", type=flag_type("region"),
+                   help=f"cloud region as provider:region, e.g. gcp:europe-west1{when}")
+    p.add_argument("--carbon-intensity", type=flag_type("carbon_intensity"), metavar="G_PER_KWH",
                    help=f"grid carbon intensity in g CO2e/kWh (overrides --country and --region){when}")
-    p.add_argument("--pue", type=_pue, help=f"data-centre PUE, >= 1 (default 1.0: hardware only){when}")
-    p.add_argument("--price-kwh", type=_non_negative_float, metavar="PRICE",
+    p.add_argument("--pue", type=flag_type("pue"), help=f"data-centre PUE, >= 1 (default 1.0: hardware only){when}")
+    p.add_argument("--price-kwh", type=flag_type("price_kwh"), metavar="PRICE",
                    help=f"electricity price per kWh{when}")
-    p.add_argument("--price-hour", type=_non_negative_float, metavar="PRICE",
+    p.add_argument("--price-hour", type=flag_type("price_hour"), metavar="PRICE",
                    help=f"instance price per hour{when}")
-    p.add_argument("--currency", help=f"currency code for prices (default USD){when}")
-
-
-def _pue(text: str) -> float:
-    value = _non_negative_float(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a PUE is >= 1, got '{text}'")
-    return value
+    p.add_argument("--currency", type=flag_type("currency"), help=f"currency code for prices (default USD){when}")
 
 
 def _settings(args: argparse.Namespace) -> Any:

@@ -15,6 +15,7 @@ from footprint.probes import FakeProbe
 from footprint.reports.console import sparkline
 
 from footprint.common.errors import FootprintError
+from footprint.common.fakeclock import FakeClock
 from footprint.core import carbon
 from footprint.core.store import Store
 from footprint.run import finish_run, start_run
@@ -24,15 +25,15 @@ PY = sys.executable
 
 
 def fake_run(db: Path, name: str, watts: float, tokens: int, seconds: float = 0.3, **kw: object) -> int:
-    """A run with one fake GPU at constant power, `tokens` in a decode span after a prefill span."""
-    run = start_run(name, db=str(db), probes=[FakeProbe(powers_w={"gpu:0": watts})], interval=0.05,
-                    **kw)  # type: ignore[arg-type]
-    import time
-
+    """A run with one fake GPU at constant power, `tokens` in a decode span after a prefill span, on a fake
+    clock: it lasts exactly `seconds`."""
+    clock = FakeClock()
+    run = start_run(name, db=str(db), probes=[FakeProbe(powers_w={"gpu:0": watts}, clock=clock)], interval=0.05,
+                    clock=clock, **kw)  # type: ignore[arg-type]
     with run.span("prefill", tokens=tokens // 4):
-        time.sleep(seconds / 3)
+        clock.advance(seconds / 3)
     with run.span("decode", tokens=tokens - tokens // 4):
-        time.sleep(2 * seconds / 3)
+        clock.advance(2 * seconds / 3)
     finish_run(run)
     return run.id
 
@@ -90,7 +91,7 @@ def test_cost_pue_and_per_token_hand_computed(tmp_path: Path):
 
     r = load_run(Store(db), rid)
     e, d = r.energy_j["total"], r.duration_s
-    assert e == pytest.approx(360.0 * d, rel=1e-3)
+    assert d == pytest.approx(0.3, rel=1e-6) and e == pytest.approx(360.0 * 0.3, rel=1e-6)
     # by hand: kWh x PUE x g/kWh; kWh x PUE x price + hours x hourly price
     assert r.co2e_g == pytest.approx(e / 3.6e6 * 1.5 * 500.0)
     assert r.cost is not None and r.cost.currency == "EUR"
@@ -136,7 +137,7 @@ def test_idle_baseline_gives_dynamic_energy(tmp_path: Path, clean_env: dict[str,
 
 def test_bad_prices_and_pue_are_one_line_errors(clean_env: dict[str, str]):
     for args, msg in ((["--price-kwh", "-1"], "expected a number >= 0"), (["--price-hour", "x"], "expected a number"),
-                      (["--pue", "0.5"], "a PUE is >= 1"), (["--baseline", "0"], "expected a positive number")):
+                      (["--pue", "0.5"], "expected a number >= 1"), (["--baseline", "0"], "expected a positive number")):
         res = run_cli(["run", *args, "--", "true"], clean_env)
         assert res.returncode == 2 and msg in res.stderr.decode() and res.stderr.decode().count("\n") == 1
 
@@ -154,16 +155,13 @@ def test_compare_small_vs_big(tmp_path: Path, clean_env: dict[str, str]):
     data = json.loads(res.stdout)
     assert data["baseline_run"] == big
     rows = {r["name"]: r for r in data["rows"]}
-    # The runs are timed by sleeps, which overshoot on a loaded machine; so the expected ratio is the power
-    # ratio times the two runs' real durations (tokens / tokens_per_s), not a bare 0.25.
+    # on a fake clock both runs last exactly 0.3 s, so the ratios are the power ratio
     for name, watts in (("big-model", 400.0), ("small-model", 100.0)):
-        seconds = 1000 / rows[name]["tokens_per_s"]
-        assert rows[name]["energy_j"] == pytest.approx(watts * seconds, rel=0.01)
-    duration_ratio = 1 / rows["small-model"]["ratios"]["tokens_per_s"]
-    assert 0.8 < duration_ratio < 1.25  # same sleeps; a ratio far from 1 means the runs were timed wrongly
-    assert rows["small-model"]["ratios"]["j_per_token"] == pytest.approx(0.25 * duration_ratio, rel=0.01)
+        assert rows[name]["energy_j"] == pytest.approx(watts * 0.3, rel=1e-6)
+        assert rows[name]["tokens_per_s"] == pytest.approx(1000 / 0.3, rel=1e-6)
+    assert rows["small-model"]["ratios"]["j_per_token"] == pytest.approx(0.25, rel=1e-6)
     assert rows["small-model"]["ratios"]["quality"] == pytest.approx(0.9)
-    assert rows["small-model"]["ratios"]["cost_per_1m_tokens"] == pytest.approx(0.25 * duration_ratio, rel=0.01)
+    assert rows["small-model"]["ratios"]["cost_per_1m_tokens"] == pytest.approx(0.25, rel=1e-6)
     assert rows["big-model"]["ratios"]["energy_j"] == 1.0
     text = run_cli(["compare", str(big), str(small)], env).stdout.decode()
     assert "small-model" in text and "(×0.2" in text
@@ -311,5 +309,5 @@ def test_bad_config_file_is_one_line(tmp_path: Path, clean_env: dict[str, str]):
     assert res.returncode == 2 and "unknown key 'colour'" in res.stderr.decode()
     cfg.write_text("pue = 'high'\n")
     res = run_cli(["run", "--", "true"], dict(clean_env, FOOTPRINT_CONFIG=str(cfg)))
-    assert res.returncode == 2 and "'pue' must be a float" in res.stderr.decode()
+    assert res.returncode == 2 and "pue must be a number, got 'high'" in res.stderr.decode()
     assert res.stderr.decode().count("\n") == 1

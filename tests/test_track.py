@@ -12,37 +12,49 @@ from footprint.probes import FakeProbe
 
 import footprint
 from footprint import FootprintError
+from footprint.common.fakeclock import FakeClock
 
 
-def fake(**powers: float) -> list[FakeProbe]:
-    return [FakeProbe(powers_w={k.replace("_", ":"): v for k, v in powers.items()})]
+def fake(clock: FakeClock | None = None, **powers: float) -> list[FakeProbe]:
+    return [FakeProbe(powers_w={k.replace("_", ":"): v for k, v in powers.items()}, clock=clock)]
 
 
 def test_context_manager_energy_is_power_times_duration(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    with footprint.track("cm", db=str(tmp_path / "a.db"), probes=fake(cpu_0=50.0, gpu_0=200.0, gpu_1=100.0),
-                         interval=0.05) as run:
-        time.sleep(0.4)
+    clock = FakeClock()
+    with footprint.track("cm", db=str(tmp_path / "a.db"), probes=fake(clock, cpu_0=50.0, gpu_0=200.0, gpu_1=100.0),
+                         interval=0.05, clock=clock) as run:
+        clock.advance(0.4)
     rep = run.report()
-    dur = rep.ended_at - rep.started_at
-    assert dur >= 0.4
+    assert rep.ended_at - rep.started_at == pytest.approx(0.4, abs=1e-6)
     assert rep.status == "completed"
-    assert rep.energy_j["cpu"] == pytest.approx(50.0 * dur, rel=1e-3)
-    assert rep.energy_j["gpu"] == pytest.approx(300.0 * dur, rel=1e-3)
+    assert rep.energy_j["cpu"] == pytest.approx(50.0 * 0.4, rel=1e-6)
+    assert rep.energy_j["gpu"] == pytest.approx(300.0 * 0.4, rel=1e-6)
     assert rep.energy_j["ram"] is None
-    assert run.energy_j == pytest.approx(350.0 * dur, rel=1e-3)
+    assert run.energy_j == pytest.approx(350.0 * 0.4, rel=1e-6)
     assert run.kwh == pytest.approx(run.energy_j / 3.6e6)
     err = capsys.readouterr().err
     assert "run 1 'cm'" in err and "fake (measured)" in err
 
 
+def test_the_real_clock_and_thread_still_measure_power_times_duration(tmp_path: Path):
+    with footprint.track("real", db=str(tmp_path / "r.db"), probes=fake(None, gpu_0=200.0), interval=0.05,
+                         summary=False) as run:
+        time.sleep(0.3)
+    rep = run.report()
+    assert rep.duration_s >= 0.3
+    assert rep.energy_j["gpu"] == pytest.approx(200.0 * rep.duration_s, rel=1e-3)
+
+
 def test_spans_nest_and_tokens_roll_up(tmp_path: Path):
-    with footprint.track("spans", db=str(tmp_path / "a.db"), probes=fake(gpu_0=100.0), summary=False) as run:
+    clock = FakeClock()
+    with footprint.track("spans", db=str(tmp_path / "a.db"), probes=fake(clock, gpu_0=100.0), summary=False,
+                         clock=clock) as run:
         with run.span("train"):
             for _ in range(3):
                 with run.span("step", tokens=10):
-                    time.sleep(0.05)
+                    clock.advance(0.05)
         with run.span("eval"):
-            time.sleep(0.1)
+            clock.advance(0.1)
             run.add_tokens(5)
     rep = run.report()
     spans = rep.spans
@@ -51,29 +63,32 @@ def test_spans_nest_and_tokens_roll_up(tmp_path: Path):
     steps = spans[1:4]
     assert all(s.parent == train.id for s in steps)
     assert train.tokens == 30 and spans[4].tokens == 5 and rep.tokens == 35
-    # exact boundary reads: span energies are P x duration and the steps add up inside train
-    for s in spans:
-        assert s.energy_j["gpu"] == pytest.approx(100.0 * s.duration_s, rel=1e-3)
-    assert sum(s.energy_j["gpu"] for s in steps) <= train.energy_j["gpu"] + 1e-9
+    # exact boundary reads: span energies are P x duration and the steps add up to train
+    for s in steps:
+        assert s.energy_j["gpu"] == pytest.approx(100.0 * 0.05, rel=1e-5)
+    assert spans[4].energy_j["gpu"] == pytest.approx(100.0 * 0.1, rel=1e-5)
+    assert sum(s.energy_j["gpu"] for s in steps) == pytest.approx(train.energy_j["gpu"], rel=1e-6)
     assert rep.j_per_token == pytest.approx(rep.energy_j["total"] / 35)
     assert spans[4].j_per_token == pytest.approx(spans[4].energy_j["total"] / 5)
 
 
 def test_switch_span_shares_one_edge_between_phases(tmp_path: Path):
-    with footprint.track("phases", db=str(tmp_path / "s.db"), probes=fake(gpu_0=100.0), summary=False) as run:
+    clock = FakeClock()
+    with footprint.track("phases", db=str(tmp_path / "s.db"), probes=fake(clock, gpu_0=100.0), summary=False,
+                         clock=clock) as run:
         with run.span("generate"):
             first = run.begin_span("prefill")
-            time.sleep(0.05)
+            clock.advance(0.05)
             second = run.switch_span(first, "decode")
             run.add_tokens(7)  # lands in decode: it took prefill's place on the stack
-            time.sleep(0.1)
+            clock.advance(0.1)
             run.end_span(second)
     spans = {s.name: s for s in run.report().spans}
     assert spans["prefill"].ended_at == spans["decode"].started_at
     assert spans["prefill"].parent == spans["decode"].parent == spans["generate"].id
     assert spans["decode"].tokens == 7 and spans["prefill"].tokens is None  # none counted: no figure, not 0
-    both = spans["prefill"].energy_j["gpu"] + spans["decode"].energy_j["gpu"]
-    assert both == pytest.approx(100.0 * (spans["decode"].ended_at - spans["prefill"].started_at), rel=1e-6)
+    assert spans["prefill"].energy_j["gpu"] == pytest.approx(5.0, rel=1e-5)
+    assert spans["decode"].energy_j["gpu"] == pytest.approx(10.0, rel=1e-5)
 
 
 def test_decorator_makes_a_run_per_call(tmp_path: Path):
@@ -110,12 +125,19 @@ def test_nested_track_in_process_becomes_a_span(tmp_path: Path):
 
 def test_samples_reach_the_db_within_two_seconds(tmp_path: Path):
     db = str(tmp_path / "f.db")
-    seen: list[int] = []
-    with footprint.track("flush", db=db, probes=fake(cpu_0=10.0), interval=0.1, summary=False):
-        time.sleep(2.2)
+    clock = FakeClock()
+
+    def stored() -> int:
         with sqlite3.connect(db) as conn:  # another connection, as another process would read
-            seen.append(conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
-    assert seen[0] >= 10  # about 20 sampled; at least one flush has landed
+            return int(conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+    with footprint.track("flush", db=db, probes=fake(clock, cpu_0=10.0), interval=0.1, summary=False,
+                         clock=clock):
+        clock.advance(1.85)
+        assert stored() == 0  # held in memory until the first flush
+        clock.advance(0.35)
+        # the flush rode on the last read before 2 s: the start and 19 periodic reads (0.1 ... 1.9 s)
+        assert stored() == 20
 
 
 class Unpolled(FakeProbe):
@@ -126,35 +148,40 @@ class Unpolled(FakeProbe):
 
 def test_probes_that_need_no_polling_are_read_at_edges_and_flushes_only(tmp_path: Path):
     db = str(tmp_path / "p.db")
-    probes = [FakeProbe(powers_w={"gpu:0": 100.0}), Unpolled(powers_w={"cpu:0": 40.0})]
-    with footprint.track("mixed", db=db, probes=probes, interval=0.05, summary=False) as run:
-        time.sleep(2.5)  # one flush (at most 2 s after the start) falls inside
+    clock = FakeClock()
+    probes = [FakeProbe(powers_w={"gpu:0": 100.0}, clock=clock), Unpolled(powers_w={"cpu:0": 40.0}, clock=clock)]
+    with footprint.track("mixed", db=db, probes=probes, interval=0.05, summary=False, clock=clock) as run:
+        clock.advance(2.5)  # one flush falls inside
     with sqlite3.connect(db) as conn:
         counts = dict(conn.execute("SELECT d.kind, COUNT(*) FROM samples s JOIN devices d ON d.id = s.device_id "
                                    "GROUP BY d.kind").fetchall())
-    assert counts["gpu"] >= 25  # about 50 periodic reads
-    assert 3 <= counts["cpu"] <= 4  # start, end and one or two flushes
+    assert counts["gpu"] == 2 + 50  # start, end and a read every 0.05 s
+    assert counts["cpu"] == 3  # start, end and the flush
     rep = run.report()
-    assert rep.energy_j["cpu"] == pytest.approx(40.0 * rep.duration_s, rel=1e-3)
-    assert rep.energy_j["gpu"] == pytest.approx(100.0 * rep.duration_s, rel=1e-3)
+    assert rep.energy_j["cpu"] == pytest.approx(40.0 * 2.5, rel=1e-6)
+    assert rep.energy_j["gpu"] == pytest.approx(100.0 * 2.5, rel=1e-6)
 
 
 def test_with_nothing_to_poll_the_sampler_wakes_only_to_flush(tmp_path: Path):
-    with footprint.track("quiet", db=str(tmp_path / "q.db"), probes=[Unpolled(powers_w={"cpu:0": 40.0})],
-                         interval=0.01, summary=False) as run:
-        time.sleep(0.5)
+    clock = FakeClock()
+    with footprint.track("quiet", db=str(tmp_path / "q.db"), probes=[Unpolled(powers_w={"cpu:0": 40.0}, clock=clock)],
+                         interval=0.01, summary=False, clock=clock) as run:
+        clock.advance(1.9)
         assert run.sampler is not None
         assert run.sampler.rounds == 1  # the start; no flush is due within 2 s
-    assert run.report().energy_j["cpu"] == pytest.approx(40.0 * run.report().duration_s, rel=1e-3)
+        clock.advance(0.2)
+        assert run.sampler.rounds == 2  # the flush at 2 s
+    assert run.report().energy_j["cpu"] == pytest.approx(40.0 * 2.1, rel=1e-6)
 
 
 def test_interval_sets_the_sampling_rate(tmp_path: Path):
     db = str(tmp_path / "i.db")
-    with footprint.track("rate", db=db, probes=fake(cpu_0=10.0), interval=0.05, summary=False):
-        time.sleep(1.0)
+    clock = FakeClock()
+    with footprint.track("rate", db=db, probes=fake(clock, cpu_0=10.0), interval=0.05, summary=False, clock=clock):
+        clock.advance(1.01)
     with sqlite3.connect(db) as conn:
         n = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-    assert 12 <= n <= 24  # 20 periodic reads + start and end, with scheduling slack
+    assert n == 20 + 2  # 20 periodic reads (0.05 ... 1.0 s), the start and the end
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan")])

@@ -22,16 +22,16 @@ class FakeClock:
     fake = True
 
     def __init__(self, start: float = EPOCH) -> None:
-        self._t = start
+        self._m = 0.0  # seconds since start: kept apart from the epoch so due instants compare exactly
         self._start = start
         # each: a function returning the next instant (monotonic) it wants to run at, and the work to run then
         self._waiters: list[tuple[Callable[[], float], Callable[[], None]]] = []
 
     def now(self) -> float:
-        return self._t
+        return self._start + self._m
 
     def monotonic(self) -> float:
-        return self._t - self._start
+        return self._m
 
     def attach(self, due: Callable[[], float], work: Callable[[], None]) -> None:
         self._waiters.append((due, work))
@@ -50,6 +50,8 @@ class FakeClock:
             if not pending:
                 break
             t, work = min(pending, key=lambda p: p[0])
-            self._t = self._start + max(t, self.monotonic())
+            self._m = max(t, self._m)
             work()
-        self._t = self._start + end
+            if any(w == work and due() <= t for due, w in self._waiters):
+                raise RuntimeError("work attached to a fake clock did not move its next due instant")
+        self._m = end

@@ -1,0 +1,55 @@
+"""One canned run, recorded under a fake clock into an in-memory store: every renderer is tested on it.
+
+Two measured GPUs, an estimated CPU, measured RAM, and a device of a kind reports do not know ("npu"),
+so that renderers are seen to show every kind. Prefill is shorter than the GPUs' update period (flagged
+unreliable); decode and a nested step follow. Values are exact: energy = watts x fake seconds.
+"""
+
+from __future__ import annotations
+
+from footprint.probes import FakeProbe
+
+from footprint.common.fakeclock import FakeClock
+from footprint.core.model import RunReport, load_run
+from footprint.core.sampler import Sampler
+from footprint.core.store import Store
+from footprint.run import Run, finish_run
+
+WATTS = {"gpu:0": 300.0, "gpu:1": 250.0, "cpu:0": 65.0, "ram:0": 6.0, "npu:0": 4.0}
+
+
+def record(store: Store) -> tuple[int, FakeClock]:
+    clock = FakeClock()
+    probes = [
+        FakeProbe({"gpu:0": WATTS["gpu:0"], "gpu:1": WATTS["gpu:1"]}, clock=clock, update_period_s=0.1),
+        FakeProbe({"cpu:0": WATTS["cpu:0"]}, measured=False, clock=clock, name="cpu-estimate"),
+        FakeProbe({"ram:0": WATTS["ram:0"], "npu:0": WATTS["npu:0"]}, clock=clock),
+    ]
+    rid = store.create_run("canned", created_at=clock.now(), host="canned-host", pid=4242,
+                           command=["python", "gen.py"], interval_s=0.5, country="FRA", carbon_g_per_kwh=50.0,
+                           carbon_source="given explicitly", pue=1.2, price_kwh=0.25, price_hour=4.0,
+                           currency="EUR", meta={"os": "Linux-6.1-x86_64", "python": "3.11.7", "cpu_count": 2})
+    devices = [d for p in probes for d in p.open()]
+    ids = store.add_devices(rid, devices, "canned-host")
+    sampler = Sampler(store, rid, probes, ids, interval_s=0.5, clock=clock)
+    run = Run(store, rid, "canned", sampler=sampler, sync_cuda=False)
+    store.set_started(rid, run._mark())
+    sampler.start()
+    clock.advance(1.0)
+    with run.span("generate"):
+        span = run.begin_span("prefill")
+        run.add_tokens(64, kind="prompt")
+        clock.advance(0.05)  # shorter than the GPUs' 0.1 s update period
+        span = run.switch_span(span, "decode")
+        run.add_tokens(192, kind="generated")
+        clock.advance(3.0)
+        run.end_span(span)
+    clock.advance(0.95)
+    finish_run(run, status="completed", exit_code=0)
+    return rid, clock
+
+
+def canned_report(store: Store | None = None) -> RunReport:
+    store = store or Store(":memory:")
+    rid, _ = record(store)
+    return load_run(store, rid)
