@@ -137,7 +137,8 @@ def test_idle_baseline_gives_dynamic_energy(tmp_path: Path, clean_env: dict[str,
 
 def test_bad_prices_and_pue_are_one_line_errors(clean_env: dict[str, str]):
     for args, msg in ((["--price-kwh", "-1"], "expected a number >= 0"), (["--price-hour", "x"], "expected a number"),
-                      (["--pue", "0.5"], "expected a number >= 1"), (["--baseline", "0"], "expected a positive number")):
+                      (["--pue", "0.5"], "expected a number >= 1"),
+                      (["--baseline", "0"], "expected a positive number")):
         res = run_cli(["run", *args, "--", "true"], clean_env)
         assert res.returncode == 2 and msg in res.stderr.decode() and res.stderr.decode().count("\n") == 1
 
