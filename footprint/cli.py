@@ -102,7 +102,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         r.add_argument("--name", help="run name (default: the command's name)")
         r.add_argument("--interval", type=_positive_float, default=0.5,
                        help="seconds between reads of the hardware counters (default 0.5); estimates are read at "
-                            "run and span edges and every 2 s")
+                            "run and span edges and every 1 s")
         _economics_options(r)
         r.add_argument("--baseline", type=_positive_float, metavar="SECONDS",
                        help="measure idle power for this long before starting CMD, to report dynamic energy")

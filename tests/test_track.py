@@ -128,12 +128,12 @@ def test_probes_that_need_no_polling_are_read_at_edges_and_flushes_only(tmp_path
     db = str(tmp_path / "p.db")
     probes = [FakeProbe(powers_w={"gpu:0": 100.0}), Unpolled(powers_w={"cpu:0": 40.0})]
     with footprint.track("mixed", db=db, probes=probes, interval=0.05, summary=False) as run:
-        time.sleep(2.5)  # one flush (at most 2 s after the start) falls inside
+        time.sleep(2.5)  # two flushes (one a second) fall inside
     with sqlite3.connect(db) as conn:
         counts = dict(conn.execute("SELECT d.kind, COUNT(*) FROM samples s JOIN devices d ON d.id = s.device_id "
                                    "GROUP BY d.kind").fetchall())
     assert counts["gpu"] >= 25  # about 50 periodic reads
-    assert 3 <= counts["cpu"] <= 4  # start, end and one or two flushes
+    assert 3 <= counts["cpu"] <= 4  # start, end and (with scheduling slack) one or two flushes
     rep = run.report()
     assert rep.energy_j["cpu"] == pytest.approx(40.0 * rep.duration_s, rel=1e-3)
     assert rep.energy_j["gpu"] == pytest.approx(100.0 * rep.duration_s, rel=1e-3)
@@ -144,7 +144,7 @@ def test_with_nothing_to_poll_the_sampler_wakes_only_to_flush(tmp_path: Path):
                          interval=0.01, summary=False) as run:
         time.sleep(0.5)
         assert run.sampler is not None
-        assert run.sampler.rounds == 1  # the start; no flush is due within 2 s
+        assert run.sampler.rounds == 1  # the start; no flush is due within 1 s
     assert run.report().energy_j["cpu"] == pytest.approx(40.0 * run.report().duration_s, rel=1e-3)
 
 
