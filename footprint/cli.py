@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
 
 from footprint.common.errors import FootprintError
@@ -13,7 +11,6 @@ from footprint.common.errors import FootprintError
 TYPE_CHECKING = False  # typing costs start-up time, paid by every `footprint run`
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from types import FrameType
     from typing import Any
 
 EPILOG = "Data goes to ./footprint.db unless --db or FOOTPRINT_DB says otherwise."
@@ -111,6 +108,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         r.add_argument("--prometheus", metavar="[HOST:]PORT",
                        help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
         r.add_argument("--no-summary", action="store_true", help="do not print the summary")
+        r.add_argument("--kill-group", action="store_true",
+                       help="run CMD in a process group of its own and send the signals footprint passes on to the "
+                            "whole group, so what CMD leaves running is signalled too (default: CMD only); the "
+                            "group is not the terminal's foreground, so not for commands that read the terminal")
         r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
 
     if only in (None, "report"):
@@ -315,13 +316,14 @@ def cmd_probes() -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import sqlite3
-    import subprocess
 
     from footprint.core.store import ENV_DB, default_db_path
 
+    from .child import Interrupted, SpawnError, Supervisor, guard_output
     from .run import ENV_RUN_ID, ENV_WAKE_FD, finish_run, start_run, wake_fd_token
     from .summary import print_summary
 
+    guard_output()  # from here no write of footprint's can fail loudly: the child's exit code always wins
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -332,80 +334,63 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         parse_address(args.prometheus)  # a bad address is refused before anything starts
     db = os.path.abspath(args.db or default_db_path())
-    run = start_run(args.name or _default_name(cmd), db=db, interval=args.interval, country=args.country,
-                    carbon_intensity=args.carbon_intensity, region=args.region, pue=args.pue,
-                    price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
-                    baseline=args.baseline, command=cmd)
-    assert run.sampler is not None
-    wake_fd = run.sampler.wake_fd
-    server = None
-    if args.prometheus:
-        from .exporter import MetricsServer
-
+    with Supervisor(kill_group=args.kill_group) as sup:  # signals, see footprint/child.py
+        run = None
         try:
-            server = MetricsServer(args.prometheus, run)
-        except FootprintError:
-            finish_run(run, status="failed", exit_code=2)
-            raise
-        print(f"footprint: Prometheus metrics on http://{server.address}/metrics", file=sys.stderr, flush=True)
-    env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: wake_fd_token(wake_fd)})
+            run = start_run(args.name or _default_name(cmd), db=db, interval=args.interval, country=args.country,
+                            carbon_intensity=args.carbon_intensity, region=args.region, pue=args.pue,
+                            price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
+                            baseline=args.baseline, command=cmd)
+            sup.ready()
+        except Interrupted as exc:  # during set-up or --baseline: start_run has finished the run
+            if run is not None:  # it came just after start_run returned
+                finish_run(run, status="interrupted", exit_code=exc.exit_code)
+            return exc.exit_code
+        assert run.sampler is not None
+        wake_fd = run.sampler.wake_fd
+        server = None
+        if args.prometheus:
+            from .exporter import MetricsServer
 
-    received: list[int] = []
-    child: subprocess.Popen[bytes] | None = None
+            try:
+                server = MetricsServer(args.prometheus, run)
+            except FootprintError:
+                finish_run(run, status="failed", exit_code=2)
+                raise
+            print(f"footprint: Prometheus metrics on http://{server.address}/metrics", file=sys.stderr, flush=True)
+        env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: wake_fd_token(wake_fd)})
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        if child is None or child.poll() is not None:
-            return
-        if signum == signal.SIGINT and _foreground():
-            return  # Ctrl-C at a terminal already reached the child: it shares our process group
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    status, code = "failed", 1
-    try:
+        started = False
+        status, code = "failed", 1
         try:
-            child = subprocess.Popen(cmd, env=env, pass_fds=(wake_fd,))
-        except FileNotFoundError:
-            print(f"footprint: {cmd[0]}: command not found", file=sys.stderr)
-            status, code = "failed", 127
-        except PermissionError:
-            print(f"footprint: {cmd[0]}: permission denied", file=sys.stderr)
-            status, code = "failed", 126
-        except OSError as exc:
-            print(f"footprint: {cmd[0]}: {exc.strerror}", file=sys.stderr)
-            status, code = "failed", 126
-        else:
-            while True:
-                try:
-                    rc = child.wait()
-                    break
-                except KeyboardInterrupt:  # pragma: no cover - handler above swallows SIGINT
-                    continue
-            code = 128 - rc if rc < 0 else rc
-            if received or (rc < 0 and -rc in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
-                status = "interrupted"
+            if sup.held is not None:  # a signal came before the command started: it is not started
+                status, code = "interrupted", 128 + sup.held
             else:
-                status = "completed" if rc == 0 else "failed"
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if server is not None:
-            server.close()
-        unfinished: str | None = None
-        try:
-            if args.tokens is not None:
-                run.add_tokens(args.tokens)
-            finish_run(run, status=status, exit_code=code)
-        except (FootprintError, sqlite3.Error) as exc:
-            unfinished = str(exc)
-    if unfinished is not None:  # the child's exit code still wins
-        print(f"footprint: error: {unfinished}", file=sys.stderr)
+                try:
+                    sup.spawn(cmd, env, pass_fds=(wake_fd,))
+                    started = True
+                except SpawnError as exc:
+                    print(exc, file=sys.stderr)
+                    status, code = "failed", exc.code
+                else:
+                    status, code = sup.outcome(sup.wait())
+        finally:
+            if server is not None:
+                server.close()
+            unfinished: str | None = None
+            try:
+                if args.tokens is not None:
+                    run.add_tokens(args.tokens)
+                finish_run(run, status=status, exit_code=code)
+            except (FootprintError, sqlite3.Error) as exc:
+                unfinished = str(exc)
+        if unfinished is not None:  # the child's exit code still wins
+            print(f"footprint: error: {unfinished}", file=sys.stderr)
+            return code
+        # no summary for a command that never ran, nor after a signal that came once it had ended
+        if started and not args.no_summary and not sup.late:
+            print_summary(run)
         return code
-    if not args.no_summary:
-        print_summary(run)
-    return code
 
 
 def _default_name(cmd: list[str]) -> str:
@@ -416,13 +401,3 @@ def _default_name(cmd: list[str]) -> str:
     if prog.startswith("python") and len(cmd) > 2 and cmd[1] == "-m":
         return cmd[2]
     return prog
-
-
-def _foreground() -> bool:
-    """True when we are the terminal's foreground process group (so a Ctrl-C hit the child too)."""
-    for stream in (sys.stdin, sys.stderr, sys.stdout):
-        try:
-            return os.tcgetpgrp(stream.fileno()) == os.getpgrp()
-        except (OSError, ValueError, AttributeError):
-            continue
-    return False

@@ -214,15 +214,32 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
                               price_hour=costs.price_hour, currency=costs.currency, meta=meta,
                               job_id=ident.job_id if ident else None, rank=ident.rank if ident else None,
                               node=ident.node if ident else None)
-    ids = store.add_devices(run_id, devices, host)
-    if baseline:
-        for key, watts in measure_idle(opened, baseline).items():
-            store.set_baseline(ids[key], watts)
-    sampler = Sampler(store, run_id, opened, ids, interval_s=interval_s, clock=clock)
-    run = Run(store, run_id, name, sampler=sampler, sync_cuda=sync_cuda)
-    store.set_started(run_id, run._mark())
-    sampler.start()
+    sampler: Sampler | None = None
+    try:
+        ids = store.add_devices(run_id, devices, host)
+        if baseline:
+            for key, watts in measure_idle(opened, baseline).items():
+                store.set_baseline(ids[key], watts)
+        sampler = Sampler(store, run_id, opened, ids, interval_s=interval_s, clock=clock)
+        run = Run(store, run_id, name, sampler=sampler, sync_cuda=sync_cuda)
+        store.set_started(run_id, run._mark())
+        sampler.start()
+    except BaseException as exc:  # Ctrl-C or a signal during --baseline: the run ends here, not "running"
+        _abandon(store, run_id, opened, sampler, exc)
+        raise
     return run
+
+
+def _abandon(store: Store, run_id: int, probes: list[Probe], sampler: Sampler | None, exc: BaseException) -> None:
+    interrupted = isinstance(exc, KeyboardInterrupt)  # footprint.child.Interrupted carries the signal's code
+    with contextlib.suppress(Exception):
+        if sampler is not None:
+            sampler.stop()
+        for probe in probes:
+            with contextlib.suppress(Exception):
+                probe.close()
+        store.finish_run(run_id, status="interrupted" if interrupted else "failed",
+                         exit_code=getattr(exc, "exit_code", 130) if interrupted else None, ended_at=SYSTEM.now())
 
 
 def measure_idle(probes: list[Probe], seconds: float) -> dict[str, float]:

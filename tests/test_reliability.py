@@ -63,11 +63,30 @@ def test_profiler_killed_leaves_intact_db_and_incomplete_run(powercap: PowercapT
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     run = report_json(env)["runs"][0]
     assert run["status"] == "incomplete"
-    assert run["ended_at"] >= killed_at - 2.0  # samples up to the last flush (at most 2 s old) are kept
+    assert run["ended_at"] >= killed_at - 2.0  # samples up to the last flush (1 s old, plus load) are kept
     dur = run["ended_at"] - run["started_at"]
     assert run["energy_j"]["cpu"] == pytest.approx(70.0 * dur, rel=0.01)
     res = run_cli(["report"], env)
     assert "incomplete" in res.stdout.decode() and "crash or kill" in res.stdout.decode()
+
+
+def test_profiler_killed_early_keeps_its_first_second(powercap: PowercapTree, clean_env: dict[str, str]):
+    # samples are flushed every second: a SIGKILL between 1 s and 2 s into a run used to lose all of them
+    import psutil
+
+    env = dict(clean_env, FOOTPRINT_POWERCAP=str(powercap.root))
+    proc = start(["run", "--interval", "0.1", "--", PY, "-c", SLEEPER], env)
+    child = psutil.Process(proc.pid).children()[0]
+    with sqlite3.connect(env["FOOTPRINT_DB"]) as conn:
+        started_at = conn.execute("SELECT started_at FROM runs").fetchone()[0]
+    time.sleep(max(0.0, started_at + 1.4 - time.time()))
+    proc.kill()
+    proc.wait()
+    child.kill()
+    run = report_json(env)["runs"][0]
+    assert run["status"] == "incomplete"
+    assert run["ended_at"] - run["started_at"] >= 0.8  # the flush due at 1 s is in the DB
+    assert run["energy_j"]["cpu"] == pytest.approx(70.0 * (run["ended_at"] - run["started_at"]), rel=0.01)
 
 
 def test_eight_concurrent_writers(clean_env: dict[str, str]):

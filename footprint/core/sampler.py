@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from footprint.probes.base import Clock
 
 DEFAULT_INTERVAL_S = 0.5
-FLUSH_EVERY_S = 2.0  # samples reach the DB within this
+FLUSH_EVERY_S = 1.0  # samples reach the DB within this (docs/reliability.md promises it)
 # Long runs: periodic samples older than KEEP_FULL_S are thinned to one per COMPACT_BUCKET_S per device.
 KEEP_FULL_S = 3600.0
 COMPACT_BUCKET_S = 10.0
