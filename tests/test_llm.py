@@ -151,6 +151,155 @@ def test_count_new_tokens_with_pad_distinct_from_eos():
     assert count_new_tokens(seqs[:, :2], 2, eos_ids=[2], pad_id=0) == 0
 
 
+# -- generate: token counts against what generation really did -----------------------------------
+
+class Plan:
+    """Forces tokens per row and step: plan[row][step] is the token that row emits at that step; past its
+    plan (or where None) a row may emit anything but `ban` (EOS), so it never finishes early. The true
+    count is known by construction: a row whose plan ends in EOS produced len(plan) tokens, any other
+    row max_new_tokens."""
+
+    def __init__(self, prompt_len: int, plan: list[list[int | None]], ban: list[int]) -> None:
+        self.prompt_len, self.plan, self.ban = prompt_len, plan, ban
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        step = input_ids.shape[1] - self.prompt_len
+        scores = scores.clone()
+        for row in range(scores.shape[0]):
+            todo = self.plan[row % len(self.plan)]
+            if step < len(todo) and todo[step] is not None:
+                scores[row, :] = -float("inf")
+                scores[row, todo[step]] = 0.0
+            else:
+                scores[row, self.ban] = -float("inf")
+        return scores
+
+    def truth(self, eos: int, max_new: int, rows: int | None = None) -> int:
+        plans = [self.plan[r % len(self.plan)] for r in range(rows or len(self.plan))]
+        return sum(len(p) if p and p[-1] == eos else max_new for p in plans)
+
+
+PAD, EOS = 258, 257  # the tiny GPT-2's ids (examples/models.py): pad is not eos
+
+
+def load_tiny_t5() -> Any:
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2,
+                   pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    return T5ForConditionalGeneration(cfg).eval()
+
+
+def test_generate_counts_generated_pad_ids_before_eos(tmp_path: Path):
+    from footprint.hf import generate
+
+    model, tok, _ = load_tiny_gpt2()
+    inputs = tok(["hi", "a longer prompt"])
+    plan = Plan(inputs["input_ids"].shape[1], [[PAD, 65, PAD, EOS], [PAD, PAD, 66]], ban=[EOS])
+    with tracked(tmp_path) as run, torch.inference_mode():
+        out, stats = generate(model, **inputs, max_new_tokens=6, do_sample=False, pad_token_id=PAD,
+                              eos_token_id=EOS, logits_processor=[plan])
+    new = out[:, inputs["input_ids"].shape[1]:]
+    assert new[0].tolist() == [PAD, 65, PAD, EOS, PAD, PAD] and new[1, :3].tolist() == [PAD, PAD, 66]
+    assert plan.truth(EOS, 6) == 4 + 6
+    assert stats.generated_tokens == 4 + 6
+    assert run.report().tokens_by_kind == {"generated": 10, "prompt": 17}
+
+
+def test_generate_counts_an_encoder_decoder(tmp_path: Path):
+    from footprint.hf import generate
+
+    model = load_tiny_t5()
+    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])  # row 0 padded (pad id 0) on the left
+    mask = (ids != 0).long()
+    plan = Plan(1, [[0, 0, 1], [0, 3]], ban=[1])  # row 0: pad, pad, EOS; row 1: never EOS
+    with tracked(tmp_path) as run, torch.inference_mode():
+        out, stats = generate(model, input_ids=ids, attention_mask=mask, max_new_tokens=5, do_sample=False,
+                              logits_processor=[plan])
+    assert out[0, 1:4].tolist() == [0, 0, 1]  # decoder start token, then the plan
+    assert stats.prompt_tokens == 3 + 5  # encoded once each
+    assert stats.generated_tokens == plan.truth(1, 5) == 3 + 5
+    rep = run.report()
+    assert rep.tokens_by_kind == {"generated": 8, "prompt": 8}
+    assert rep.j_per_generated_token == pytest.approx(rep.energy_j["total"] / 8)
+
+
+def test_generate_with_a_generation_config_lacking_eos(tmp_path: Path):
+    from transformers import GenerationConfig
+
+    from footprint.hf import generate
+
+    model, tok, _ = load_tiny_gpt2()
+    inputs = tok(["hi", "a longer prompt"])
+    plan = Plan(inputs["input_ids"].shape[1], [[70, 71, EOS], [72]], ban=[EOS])
+    with tracked(tmp_path), torch.inference_mode():
+        out, stats = generate(model, **inputs, generation_config=GenerationConfig(max_new_tokens=6, do_sample=False),
+                              logits_processor=[plan])
+    new = out[:, inputs["input_ids"].shape[1]:]
+    assert new[0].tolist() == [70, 71, EOS, PAD, PAD, PAD]  # transformers stopped row 0 at the model's EOS
+    assert stats.generated_tokens == plan.truth(EOS, 6) == 3 + 6
+
+
+def test_generate_without_attention_mask_counts_no_padding(tmp_path: Path):
+    from footprint.hf import generate
+
+    model, tok, _ = load_tiny_gpt2()
+    ids = tok(["hi", "a longer prompt"])["input_ids"]  # 13 pads on row 0
+    with tracked(tmp_path) as run, torch.inference_mode():
+        _, stats = generate(model, input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=PAD)
+    assert int((ids == PAD).sum()) == 13 and ids.numel() == 30
+    assert stats.prompt_tokens == 2 + 15
+    assert run.report().tokens_by_kind["prompt"] == 17
+
+
+def test_generate_takes_the_prompt_positionally_or_as_inputs(tmp_path: Path):
+    from footprint.hf import generate
+
+    model, tok, _ = load_tiny_gpt2()
+    enc = tok(["hi", "a longer prompt"])
+    plan = Plan(enc["input_ids"].shape[1], [[EOS], [80]], ban=[EOS])
+    with tracked(tmp_path), torch.inference_mode():
+        _, a = generate(model, enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=4,
+                        do_sample=False, pad_token_id=PAD, logits_processor=[plan])
+        _, b = generate(model, inputs=enc["input_ids"], max_new_tokens=4, do_sample=False, pad_token_id=PAD,
+                        logits_processor=[plan])
+        _, c = generate(model, enc, max_new_tokens=4, do_sample=False, pad_token_id=PAD, logits_processor=[plan])
+    for stats in (a, b, c):
+        assert (stats.prompt_tokens, stats.generated_tokens) == (17, 1 + 4)
+
+
+def test_generate_counts_every_returned_sequence_and_prefill_per_row(tmp_path: Path):
+    """num_return_sequences / num_beams: a decoder-only model runs prefill once per expanded row."""
+    from footprint.hf import generate
+
+    model, tok, _ = load_tiny_gpt2()
+    enc = tok(["hi", "a longer prompt"])
+    # rows after expansion: prompt 0, prompt 0, prompt 1, prompt 1
+    plan = Plan(enc["input_ids"].shape[1], [[PAD, EOS], [90, PAD, 91, EOS], [PAD], [92]], ban=[EOS])
+    with tracked(tmp_path), torch.inference_mode():
+        out, stats = generate(model, **enc, max_new_tokens=5, do_sample=True, num_return_sequences=2,
+                              pad_token_id=PAD, logits_processor=[plan])
+    assert out.shape[0] == 4
+    assert stats.prompt_tokens == 2 * 17
+    assert stats.generated_tokens == plan.truth(EOS, 5) == 2 + 4 + 5 + 5
+    never_eos = Plan(enc["input_ids"].shape[1], [[]], ban=[EOS])
+    with tracked(tmp_path), torch.inference_mode():
+        out, stats = generate(model, **enc, max_new_tokens=5, do_sample=False, num_beams=3, num_return_sequences=2,
+                              pad_token_id=PAD, logits_processor=[never_eos])
+    assert out.shape == (4, enc["input_ids"].shape[1] + 5)
+    assert stats.prompt_tokens == 3 * 17  # 3 beams per prompt in prefill
+    assert stats.generated_tokens == 4 * 5  # the returned sequences' tokens
+
+
+def test_count_new_tokens_keeps_pad_ids_before_the_end():
+    from footprint.hf import count_new_tokens
+
+    seqs = torch.tensor([[9, 0, 5, 0, 2, 0, 0], [9, 0, 0, 6, 7, 0, 0]])
+    # row 0: 0, 5, 0, EOS; row 1 (no EOS, stopped and padded): 0, 6, 7
+    assert count_new_tokens(seqs, 1, eos_ids=[2], pad_id=0) == 4 + 4
+
+
 # -- Trainer ----------------------------------------------------------------------------------
 
 def test_trainer_callback_records_epochs_steps_and_tokens(tmp_path: Path):
