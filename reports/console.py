@@ -167,8 +167,10 @@ class ConsoleRenderer(Renderer):
         parts = [f"[bold]{s.name}[/]", fmt_s(s.duration_s), fmt_j(s.energy_j.get("total"))]
         if s.tokens is not None:
             parts.append(f"{s.tokens:,} tokens")
-            if s.j_per_token is not None:
+            if s.j_per_token is not None and s.reliable:
                 parts.append(f"{s.j_per_token:.4g} J/token")
+            elif s.j_per_token is not None:  # a figure from a window the counter could not resolve: none given
+                parts.append("J/token unreliable")
         if not s.reliable:
             parts.append("[yellow](shorter than a counter's update period: unreliable)[/]")
         if s.ended_at is None:

@@ -300,6 +300,103 @@ def test_count_new_tokens_keeps_pad_ids_before_the_end():
     assert count_new_tokens(seqs, 1, eos_ids=[2], pad_id=0) == 4 + 4
 
 
+# -- time to first token, and prefill shorter than a counter's update period ----------------------
+
+def test_time_to_first_token_waits_for_the_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """On a GPU, prefill's kernels are still running when generate hands the logits on; the first token
+    exists once the synchronisation returns. A stand-in for footprint.cuda makes prefill's kernels take
+    0.3 s to complete after their launch."""
+    import time
+
+    from footprint.hf import generate
+
+    monkeypatch.delenv("FOOTPRINT_SYNC_CUDA", raising=False)
+    queued = [0.0]
+    forwards = []
+
+    def synchronize() -> list[int]:
+        time.sleep(queued[0])
+        queued[0] = 0.0
+        return [0]
+
+    def launched(*_: Any) -> None:
+        forwards.append(1)
+        if len(forwards) == 1:  # prefill
+            queued[0] = 0.3
+
+    monkeypatch.setattr(cuda, "synchronize", synchronize)
+    model, tok, _ = load_tiny_gpt2()
+    model.register_forward_hook(launched)
+    with tracked(tmp_path) as run, torch.inference_mode():
+        _, stats = generate(model, **tok(["hi"]), max_new_tokens=3, do_sample=False, pad_token_id=PAD)
+    spans = {s.name: s for s in run.report().spans}
+    assert stats.time_to_first_token_s is not None and stats.time_to_first_token_s >= 0.3
+    assert stats.time_to_first_token_s == pytest.approx(spans["prefill"].duration_s, abs=0.02)
+    assert len(forwards) == 3
+
+
+class SlowGpuCounter(FakeProbe):
+    """A measured GPU whose counter updates only every second (NVML's power reading: about every 0.1 s; a
+    longer period here keeps a prefill on a loaded CPU well inside it)."""
+
+    def open(self) -> list[Any]:
+        from footprint.probes.base import Device
+
+        super().open()
+        self.devices = [Device(kind="gpu", index=0, name="slow", source="fake", measured=True, update_period_s=1.0)]
+        return self.devices
+
+
+class Sleep:
+    def __init__(self, s: float) -> None:
+        self.s = s
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import time
+
+        time.sleep(self.s)
+        return scores
+
+
+def test_short_prefill_is_unreliable_and_reports_say_so(tmp_path: Path):
+    from footprint.reports import render
+
+    from footprint.hf import generate
+
+    model, tok, _ = load_tiny_gpt2()
+    with footprint.track("short", db=str(tmp_path / "p.db"), probes=[SlowGpuCounter(powers_w={"gpu:0": 80.0})],
+                         interval=0.05, summary=False) as run, torch.inference_mode():
+        _, stats = generate(model, **tok(["hi"]), max_new_tokens=5, do_sample=False, pad_token_id=PAD,
+                            logits_processor=[Sleep(0.25)])  # decode: 5 steps of 0.25 s
+    rep = run.report()
+    spans = {s.name: s for s in rep.spans}
+    assert spans["prefill"].duration_s < 1.0 and spans["prefill"].reliable is False
+    assert spans["decode"].duration_s > 1.25 and spans["decode"].reliable is True
+    text = render(rep, "console")
+    prefill_line = next(line for line in text.splitlines() if "prefill" in line)
+    decode_line = next(line for line in text.splitlines() if "decode" in line)
+    assert "unreliable" in prefill_line and "J/token" in prefill_line and f"{spans['prefill'].j_per_token:.4g}" \
+        not in prefill_line
+    assert f"{spans['decode'].j_per_token:.4g} J/token" in decode_line and "unreliable" not in decode_line
+    assert stats.generated_tokens == 5
+
+
+def test_gpu_token_bench_gives_no_figure_for_an_unreliable_span(tmp_path: Path):
+    spec = importlib.util.spec_from_file_location("gpu_tokens", ROOT / "bench" / "gpu_tokens.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model, tok, _ = load_tiny_gpt2()
+    row = bench.measure("tiny", model, tok(["hi"]), 3, PAD, str(tmp_path / "b.db"),
+                        probes=[SlowGpuCounter(powers_w={"gpu:0": 80.0})])
+    assert row["prefill_reliable"] is False and row["prefill_gpu_j"] is None
+    assert row["decode_reliable"] is False and row["decode_gpu_j_per_token"] is None  # 3 fast steps: < 1 s
+    res = {"device": "cpu", "host": "h", "date": "d", "command": "c", "prompt_len": 2, "new_tokens": 3,
+           "versions": {"footprint": "0", "torch": "0", "transformers": "0"}, "rows": [row]}
+    table_row = next(line for line in bench.render(res).splitlines() if line.startswith("| tiny |"))
+    assert table_row.count("unreliable") == 2  # decode J/token and prefill J
+
+
 # -- Trainer ----------------------------------------------------------------------------------
 
 def test_trainer_callback_records_epochs_steps_and_tokens(tmp_path: Path):
