@@ -73,8 +73,10 @@ class ConsoleRenderer(Renderer):
         from rich.console import Console
 
         buf = io.StringIO()
+        # force_jupyter=False: inside a notebook kernel rich would otherwise send each print to the notebook
+        # as its own output and leave this buffer empty
         console = Console(file=buf, force_terminal=self.color, no_color=not self.color, width=self.width,
-                          highlight=False, soft_wrap=False)
+                          highlight=False, soft_wrap=False, force_jupyter=False)
         for run in report.runs:
             self._run(console, run)
         return buf.getvalue()
