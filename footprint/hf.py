@@ -295,9 +295,9 @@ def generate(model: Any, inputs: Any | None = None, *, run: Run | None = None, n
 class FootprintCallback(TrainerCallback):
     """Spans `train` > `epoch-N` > `step` with the tokens each step saw.
 
-    Tokens come from `state.num_input_tokens_seen` (set `include_num_input_tokens_seen=True` in
-    TrainingArguments), else from `tokens_per_step`. Uses the active run, or starts one for the
-    training (its summary printed at the end).
+    Tokens come from `state.num_input_tokens_seen` (set `include_num_input_tokens_seen="non_padding"` in
+    TrainingArguments: `True` counts padding too), else from `tokens_per_step`. Uses the active run, or
+    starts one for the training (its summary printed at the end).
     """
 
     def __init__(self, run: Run | None = None, *, tokens_per_step: int | None = None, name: str = "train",
