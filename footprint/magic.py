@@ -1,19 +1,24 @@
-"""`%%footprint` for IPython/Jupyter: profile a cell and print the summary under it.
+"""`%%footprint` for IPython/Jupyter: profile a cell and show the summary under it.
 
     %load_ext footprint
     %%footprint generate-batch --country FRA
     out = model.generate(**inputs)
+
+The cell runs in the notebook's namespace like any cell; its last expression is the cell's value (shown
+once, after the summary). A cell that raises is recorded as failed, its summary shown, and the error
+raised on as the cell's own. The run is left in `_footprint_run` for further use.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import shlex
 from typing import Any
 
 from footprint.common.errors import FootprintError
 
-from .run import track
+from .run import Run, track
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,25 +33,79 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _compile(cell: str, shell: Any) -> tuple[Any, Any | None]:
+    """The cell as IPython would run it (%magics and !commands inside it transformed): code for its
+    statements, and for its last expression apart, so that its value can be returned."""
+    source = shell.transform_cell(cell)
+    # tracebacks then show the cell's lines, as "Cell In[n]"
+    filename = shell.compile.cache(source, getattr(shell, "execution_count", 0) or 0)
+    tree = shell.transform_ast(shell.compile.ast_parse(source, filename=filename))
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = shell.compile(ast.Expression(tree.body.pop().value), filename, "eval")
+    return shell.compile(tree, filename, "exec"), last
+
+
+def _execute(body: Any, last: Any | None, shell: Any) -> Any:
+    __tracebackhide__ = True  # noqa: F841 (IPython leaves this frame out of tracebacks)
+    exec(body, shell.user_ns)
+    return eval(last, shell.user_ns) if last is not None else None
+
+
+def show_summary(run: Run) -> None:
+    """One output for the whole summary: rich's HTML for notebooks, plain text for everything else."""
+    from IPython.display import display
+
+    from .reports import render
+
+    report = run.report(power=True)
+    plain = render(report, "console")
+    bundle = {"text/plain": plain.rstrip("\n")}
+    try:
+        import io
+
+        from rich.console import Console
+        from rich.text import Text
+
+        colored = render(report, "console", color=True)
+        console = Console(file=io.StringIO(), record=True, force_jupyter=False, force_terminal=True, width=100)
+        console.print(Text.from_ansi(colored), end="")
+        bundle["text/html"] = console.export_html(inline_styles=True, code_format=(
+            "<pre style=\"white-space:pre;overflow-x:auto;line-height:normal;"
+            "font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace\">{code}</pre>"))
+    except Exception:  # the plain text alone is a complete summary
+        pass
+    display(bundle, raw=True)  # type: ignore[no-untyped-call]
+
+
 def footprint_cell(line: str, cell: str, shell: Any) -> Any:
+    __tracebackhide__ = True  # noqa: F841
     try:
         args = _parser().parse_args(shlex.split(line))
     except (argparse.ArgumentError, SystemExit) as exc:
         usage = "%%footprint [name] [--db F] [--interval S] [--country ISO3] [--tokens N]"
         raise FootprintError(f"{usage}: {exc}") from None
-    with track(args.name, db=args.db, interval=args.interval, country=args.country, region=args.region,
-               carbon_intensity=args.carbon_intensity, summary=False) as run:
-        result = shell.run_cell(cell)
+    body, last = _compile(cell, shell)  # a syntax error is raised before any run starts
+    tracker = track(args.name, db=args.db, interval=args.interval, country=args.country, region=args.region,
+                    carbon_intensity=args.carbon_intensity, summary=False)
+    run = tracker.__enter__()
+    shell.user_ns["_footprint_run"] = run
+    try:
+        value = _execute(body, last, shell)
         if args.tokens is not None:
             run.add_tokens(args.tokens)
-    from .reports import render
-
-    # stdout, not stderr: a notebook shows it under the cell as plain output
-    print(render(run.report(power=True), "console"))
-    # hand the run to the notebook for further use: `_footprint_run.j_per_token`
-    shell.user_ns["_footprint_run"] = run
-    return None if result is None else result.result
+    except BaseException as exc:
+        tracker.__exit__(type(exc), exc, exc.__traceback__)
+        show_summary(run)
+        raise
+    tracker.__exit__(None, None, None)
+    show_summary(run)
+    return value
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    ipython.register_magic_function(lambda line, cell: footprint_cell(line, cell, ipython), "cell", "footprint")
+    def footprint(line: str, cell: str) -> Any:
+        __tracebackhide__ = True  # noqa: F841
+        return footprint_cell(line, cell, ipython)
+
+    ipython.register_magic_function(footprint, "cell", "footprint")

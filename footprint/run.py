@@ -390,12 +390,41 @@ class track(contextlib.ContextDecorator):
         if self.name is None:
             self.name = getattr(func, "__qualname__", "run")
 
+        import inspect
+
+        def fresh() -> track:
+            # a fresh tracker per call, so recursive or repeated calls each get their own run
+            t = track(self.name, summary=self.summary, sync_cuda=self.sync_cuda)
+            t.options = self.options
+            return t
+
+        # calling these returns a coroutine or generator at once: measure the awaiting or the iterating
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def awaited(*args: Any, **kwargs: Any) -> Any:
+                with fresh():
+                    return await func(*args, **kwargs)
+
+            return awaited  # type: ignore[return-value]
+        if inspect.isasyncgenfunction(func):
+            @functools.wraps(func)
+            async def iterated_async(*args: Any, **kwargs: Any) -> Any:
+                with fresh():
+                    async for item in func(*args, **kwargs):
+                        yield item
+
+            return iterated_async  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(func):
+            @functools.wraps(func)
+            def iterated(*args: Any, **kwargs: Any) -> Any:
+                with fresh():
+                    return (yield from func(*args, **kwargs))
+
+            return iterated  # type: ignore[return-value]
+
         @functools.wraps(func)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            # a fresh tracker per call, so recursive or repeated calls each get their own run
-            fresh = track(self.name, summary=self.summary, sync_cuda=self.sync_cuda)
-            fresh.options = self.options
-            with fresh:
+            with fresh():
                 return func(*args, **kwargs)
 
         return inner  # type: ignore[return-value]

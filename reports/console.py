@@ -73,8 +73,10 @@ class ConsoleRenderer(Renderer):
         from rich.console import Console
 
         buf = io.StringIO()
+        # force_jupyter=False: inside a notebook kernel rich would otherwise send each print to the notebook
+        # as its own output and leave this buffer empty
         console = Console(file=buf, force_terminal=self.color, no_color=not self.color, width=self.width,
-                          highlight=False, soft_wrap=False)
+                          highlight=False, soft_wrap=False, force_jupyter=False)
         for run in report.runs:
             self._run(console, run)
         return buf.getvalue()
@@ -167,8 +169,10 @@ class ConsoleRenderer(Renderer):
         parts = [f"[bold]{s.name}[/]", fmt_s(s.duration_s), fmt_j(s.energy_j.get("total"))]
         if s.tokens is not None:
             parts.append(f"{s.tokens:,} tokens")
-            if s.j_per_token is not None:
+            if s.j_per_token is not None and s.reliable:
                 parts.append(f"{s.j_per_token:.4g} J/token")
+            elif s.j_per_token is not None:  # a figure from a window the counter could not resolve: none given
+                parts.append("J/token unreliable")
         if not s.reliable:
             parts.append("[yellow](shorter than a counter's update period: unreliable)[/]")
         if s.ended_at is None:
