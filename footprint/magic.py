@@ -17,6 +17,7 @@ import shlex
 from typing import Any
 
 from footprint.common.errors import FootprintError
+from footprint.core.sampler import DEFAULT_INTERVAL_S
 
 from .run import Run, track
 
@@ -25,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="%%footprint", add_help=False, exit_on_error=False)
     p.add_argument("name", nargs="?", default="cell")
     p.add_argument("--db")
-    p.add_argument("--interval", type=float, default=0.5)
+    p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S)
     p.add_argument("--country")
     p.add_argument("--region")
     p.add_argument("--carbon-intensity", type=float)
@@ -56,25 +57,12 @@ def show_summary(run: Run) -> None:
     """One output for the whole summary: rich's HTML for notebooks, plain text for everything else."""
     from IPython.display import display
 
-    from .reports import render
+    from .summary import summary_html, summary_text
 
-    report = run.report(power=True)
-    plain = render(report, "console")
-    bundle = {"text/plain": plain.rstrip("\n")}
-    try:
-        import io
-
-        from rich.console import Console
-        from rich.text import Text
-
-        colored = render(report, "console", color=True)
-        console = Console(file=io.StringIO(), record=True, force_jupyter=False, force_terminal=True, width=100)
-        console.print(Text.from_ansi(colored), end="")
-        bundle["text/html"] = console.export_html(inline_styles=True, code_format=(
-            "<pre style=\"white-space:pre;overflow-x:auto;line-height:normal;"
-            "font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace\">{code}</pre>"))
-    except Exception:  # the plain text alone is a complete summary
-        pass
+    bundle = {"text/plain": summary_text(run).rstrip("\n")}
+    html = summary_html(run)
+    if html is not None:
+        bundle["text/html"] = html
     display(bundle, raw=True)  # type: ignore[no-untyped-call]
 
 
