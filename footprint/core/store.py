@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 DEFAULT_DB = "footprint.db"
-BUSY_TIMEOUT_MS = 60_000
+BUSY_TIMEOUT_MS = 60_000  # writers; readers wait less (footprint.core.dbfile)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -108,57 +108,57 @@ def default_db_path() -> str:
     return os.environ.get("FOOTPRINT_DB") or DEFAULT_DB
 
 
-def _create_private(path: Path) -> None:
-    """Create the DB file readable by its owner only (runs may name commands and hosts)."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise FootprintError(f"cannot create database {path}: {exc.strerror}") from exc
-    os.close(fd)
+def connect(path: str | os.PathLike[str], *, create: bool = True, readonly: bool = False) -> sqlite3.Connection:
+    """Open (and if asked, create) a footprint DB, checking it is one this version understands.
 
+    `readonly` opens it without writing anything, for reports (see footprint.core.dbfile)."""
+    from footprint.core import dbfile
 
-def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Connection:
-    """Open (and if asked, create) a footprint DB, checking it is one this version understands."""
     p = Path(path)
-    if not p.exists():
-        if not create:
-            raise FootprintError(f"no database at {p} (record a run first, or pass --db)")
-        if not p.parent.exists():
-            raise FootprintError(f"cannot create database {p}: folder {p.parent} does not exist")
-        _create_private(p)
-    elif p.is_dir():
-        raise FootprintError(f"{p} is a folder, not a footprint database")
+    conn: sqlite3.Connection | None = None
     try:
-        conn = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
+        conn, _ = dbfile.open_connection(p, create=create, readonly=readonly)
+        dbfile.retry_busy(lambda c: _set_up(c, p, readonly), conn, dbfile.busy_timeout_s(readonly))
+    except FootprintError:
+        if conn is not None:
             conn.close()
-            raise FootprintError(
-                f"{p} was written by a newer footprint (schema {version}, this one reads {SCHEMA_VERSION}); "
-                "upgrade footprint-profiler"
-            )
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if version == 0 and tables and "runs" not in tables:
-            conn.close()
-            raise FootprintError(f"{p} is a SQLite database but not a footprint one")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
-        if version < SCHEMA_VERSION:
-            with transaction(conn):
-                _apply_schema(conn)
+        raise
     except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
         msg = str(exc)
         if "not a database" in msg or "malformed" in msg:
-            raise FootprintError(f"{p} is not a footprint database (not SQLite, or damaged)") from exc
+            raise FootprintError(f"{p} is not a footprint database (not SQLite, or damaged)") from None
+        if "locked" in msg or "busy" in msg:
+            raise FootprintError(f"database {p} is locked by another program (waited "
+                                 f"{dbfile.busy_timeout_s(readonly):g} s; see {dbfile.ENV_BUSY_TIMEOUT})") from None
         if "readonly" in msg or "unable to open" in msg:
-            raise FootprintError(f"cannot write database {p}: {msg}") from exc
-        raise FootprintError(f"database {p}: {msg}") from exc
+            raise FootprintError(f"cannot {'read' if readonly else 'write'} database {p}: {msg}") from None
+        raise FootprintError(f"database {p}: {msg}") from None
     return conn
+
+
+def _set_up(conn: sqlite3.Connection, p: Path, readonly: bool) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise FootprintError(
+            f"{p} was written by a newer footprint (schema {version}, this one reads {SCHEMA_VERSION}); "
+            "upgrade footprint-profiler"
+        )
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if version == 0 and tables and "runs" not in tables:
+        raise FootprintError(f"{p} is a SQLite database but not a footprint one")
+    if readonly:
+        if "runs" not in tables:
+            raise FootprintError(f"no runs recorded in {p} (it holds no footprint data yet)")
+        return
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+    if version < SCHEMA_VERSION:
+        with transaction(conn):  # BEGIN IMMEDIATE: one creator at a time, the others wait, then skip
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                _apply_schema(conn)
 
 
 def _apply_schema(conn: sqlite3.Connection) -> None:
@@ -185,9 +185,10 @@ class transaction:
 class Store:
     """Writes and reads one footprint DB. Thread-safe: one lock around its connection."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True,
+                 readonly: bool = False) -> None:
         self.path = str(path if path is not None else default_db_path())
-        self.conn = connect(self.path, create=create)
+        self.conn = connect(self.path, create=create and not readonly, readonly=readonly)
         self.lock = threading.RLock()
 
     def close(self) -> None:
