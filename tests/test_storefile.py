@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from footprint.core.store import Store
-from tests.conftest import footprint_cmd, report_json
+from tests.conftest import footprint_cmd, report_json, run_cli
 
 PY = sys.executable
 
@@ -54,3 +56,111 @@ def test_sixteen_concurrent_writers_on_a_new_file(clean_env: dict[str, str]):
     runs = report_json(clean_env, *[str(i) for i in range(1, 17)])["runs"]
     assert sorted(r["name"] for r in runs) == sorted(f"w{i}" for i in range(16))
     assert all(r["status"] == "completed" and r["energy_j"]["total"] is not None for r in runs)
+
+
+# -- path safety (writers) ------------------------------------------------------------------------------------
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make files another user owns")
+MARK_CHILD = "import sys; open(sys.argv[1], 'w').close()"
+
+
+def _shared_folder(tmp_path: Path) -> Path:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    return shared
+
+
+def _run_refused(db: Path, env: dict[str, str], tmp_path: Path, message: str) -> None:
+    marker = tmp_path / "child-ran"
+    res = run_cli(["run", "--no-summary", "--db", str(db), "--", PY, "-c", MARK_CHILD, str(marker)], env)
+    err = res.stderr.decode()
+    assert res.returncode == 2, err
+    assert message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not marker.exists()  # refused before the child started
+
+
+@needs_root
+def test_other_users_symlink_in_a_shared_folder_is_not_followed(tmp_path: Path, clean_env: dict[str, str]):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"")
+    victim.chmod(0o644)
+    shared = _shared_folder(tmp_path)
+    link = shared / "footprint.db"
+    link.symlink_to(victim)
+    os.lchown(link, NOBODY, NOBODY)
+    _run_refused(link, clean_env, tmp_path, f"refusing to follow symlink {link}: it belongs to another user")
+    assert victim.read_bytes() == b"" and victim.stat().st_mode & 0o777 == 0o644  # untouched
+    assert not Path(f"{victim}-wal").exists() and not Path(f"{victim}-journal").exists()
+    res = run_cli(["report", "--db", str(link)], clean_env)  # readers do not follow it either
+    assert res.returncode == 2 and "refusing to follow symlink" in res.stderr.decode()
+
+
+@needs_root
+def test_other_users_dangling_symlink_creates_nothing(tmp_path: Path, clean_env: dict[str, str]):
+    target = tmp_path / "made-by-footprint.db"
+    shared = _shared_folder(tmp_path)
+    link = shared / "footprint.db"
+    link.symlink_to(target)
+    os.lchown(link, NOBODY, NOBODY)
+    _run_refused(link, clean_env, tmp_path, "refusing to follow symlink")
+    assert not target.exists()
+
+
+def test_own_symlink_is_followed_and_a_dangling_one_makes_a_private_db(tmp_path: Path, clean_env: dict[str, str]):
+    target = tmp_path / "data" / "fp.db"
+    target.parent.mkdir()
+    shared = _shared_folder(tmp_path)
+    link = shared / "footprint.db"
+    link.symlink_to(target)  # ours: followed, as the kernel would
+    res = run_cli(["run", "--no-summary", "--db", str(link), "--", PY, "-c", "pass"], clean_env)
+    assert res.returncode == 0, res.stderr.decode()
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert link.is_symlink()
+    env = dict(clean_env, FOOTPRINT_DB=str(link))
+    assert report_json(env)["runs"][0]["status"] == "completed"
+
+
+@needs_root
+def test_other_users_file_in_a_shared_folder_is_not_written(tmp_path: Path, clean_env: dict[str, str]):
+    shared = _shared_folder(tmp_path)
+    planted = shared / "footprint.db"
+    planted.write_bytes(b"")
+    planted.chmod(0o666)
+    os.chown(planted, NOBODY, NOBODY)
+    _run_refused(planted, clean_env, tmp_path, "belongs to another user")
+    assert planted.read_bytes() == b""
+
+
+def test_empty_existing_db_is_made_private_before_writing(tmp_path: Path, clean_env: dict[str, str]):
+    db = tmp_path / "empty.db"
+    db.write_bytes(b"")
+    db.chmod(0o644)
+    res = run_cli(["run", "--no-summary", "--db", str(db), "--", PY, "-c", "pass"], clean_env)
+    assert res.returncode == 0, res.stderr.decode()
+    assert db.stat().st_mode & 0o777 == 0o600
+    assert db.stat().st_size > 0
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder"])
+def test_db_must_be_a_regular_file(kind: str, tmp_path: Path, clean_env: dict[str, str]):
+    if kind == "device":
+        db = Path("/dev/null")
+        before = {p.name for p in Path("/dev").iterdir()}
+        message = "/dev/null is a device, not a footprint database"
+    elif kind == "fifo":
+        db = tmp_path / "pipe.db"
+        os.mkfifo(db)
+        message = "is a pipe, not a footprint database"
+    else:
+        db = tmp_path / "dir.db"
+        db.mkdir()
+        message = "is a folder, not a footprint database"
+    _run_refused(db, clean_env, tmp_path, message)
+    for cmd in ("report", "runs"):
+        res = run_cli([cmd, "--db", str(db)], clean_env, timeout=30)
+        assert res.returncode == 2 and message in res.stderr.decode(), res.stderr.decode()
+    if kind == "device":
+        assert {p.name for p in Path("/dev").iterdir()} <= before  # no /dev/null-journal
