@@ -218,7 +218,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from .reports import load_report, render, renderer_for
 
-    store = Store(args.db or default_db_path(), create=False)
+    store = Store(args.db or default_db_path(), create=False, readonly=True)
     if args.job is not None:
         return _report_job(store, args)
     ids = [store.resolve_run(ref) for ref in (args.runs or ["last"])]
@@ -262,7 +262,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from .reports import CompareRenderer, load_report
 
-    store = Store(args.db or default_db_path(), create=False)
+    store = Store(args.db or default_db_path(), create=False, readonly=True)
     ids = [store.resolve_run(ref) for ref in args.runs]
     quality: dict[int, float] = {}
     for item in args.quality:
@@ -286,7 +286,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from .reports.console import fmt_j, fmt_s
 
-    store = Store(args.db or default_db_path(), create=False)
+    store = Store(args.db or default_db_path(), create=False, readonly=True)
     ids = store.run_ids(max(1, args.limit))
     if not ids:
         print(f"no runs in {store.path}")

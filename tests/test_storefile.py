@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def test_sixteen_concurrent_writers_on_a_new_file(clean_env: dict[str, str]):
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make files another user owns")
+needs_setpriv = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                                   reason="needs root and setpriv to run footprint as another user")
 MARK_CHILD = "import sys; open(sys.argv[1], 'w').close()"
 
 
@@ -164,3 +167,96 @@ def test_db_must_be_a_regular_file(kind: str, tmp_path: Path, clean_env: dict[st
         assert res.returncode == 2 and message in res.stderr.decode(), res.stderr.decode()
     if kind == "device":
         assert {p.name for p in Path("/dev").iterdir()} <= before  # no /dev/null-journal
+
+
+# -- readers never write ---------------------------------------------------------------------------------------
+
+
+def _record(db: Path, name: str = "r", job: str | None = None) -> None:
+    from footprint.probes.base import Device
+
+    store = Store(db)
+    t0 = time.time() - 10
+    rid = store.create_run(name, created_at=t0, host="h", pid=1, job_id=job, rank=0 if job else None,
+                           node="h" if job else None)
+    ids = store.add_devices(rid, [Device("gpu", 0, "gpu", "fake", True)], "h")
+    store.set_started(rid, t0)
+    store.write_batch(rid, [(ids["gpu:0"], t0 + k, 100.0 * k, 100.0, int(k in (0, 5))) for k in range(6)], [], t0 + 5)
+    store.finish_run(rid, status="completed", exit_code=0, ended_at=t0 + 5)
+    store.close()
+
+
+@pytest.fixture
+def open_folder():
+    """A folder other users can reach (pytest's tmp_path is private to root)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="fp-ro-"))
+    path.chmod(0o755)
+    yield path
+    for p in [path, *path.rglob("*")]:
+        if p.is_dir() and not p.is_symlink():
+            p.chmod(0o755)
+    shutil.rmtree(path)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def _as_nobody(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    """footprint as uid 65534 (root ignores file permissions, so read-only folders need another user)."""
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    return subprocess.run(drop + footprint_cmd() + args, env=env, capture_output=True, timeout=60, cwd="/")
+
+
+@needs_setpriv
+def test_readers_of_a_wal_db_in_a_read_only_folder_write_nothing(open_folder: Path, clean_env: dict[str, str]):
+    ro = open_folder / "ro"
+    ro.mkdir()
+    db = ro / "fp.db"
+    _record(db, "one", job="j1")
+    _record(db, "two")
+    db.chmod(0o644)
+    assert db.read_bytes()[18] == 2  # WAL
+    ro.chmod(0o555)
+    out = open_folder / "out"
+    out.mkdir()
+    os.chown(out, NOBODY, NOBODY)
+    before = _snapshot(ro)
+    for args in (["report"], ["report", "--json", "1", "2"], ["runs"], ["compare", "1", "2"], ["watch", "--once"],
+                 ["report", "--job"], ["report", "--job", "j1", "--json"]):
+        res = _as_nobody([*args, "--db", str(db)], clean_env)
+        assert res.returncode == 0, (args, res.stderr.decode())
+        assert res.stdout, args
+    res = _as_nobody(["merge", str(db), "-o", str(out / "merged.db")], clean_env)
+    assert res.returncode == 0, res.stderr.decode()
+    assert "merged 2 run(s)" in res.stderr.decode()
+    assert _snapshot(ro) == before  # no -wal, no -shm, not a byte changed
+    env = dict(clean_env, FOOTPRINT_DB=str(out / "merged.db"))
+    assert [r["name"] for r in report_json(env, "1", "2")["runs"]] == ["one", "two"]
+
+
+@pytest.mark.parametrize("cmd", [["report"], ["runs"], ["compare", "1"], ["watch", "--once"], ["report", "--job"]])
+def test_readers_leave_an_empty_file_empty(cmd: list[str], tmp_path: Path, clean_env: dict[str, str]):
+    db = tmp_path / "empty.db"
+    db.write_bytes(b"")
+    db.chmod(0o644)
+    res = run_cli([*cmd, "--db", str(db)], clean_env)
+    err = res.stderr.decode()
+    assert res.returncode == 2, err
+    assert err == f"footprint: error: no runs recorded in {db} (it holds no footprint data yet)\n"
+    assert db.read_bytes() == b"" and db.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["empty.db"]
+
+
+def test_merge_refuses_an_input_hard_linked_to_the_output(tmp_path: Path, clean_env: dict[str, str]):
+    out = tmp_path / "out.db"
+    _record(out)
+    alias = tmp_path / "alias.db"
+    os.link(out, alias)
+    t0 = time.monotonic()
+    res = run_cli(["merge", str(alias), "-o", str(out)], clean_env)
+    assert time.monotonic() - t0 < 30  # no wait on our own lock
+    assert res.returncode == 2
+    assert res.stderr.decode() == f"footprint: error: {alias} is both an input and the output\n"

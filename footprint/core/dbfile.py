@@ -199,7 +199,9 @@ def open_connection(path: str | os.PathLike[str], *, create: bool, readonly: boo
         conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
     else:
         real = prepare_for_writing(path, create=create)
-        conn = sqlite3.connect(real, timeout=timeout, isolation_level=None, check_same_thread=False)
+        # as a URI, so that ATTACH (merge) can name its inputs read-only
+        conn = sqlite3.connect("file:" + quote(os.fspath(real), safe="/"), uri=True, timeout=timeout,
+                               isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     return conn, real
 
