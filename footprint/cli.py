@@ -45,6 +45,8 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got '{text}'")
+    if value >= 2**63:  # SQLite's INTEGER
+        raise argparse.ArgumentTypeError(f"expected a whole number below 2**63, got '{text}'")
     return value
 
 
@@ -156,7 +158,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ls = sub.add_parser("runs", help="list recorded runs", description="List recorded runs, newest first.",
                             epilog=EPILOG)
         ls.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
-        ls.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+        ls.add_argument("--limit", type=_non_negative_int, default=20, help="how many runs (default 20)")
 
     if only in (None, "probes"):
         sub.add_parser("probes", help="say which probes work here and why not",

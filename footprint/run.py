@@ -65,6 +65,7 @@ class Run:
         self._wake_fd = wake_fd
         self._spans = threading.local()
         self._report: RunReport | None = None
+        self._tokens_total: int | None = None  # what this run counts, read from the DB at the first add_tokens
         self.finished = False
 
     @property
@@ -133,12 +134,20 @@ class Run:
         `kind` tells them apart in reports: e.g. "prompt" and "generated" for inference, "train" for
         training; per-token figures use all kinds unless a report picks one.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise FootprintError(f"tokens must be a non-negative integer, got {n!r}")
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**63:
+            raise FootprintError(f"tokens must be a non-negative integer below 2**63, got {n!r}")
         if span is None:
             stack = self._stack()
             span = stack[-1] if stack else None
-        self.store.add_tokens(self.id, span, clock.now(), n, kind)
+        with self.store.lock:  # reports add the counts up in SQLite's 64-bit INTEGER: keep the total below 2**63
+            if self._tokens_total is None:
+                rows = self.store.query("SELECT COALESCE(SUM(n), 0) FROM tokens WHERE run_id = ?", (self.id,))
+                self._tokens_total = int(rows[0][0])
+            if n > 2**63 - 1 - self._tokens_total:
+                raise FootprintError(f"run {self.id} would count more than 2**63 - 1 tokens "
+                                     f"({self._tokens_total} so far, adding {n})")
+            self.store.add_tokens(self.id, span, clock.now(), n, kind)
+            self._tokens_total += n
 
     # -- results --------------------------------------------------------------------------------
 

@@ -260,3 +260,55 @@ def test_merge_refuses_an_input_hard_linked_to_the_output(tmp_path: Path, clean_
     assert time.monotonic() - t0 < 30  # no wait on our own lock
     assert res.returncode == 2
     assert res.stderr.decode() == f"footprint: error: {alias} is both an input and the output\n"
+
+
+# -- one-line errors -------------------------------------------------------------------------------------------
+
+HUGE = "99999999999999999999999"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", HUGE], f"no run with id or name '{HUGE}'"),
+    (["report", "²"], "no run with id or name '²'"),  # str.isdigit() says yes, int() says no
+    (["compare", "1", HUGE], f"no run with id or name '{HUGE}'"),
+    (["runs", "--limit", HUGE], f"--limit: expected a whole number below 2**63, got '{HUGE}'"),
+    (["runs", "--limit", "²"], "--limit: expected a whole number, got '²'"),
+    (["run", "--tokens", HUGE, "--", "true"], f"--tokens: expected a whole number below 2**63, got '{HUGE}'"),
+])
+def test_out_of_range_numbers_are_one_line(args: list[str], message: str, tmp_path: Path,
+                                           clean_env: dict[str, str]):
+    _record(Path(clean_env["FOOTPRINT_DB"]))
+    res = run_cli(args, clean_env)
+    err = res.stderr.decode()
+    assert res.returncode == 2, err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert res.stdout == b""
+    runs = _as_json(run_cli(["report", "--json", "1"], clean_env))
+    assert runs is not None
+    with sqlite3.connect(clean_env["FOOTPRINT_DB"]) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # `run` refused before starting
+
+
+def _as_json(res: subprocess.CompletedProcess[bytes]) -> object:
+    import json
+
+    assert res.returncode == 0, res.stderr.decode()
+    return json.loads(res.stdout)
+
+
+def test_add_tokens_refuses_a_total_past_2_63(tmp_path: Path):
+    from footprint.probes.base import FakeProbe
+
+    import footprint
+    from footprint.common.errors import FootprintError
+
+    with footprint.track("t", db=str(tmp_path / "t.db"), probes=[FakeProbe()], summary=False) as run:
+        with pytest.raises(FootprintError, match=r"^tokens must be a non-negative integer below 2\*\*63"):
+            run.add_tokens(2**63)
+        run.add_tokens(2**62)
+        run.add_tokens(2**62 - 1)
+        with pytest.raises(FootprintError, match=r"^run \d+ would count more than 2\*\*63 - 1 tokens") as info:
+            run.add_tokens(1)
+        assert "\n" not in str(info.value)
+    assert run.tokens == 2**63 - 1  # the report still adds up

@@ -341,7 +341,7 @@ class Store:
             if not ids:
                 raise FootprintError(f"no runs recorded in {self.path}")
             return ids[0]
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit() and int(ref) < 2**63:  # '²' is a digit to isdigit(), not to int()
             if self.query("SELECT 1 FROM runs WHERE id = ?", (int(ref),)):
                 return int(ref)
             raise FootprintError(f"no run with id {ref} in {self.path} (see `footprint runs`)")
