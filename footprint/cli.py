@@ -197,10 +197,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FootprintError as exc:
         print(f"footprint: error: {exc}", file=sys.stderr)
         return 2
+    except (TypeError, ValueError):  # a report tripping on a value no footprint wrote?
+        damage = _damage_in(args)
+        if damage is None:
+            raise
+        print(f"footprint: error: {damage}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _damage_in(args: argparse.Namespace) -> FootprintError | None:
+    """For a reading command that failed on a bad value: which row of its DB is not what footprint writes."""
+    if args.command not in ("report", "runs", "compare", "watch"):
+        return None
+    from footprint.core.integrity import find_damage
+    from footprint.core.store import Store, default_db_path
+
+    try:
+        with Store(args.db or default_db_path(), create=False, readonly=True) as store:
+            return find_damage(store)
+    except FootprintError:
+        return None
 
 
 def _write(text: str, output: str | None) -> None:
@@ -216,6 +236,7 @@ def _write(text: str, output: str | None) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from footprint.core.integrity import check_endpoints
     from footprint.core.store import Store, default_db_path
 
     from .reports import load_report, render, renderer_for
@@ -224,6 +245,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.job is not None:
         return _report_job(store, args)
     ids = [store.resolve_run(ref) for ref in (args.runs or ["last"])]
+    check_endpoints(store, ids)
     report = load_report(store, ids, _settings(args))
     if args.html:
         _write(renderer_for("html").render(report), args.html)
@@ -254,6 +276,9 @@ def _report_job(store: Any, args: argparse.Namespace) -> int:
     ids = [int(r[0]) for r in store.query("SELECT id FROM runs WHERE job_id = ? ORDER BY id", (job,))]
     if not ids:
         raise FootprintError(f"no runs of job '{job}' in {store.path}")
+    from footprint.core.integrity import check_endpoints
+
+    check_endpoints(store, ids)
     runs = [r.to_dict() for r in load_report(store, ids, _settings(args)).runs]
     _write(render_job(job_report(runs, job), as_json=args.json), args.output)
     return 0
@@ -275,6 +300,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             quality[store.resolve_run(ref)] = float(value)
         except ValueError:
             raise FootprintError(f"--quality value must be a number, got '{value}'") from None
+    from footprint.core.integrity import check_endpoints
+
+    check_endpoints(store, ids)
     report = load_report(store, ids, _settings(args))
     sys.stdout.write(CompareRenderer(quality, as_json=args.json).render(report))
     return 0
@@ -293,12 +321,27 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not ids:
         print(f"no runs in {store.path}")
         return 0
+    from footprint.core.integrity import check_endpoints, find_damage
+
     print(f"{'id':>5}  {'started':19}  {'status':11}  {'duration':>10}  {'energy':>11}  name")
+    damaged: list[str] = []
     for rid in ids:
-        r = load_run(store, rid)
+        try:
+            check_endpoints(store, [rid])
+            r = load_run(store, rid)
+        except (FootprintError, TypeError, ValueError) as exc:  # list the others; say which one cannot be read
+            damage = exc if isinstance(exc, FootprintError) else find_damage(store, [rid])
+            if damage is None:
+                raise
+            damaged.append(str(damage))
+            name = store.query("SELECT name FROM runs WHERE id = ?", (rid,))[0][0]
+            print(f"{rid:>5}  {'-':19}  {'damaged':11}  {'-':>10}  {'-':>11}  {name}")
+            continue
         when = datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
         print(f"{r.id:>5}  {when:19}  {r.status:11}  {fmt_s(r.duration_s):>10}  "
               f"{fmt_j(r.energy_j['total']):>11}  {r.name}")
+    for message in damaged:
+        print(f"footprint: warning: {message}", file=sys.stderr)
     return 0
 
 

@@ -312,3 +312,36 @@ def test_add_tokens_refuses_a_total_past_2_63(tmp_path: Path):
             run.add_tokens(1)
         assert "\n" not in str(info.value)
     assert run.tokens == 2**63 - 1  # the report still adds up
+
+
+def _damage(db: Path, which: str, value: object = "abc", run_id: int = 2) -> None:
+    """Hand-edit one sample of the run: its last one (a total is made of it) or one in the middle."""
+    order, offset = {"last": ("t DESC", 0), "middle": ("t", 2)}[which]
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE samples SET energy_j = ? WHERE rowid = (SELECT s.rowid FROM samples s JOIN devices d "
+                     f"ON d.id = s.device_id WHERE d.run_id = ? ORDER BY s.{order} LIMIT 1 OFFSET {offset})",
+                     (value, run_id))
+
+
+@pytest.mark.parametrize("which", ["last", "middle"])
+def test_a_text_energy_in_the_samples_is_one_line(which: str, clean_env: dict[str, str]):
+    db = Path(clean_env["FOOTPRINT_DB"])
+    _record(db, "good")
+    _record(db, "bad")
+    _damage(db, which)
+    expected = "footprint: error: run 2, gpu:0: a sample holds energy_j 'abc', not a number (the DB was edited " \
+               "or damaged; fix or delete that row)\n"
+    for args in (["report"], ["report", "--json", "2"], ["compare", "1", "2"], ["report", "--format", "csv"]):
+        res = run_cli(args, clean_env)
+        if which == "middle" and res.returncode == 0:  # a report that never reads that row is right without it
+            assert "500" in res.stdout.decode(), args
+            continue
+        assert res.returncode == 2, (args, res.stderr.decode())
+        assert res.stderr.decode() == expected, args
+    res = run_cli(["runs"], clean_env)  # the listing keeps the good run and names the bad one
+    assert res.returncode == 0, res.stderr.decode()
+    lines = res.stdout.decode().splitlines()
+    assert any(" good" in line and "completed" in line for line in lines)
+    assert any(" bad" in line and "damaged" in line for line in lines)
+    assert res.stderr.decode() == expected.replace("error:", "warning:")
+    assert report_json(clean_env, "1")["runs"][0]["energy_j"]["gpu"] == pytest.approx(500.0)
