@@ -197,16 +197,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FootprintError as exc:
         print(f"footprint: error: {exc}", file=sys.stderr)
         return 2
-    except (TypeError, ValueError):  # a report tripping on a value no footprint wrote?
-        damage = _damage_in(args)
-        if damage is None:
-            raise
-        print(f"footprint: error: {damage}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        if type(exc).__module__ == "sqlite3":  # sqlite3.Error, without importing sqlite3 for every command
+            return _sqlite_error(args, exc)
+        damage = _damage_in(args) if isinstance(exc, (TypeError, ValueError)) else None
+        if damage is None:  # not a value no footprint wrote: a bug, with its traceback
+            raise
+        print(f"footprint: error: {damage}", file=sys.stderr)
+        return 2
+
+
+def _sqlite_error(args: argparse.Namespace, exc: Exception) -> int:
+    """An SQLite error that escaped (a lock held past the busy timeout, a failing disk): one line, exit 2."""
+    import sqlite3
+
+    from footprint.core import dbfile
+    from footprint.core.store import default_db_path
+
+    assert isinstance(exc, sqlite3.Error)
+    path = args.output if args.command == "merge" else (getattr(args, "db", None) or default_db_path())
+    print(f"footprint: error: {dbfile.explain(exc, path, readonly=args.command not in ('run', 'merge'))}",
+          file=sys.stderr)
+    return 2
 
 
 def _damage_in(args: argparse.Namespace) -> FootprintError | None:

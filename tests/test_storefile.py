@@ -207,6 +207,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
 def _as_nobody(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     """footprint as uid 65534 (root ignores file permissions, so read-only folders need another user)."""
     drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    env = dict(env, HOME="/nonexistent")  # root's home is not theirs to read
     return subprocess.run(drop + footprint_cmd() + args, env=env, capture_output=True, timeout=60, cwd="/")
 
 
@@ -345,3 +346,69 @@ def test_a_text_energy_in_the_samples_is_one_line(which: str, clean_env: dict[st
     assert any(" bad" in line and "damaged" in line for line in lines)
     assert res.stderr.decode() == expected.replace("error:", "warning:")
     assert report_json(clean_env, "1")["runs"][0]["energy_j"]["gpu"] == pytest.approx(500.0)
+
+
+@needs_setpriv
+@pytest.mark.parametrize("case", ["read-only file", "read-only folder"])
+def test_run_refuses_a_db_it_cannot_write_before_starting_the_child(case: str, open_folder: Path,
+                                                                     clean_env: dict[str, str]):
+    folder = open_folder / "data"
+    folder.mkdir()
+    db = folder / "fp.db"
+    _record(db)
+    scratch = open_folder / "scratch"  # where the child would leave its mark
+    scratch.mkdir()
+    os.chown(scratch, NOBODY, NOBODY)
+    if case == "read-only file":
+        db.chmod(0o444)  # root's file: nobody may read it, not write it
+        message = f"footprint: error: cannot write database {db}: Permission denied\n"
+    else:
+        db.chmod(0o666)
+        folder.chmod(0o555)  # the file is writable, but its -wal cannot be created
+        message = (f"footprint: error: cannot write database {db}: folder {folder} is not writable (SQLite keeps "
+                   "its write-ahead log next to the DB)\n")
+    before = _snapshot(folder)
+    res = _as_nobody(["run", "--no-summary", "--db", str(db), "--", PY, "-c", MARK_CHILD,
+                      str(scratch / "child-ran")], clean_env)
+    assert res.returncode == 2
+    assert res.stderr.decode() == message
+    assert not (scratch / "child-ran").exists()
+    assert _snapshot(folder) == before
+    res = _as_nobody(["runs", "--db", str(db)], clean_env)  # still readable
+    assert res.returncode == 0 and b"completed" in res.stdout, res.stderr.decode()
+
+
+@pytest.fixture
+def locked_db(clean_env: dict[str, str], request: pytest.FixtureRequest):
+    """The DB, held in BEGIN EXCLUSIVE by another client (in WAL or rollback-journal mode)."""
+    db = Path(clean_env["FOOTPRINT_DB"])
+    _record(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    if request.param == "rollback":
+        conn.execute("PRAGMA journal_mode = DELETE")
+    conn.execute("BEGIN EXCLUSIVE")
+    conn.execute("UPDATE runs SET name = name")
+    yield request.param
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+@pytest.mark.parametrize("locked_db", ["wal", "rollback"], indirect=True)
+def test_a_db_held_exclusively_by_another_client_is_one_line(locked_db: str, tmp_path: Path,
+                                                            clean_env: dict[str, str]):
+    db = clean_env["FOOTPRINT_DB"]
+    env = dict(clean_env, FOOTPRINT_BUSY_TIMEOUT="1")
+    message = f"footprint: error: database {db} is locked by another program (waited 1 s; see FOOTPRINT_BUSY_TIMEOUT)\n"
+    marker = tmp_path / "child-ran"
+    t0 = time.monotonic()
+    res = run_cli(["run", "--no-summary", "--", PY, "-c", MARK_CHILD, str(marker)], env)
+    assert time.monotonic() - t0 < 20
+    assert res.returncode == 2
+    assert res.stderr.decode() == message
+    assert not marker.exists()
+    res = run_cli(["report", "--json"], env)
+    if locked_db == "wal":  # WAL readers do not wait for writers
+        assert res.returncode == 0, res.stderr.decode()
+    else:
+        assert res.returncode == 2
+        assert res.stderr.decode() == message

@@ -140,6 +140,9 @@ def prepare_for_writing(path: str | os.PathLike[str], *, create: bool) -> Path:
             raise FootprintError(f"refusing to write database {shown}: it belongs to another user (uid {st.st_uid}) "
                                  f"in the shared folder {real.parent}")
         _check_writable(real, shown)
+        if not os.path.exists(f"{real}-wal") and not os.access(real.parent, os.W_OK | os.X_OK):
+            raise FootprintError(f"cannot write database {shown}: folder {real.parent} is not writable "
+                                 "(SQLite keeps its write-ahead log next to the DB)")
         return real
     raise FootprintError(f"cannot create database {shown}: it keeps appearing and vanishing")
 
@@ -227,3 +230,16 @@ def retry_busy(func: object, conn: sqlite3.Connection, timeout_s: float) -> None
                 conn.execute("ROLLBACK")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+def explain(exc: sqlite3.Error, path: object, *, readonly: bool) -> FootprintError:
+    """One line for an SQLite error on the DB at `path`."""
+    msg = str(exc)
+    if "not a database" in msg or "malformed" in msg:
+        return FootprintError(f"{path} is not a footprint database (not SQLite, or damaged)")
+    if "locked" in msg or "busy" in msg:
+        return FootprintError(f"database {path} is locked by another program (waited "
+                              f"{busy_timeout_s(readonly):g} s; see {ENV_BUSY_TIMEOUT})")
+    if "readonly" in msg or "unable to open" in msg:
+        return FootprintError(f"cannot {'read' if readonly else 'write'} database {path}: {msg}")
+    return FootprintError(f"database {path}: {msg}")

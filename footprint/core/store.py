@@ -126,15 +126,7 @@ def connect(path: str | os.PathLike[str], *, create: bool = True, readonly: bool
     except sqlite3.DatabaseError as exc:
         if conn is not None:
             conn.close()
-        msg = str(exc)
-        if "not a database" in msg or "malformed" in msg:
-            raise FootprintError(f"{p} is not a footprint database (not SQLite, or damaged)") from None
-        if "locked" in msg or "busy" in msg:
-            raise FootprintError(f"database {p} is locked by another program (waited "
-                                 f"{dbfile.busy_timeout_s(readonly):g} s; see {dbfile.ENV_BUSY_TIMEOUT})") from None
-        if "readonly" in msg or "unable to open" in msg:
-            raise FootprintError(f"cannot {'read' if readonly else 'write'} database {p}: {msg}") from None
-        raise FootprintError(f"database {p}: {msg}") from None
+        raise dbfile.explain(exc, p, readonly=readonly) from None
     return conn
 
 
