@@ -43,9 +43,22 @@ def current_run() -> Run | None:
     return getattr(_active, "run", None)
 
 
+# The floor for the sampling interval: NVML's energy counter updates at about 10-100 Hz and RAPL's
+# every ~1 ms but is read for energy, not power; reads any faster only burn CPU and fill the DB.
+MIN_INTERVAL_S = 0.01
+_interval_warned = False
+
+
 def check_interval(interval_s: float) -> float:
+    global _interval_warned
     if not isinstance(interval_s, (int, float)) or interval_s != interval_s or interval_s <= 0:
         raise FootprintError(f"interval must be a positive number of seconds, got {interval_s!r}")
+    if interval_s < MIN_INTERVAL_S:
+        if not _interval_warned:
+            _interval_warned = True
+            print(f"footprint: interval {interval_s:g} s is below what the energy counters can serve; using "
+                  f"{MIN_INTERVAL_S:g} s", file=sys.stderr)
+        return MIN_INTERVAL_S
     return float(interval_s)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from footprint.core.store import Store
 from tests.conftest import footprint_cmd, report_json, run_cli
+from tests.fakes.powercap import PowercapTree
 
 PY = sys.executable
 
@@ -412,3 +413,35 @@ def test_a_db_held_exclusively_by_another_client_is_one_line(locked_db: str, tmp
     else:
         assert res.returncode == 2
         assert res.stderr.decode() == message
+
+
+# -- interval floor --------------------------------------------------------------------------------------------
+
+
+def test_run_interval_below_the_floor_is_raised_to_it(powercap: PowercapTree, clean_env: dict[str, str]):
+    env = dict(clean_env, FOOTPRINT_POWERCAP=str(powercap.root))
+    res = run_cli(["run", "--no-summary", "--interval", "1e-9", "--", PY, "-c", "import time; time.sleep(1)"], env)
+    err = res.stderr.decode()
+    assert res.returncode == 0, err
+    assert err.count("interval 1e-09 s is below") == 1, err
+    assert "using 0.01 s" in err
+    with sqlite3.connect(clean_env["FOOTPRINT_DB"]) as conn:
+        assert conn.execute("SELECT interval_s FROM runs").fetchone()[0] == 0.01
+        per_device = conn.execute("SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM samples GROUP BY device_id)"
+                                  ).fetchone()[0]
+        span = conn.execute("SELECT ended_at - started_at FROM runs").fetchone()[0]
+    assert per_device <= span / 0.01 + 10  # at most one read per 10 ms (plus the edges), not millions
+
+
+def test_track_interval_below_the_floor_warns_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from footprint.probes.base import FakeProbe
+
+    import footprint
+
+    for _ in range(3):
+        with footprint.track("t", db=str(tmp_path / "t.db"), probes=[FakeProbe()], interval=1e-9,
+                             summary=False):
+            time.sleep(0.05)
+    assert capsys.readouterr().err.count("interval 1e-09 s is below") == 1  # once per process
+    with sqlite3.connect(tmp_path / "t.db") as conn:
+        assert [r[0] for r in conn.execute("SELECT interval_s FROM runs")] == [0.01] * 3
