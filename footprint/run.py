@@ -43,8 +43,8 @@ def current_run() -> Run | None:
     return getattr(_active, "run", None)
 
 
-# The floor for the sampling interval: NVML's energy counter updates at about 10-100 Hz and RAPL's
-# every ~1 ms but is read for energy, not power; reads any faster only burn CPU and fill the DB.
+# The floor for the sampling interval: NVML's energy counter updates at about 10-100 Hz; reads any faster
+# add nothing to the totals (run and span edges are read anyway) and only burn CPU and fill the DB.
 MIN_INTERVAL_S = 0.01
 _interval_warned = False
 
