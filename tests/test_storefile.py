@@ -445,3 +445,17 @@ def test_track_interval_below_the_floor_warns_once(tmp_path: Path, capsys: pytes
     assert capsys.readouterr().err.count("interval 1e-09 s is below") == 1  # once per process
     with sqlite3.connect(tmp_path / "t.db") as conn:
         assert [r[0] for r in conn.execute("SELECT interval_s FROM runs")] == [0.01] * 3
+
+
+def test_odd_characters_in_the_db_path(tmp_path: Path, clean_env: dict[str, str]):
+    folder = tmp_path / "a ?#%&=b é"
+    folder.mkdir()
+    db = folder / "fp?mode=rw#x.db"
+    res = run_cli(["run", "--no-summary", "--db", str(db), "--", PY, "-c", "pass"], clean_env)
+    assert res.returncode == 0, res.stderr.decode()
+    assert sorted(p.name for p in folder.iterdir()) == ["fp?mode=rw#x.db"]  # that very file, nothing else
+    out = tmp_path / "merged.db"
+    assert run_cli(["merge", str(db), "-o", str(out)], clean_env).returncode == 0
+    for target in (db, out):
+        env = dict(clean_env, FOOTPRINT_DB=str(target))
+        assert report_json(env)["runs"][0]["status"] == "completed"

@@ -22,13 +22,21 @@ import sqlite3
 import stat
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 from footprint.common.errors import FootprintError
 
 BUSY_TIMEOUT_S = 60.0  # writers wait this long for another writer's lock
 READ_BUSY_TIMEOUT_S = 10.0  # readers: in WAL mode they never wait, except on a rollback-journal DB being written
 ENV_BUSY_TIMEOUT = "FOOTPRINT_BUSY_TIMEOUT"  # seconds; overrides both
+
+
+_URI_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/-._~")
+
+
+def file_uri(real: Path, query: str = "") -> str:
+    """`file:` URI of a path, every other byte percent-encoded (urllib.parse costs start-up time)."""
+    raw = os.fsencode(real)
+    return "file:" + "".join(chr(b) if b in _URI_SAFE else f"%{b:02X}" for b in raw) + query
 
 
 def busy_timeout_s(readonly: bool) -> float:
@@ -176,10 +184,8 @@ def readonly_uri(path: str | os.PathLike[str]) -> tuple[str, Path]:
         raise _not_regular(shown, st.st_mode)
     if not os.access(real, os.R_OK, effective_ids=os.access in os.supports_effective_ids):
         raise FootprintError(f"cannot read database {shown}: permission denied")
-    uri = "file:" + quote(os.fspath(real), safe="/") + "?mode=ro"
-    if st.st_size and _needs_immutable(real):
-        uri += "&immutable=1"
-    return uri, real
+    immutable = bool(st.st_size) and _needs_immutable(real)
+    return file_uri(real, "?mode=ro&immutable=1" if immutable else "?mode=ro"), real
 
 
 def _needs_immutable(real: Path) -> bool:
@@ -203,8 +209,8 @@ def open_connection(path: str | os.PathLike[str], *, create: bool, readonly: boo
     else:
         real = prepare_for_writing(path, create=create)
         # as a URI, so that ATTACH (merge) can name its inputs read-only
-        conn = sqlite3.connect("file:" + quote(os.fspath(real), safe="/"), uri=True, timeout=timeout,
-                               isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(file_uri(real), uri=True, timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     return conn, real
 
