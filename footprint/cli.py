@@ -42,6 +42,8 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got '{text}'")
+    if value >= 2**63:  # SQLite's INTEGER
+        raise argparse.ArgumentTypeError(f"expected a whole number below 2**63, got '{text}'")
     return value
 
 
@@ -159,7 +161,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ls = sub.add_parser("runs", help="list recorded runs", description="List recorded runs, newest first.",
                             epilog=EPILOG)
         ls.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
-        ls.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+        ls.add_argument("--limit", type=_non_negative_int, default=20, help="how many runs (default 20)")
 
     if only in (None, "probes"):
         sub.add_parser("probes", help="say which probes work here and why not",
@@ -202,6 +204,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        if type(exc).__module__ == "sqlite3":  # sqlite3.Error, without importing sqlite3 for every command
+            return _sqlite_error(args, exc)
+        damage = _damage_in(args) if isinstance(exc, (TypeError, ValueError)) else None
+        if damage is None:  # not a value no footprint wrote: a bug, with its traceback
+            raise
+        print(f"footprint: error: {damage}", file=sys.stderr)
+        return 2
+
+
+def _sqlite_error(args: argparse.Namespace, exc: Exception) -> int:
+    """An SQLite error that escaped (a lock held past the busy timeout, a failing disk): one line, exit 2."""
+    import sqlite3
+
+    from footprint.core import dbfile
+    from footprint.core.store import default_db_path
+
+    assert isinstance(exc, sqlite3.Error)
+    path = args.output if args.command == "merge" else (getattr(args, "db", None) or default_db_path())
+    print(f"footprint: error: {dbfile.explain(exc, path, readonly=args.command not in ('run', 'merge'))}",
+          file=sys.stderr)
+    return 2
+
+
+def _damage_in(args: argparse.Namespace) -> FootprintError | None:
+    """For a reading command that failed on a bad value: which row of its DB is not what footprint writes."""
+    if args.command not in ("report", "runs", "compare", "watch"):
+        return None
+    from footprint.core.integrity import find_damage
+    from footprint.core.store import Store, default_db_path
+
+    try:
+        with Store(args.db or default_db_path(), create=False, readonly=True) as store:
+            return find_damage(store)
+    except FootprintError:
+        return None
 
 
 def _write(text: str, output: str | None) -> None:
@@ -217,15 +255,17 @@ def _write(text: str, output: str | None) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from footprint.core.integrity import check_endpoints
     from footprint.core.model import load_report
     from footprint.core.store import Store, default_db_path
 
     from .reports import render, renderer_for
 
-    store = Store(args.db or default_db_path(), create=False)
+    store = Store(args.db or default_db_path(), create=False, readonly=True)
     if args.job is not None:
         return _report_job(store, args)
     ids = [store.resolve_run(ref) for ref in (args.runs or ["last"])]
+    check_endpoints(store, ids)
     report = load_report(store, ids, _settings(args))
     if args.html:
         _write(renderer_for("html").render(report), args.html)
@@ -256,6 +296,9 @@ def _report_job(store: Any, args: argparse.Namespace) -> int:
     ids = store.job_run_ids(job)
     if not ids:
         raise FootprintError(f"no runs of job '{job}' in {store.path}")
+    from footprint.core.integrity import check_endpoints
+
+    check_endpoints(store, ids)
     runs = [r.to_dict() for r in load_report(store, ids, _settings(args)).runs]
     _write(render_job(job_report(runs, job), as_json=args.json), args.output)
     return 0
@@ -267,7 +310,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from .reports import CompareRenderer
 
-    store = Store(args.db or default_db_path(), create=False)
+    store = Store(args.db or default_db_path(), create=False, readonly=True)
     ids = [store.resolve_run(ref) for ref in args.runs]
     quality: dict[int, float] = {}
     for item in args.quality:
@@ -278,6 +321,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             quality[store.resolve_run(ref)] = float(value)
         except ValueError:
             raise FootprintError(f"--quality value must be a number, got '{value}'") from None
+    from footprint.core.integrity import check_endpoints
+
+    check_endpoints(store, ids)
     report = load_report(store, ids, _settings(args))
     sys.stdout.write(CompareRenderer(quality, as_json=args.json).render(report))
     return 0
@@ -291,17 +337,32 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from .reports.console import fmt_j, fmt_s
 
-    store = Store(args.db or default_db_path(), create=False)
+    store = Store(args.db or default_db_path(), create=False, readonly=True)
     ids = store.run_ids(max(1, args.limit))
     if not ids:
         print(f"no runs in {store.path}")
         return 0
+    from footprint.core.integrity import check_endpoints, find_damage
+
     print(f"{'id':>5}  {'started':19}  {'status':11}  {'duration':>10}  {'energy':>11}  name")
+    damaged: list[str] = []
     for rid in ids:
-        r = load_run(store, rid)
+        try:
+            check_endpoints(store, [rid])
+            r = load_run(store, rid)
+        except (FootprintError, TypeError, ValueError) as exc:  # list the others; say which one cannot be read
+            damage = exc if isinstance(exc, FootprintError) else find_damage(store, [rid])
+            if damage is None:
+                raise
+            damaged.append(str(damage))
+            name = store.run_name(rid)
+            print(f"{rid:>5}  {'-':19}  {'damaged':11}  {'-':>10}  {'-':>11}  {name}")
+            continue
         when = datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
         print(f"{r.id:>5}  {when:19}  {r.status:11}  {fmt_s(r.duration_s):>10}  "
               f"{fmt_j(r.energy_j['total']):>11}  {r.name}")
+    for message in damaged:
+        print(f"footprint: warning: {message}", file=sys.stderr)
     return 0
 
 

@@ -45,9 +45,22 @@ def current_run() -> Run | None:
     return getattr(_active, "run", None)
 
 
+# The floor for the sampling interval: NVML's energy counter updates at about 10-100 Hz; reads any faster
+# add nothing to the totals (run and span edges are read anyway) and only burn CPU and fill the DB.
+MIN_INTERVAL_S = 0.01
+_interval_warned = False
+
+
 def check_interval(interval_s: float) -> float:
+    global _interval_warned
     if not isinstance(interval_s, (int, float)) or interval_s != interval_s or interval_s <= 0:
         raise FootprintError(f"interval must be a positive number of seconds, got {interval_s!r}")
+    if interval_s < MIN_INTERVAL_S:
+        if not _interval_warned:
+            _interval_warned = True
+            print(f"footprint: interval {interval_s:g} s is below what the energy counters can serve; using "
+                  f"{MIN_INTERVAL_S:g} s", file=sys.stderr)
+        return MIN_INTERVAL_S
     return float(interval_s)
 
 
@@ -68,6 +81,7 @@ class Run:
         self._wake_fd = wake_fd
         self._spans = threading.local()
         self._report: RunReport | None = None
+        self._tokens_total: int | None = None  # what this run counts, read from the DB at the first add_tokens
         self.finished = False
 
     @property
@@ -136,12 +150,19 @@ class Run:
         `kind` tells them apart in reports: e.g. "prompt" and "generated" for inference, "train" for
         training; per-token figures use all kinds unless a report picks one.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise FootprintError(f"tokens must be a non-negative integer, got {n!r}")
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**63:
+            raise FootprintError(f"tokens must be a non-negative integer below 2**63, got {n!r}")
         if span is None:
             stack = self._stack()
             span = stack[-1] if stack else None
-        self.store.add_tokens(self.id, span, self.clock.now(), n, kind)
+        with self.store.lock:  # reports add the counts up in SQLite's 64-bit INTEGER: keep the total below 2**63
+            if self._tokens_total is None:
+                self._tokens_total = self.store.tokens_total(self.id)
+            if n > 2**63 - 1 - self._tokens_total:
+                raise FootprintError(f"run {self.id} would count more than 2**63 - 1 tokens "
+                                     f"({self._tokens_total} so far, adding {n})")
+            self.store.add_tokens(self.id, span, self.clock.now(), n, kind)
+            self._tokens_total += n
 
     # -- results --------------------------------------------------------------------------------
 

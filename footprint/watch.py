@@ -54,7 +54,7 @@ def watch(db: str | None, *, every: float = 1.0, once: bool = False) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    store = Store(db or default_db_path(), create=False)
+    store = Store(db or default_db_path(), create=False, readonly=True)
     # a pipe or file has no width of its own: do not squeeze names into 80 columns
     console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
     if once:

@@ -19,7 +19,7 @@ def to_dataframe(db: str, what: str = "runs", runs: list[int] | None = None) -> 
     """
     import pandas as pd
 
-    store = Store(db, create=False)
+    store = Store(db, create=False, readonly=True)
     try:
         ids = runs if runs is not None else sorted(store.run_ids())
         if what == "samples":

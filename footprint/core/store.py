@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ SCHEMA_VERSION = 1
 DEFAULT_DB = "footprint.db"
 ENV_DB = "FOOTPRINT_DB"
 MEMORY = ":memory:"  # Store(MEMORY): a private in-memory database, for tests and throwaway runs
-BUSY_TIMEOUT_MS = 60_000
+BUSY_TIMEOUT_MS = 60_000  # writers; readers wait less (footprint.core.dbfile)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -110,62 +111,78 @@ def default_db_path() -> str:
     return os.environ.get(ENV_DB) or DEFAULT_DB
 
 
-def _create_private(path: Path) -> None:
-    """Create the DB file readable by its owner only (runs may name commands and hosts)."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise FootprintError(f"cannot create database {path}: {exc.strerror}") from exc
-    os.close(fd)
+def connect(path: str | os.PathLike[str], *, create: bool = True, readonly: bool = False) -> sqlite3.Connection:
+    """Open (and if asked, create) a footprint DB, checking it is one this version understands.
 
+    `readonly` opens it without writing anything, for reports (see footprint.core.dbfile)."""
+    from footprint.core import dbfile
 
-def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Connection:
-    """Open (and if asked, create) a footprint DB, checking it is one this version understands."""
     if str(path) == MEMORY:
-        conn = sqlite3.connect(MEMORY, isolation_level=None, check_same_thread=False)
-        with transaction(conn):
-            _apply_schema(conn)
-        return conn
+        memory = sqlite3.connect(MEMORY, isolation_level=None, check_same_thread=False)
+        with transaction(memory):
+            _apply_schema(memory)
+        return memory
     p = Path(path)
-    if not p.exists():
-        if not create:
-            raise FootprintError(f"no database at {p} (record a run first, or pass --db)")
-        if not p.parent.exists():
-            raise FootprintError(f"cannot create database {p}: folder {p.parent} does not exist")
-        _create_private(p)
-    elif p.is_dir():
-        raise FootprintError(f"{p} is a folder, not a footprint database")
+    conn: sqlite3.Connection | None = None
     try:
-        conn = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
+        conn, _ = dbfile.open_connection(p, create=create, readonly=readonly)
+        conn.execute(f"PRAGMA busy_timeout = {int(dbfile.busy_timeout_s(readonly) * 1000)}")
+        retry_busy(lambda c: _set_up(c, p, readonly), conn, dbfile.busy_timeout_s(readonly))
+    except FootprintError:
+        if conn is not None:
             conn.close()
-            raise FootprintError(
-                f"{p} was written by a newer footprint (schema {version}, this one reads {SCHEMA_VERSION}); "
-                "upgrade footprint-profiler"
-            )
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if version == 0 and tables and "runs" not in tables:
-            conn.close()
-            raise FootprintError(f"{p} is a SQLite database but not a footprint one")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
-        if version < SCHEMA_VERSION:
-            with transaction(conn):
-                _apply_schema(conn)
+        raise
     except sqlite3.DatabaseError as exc:
-        msg = str(exc)
-        if "not a database" in msg or "malformed" in msg:
-            raise FootprintError(f"{p} is not a footprint database (not SQLite, or damaged)") from exc
-        if "readonly" in msg or "unable to open" in msg:
-            raise FootprintError(f"cannot write database {p}: {msg}") from exc
-        raise FootprintError(f"database {p}: {msg}") from exc
+        if conn is not None:
+            conn.close()
+        raise dbfile.explain(exc, p, readonly=readonly) from None
     return conn
+
+
+def retry_busy(func: object, conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Run `func(conn)`, retrying while SQLite answers busy without waiting in its busy handler.
+
+    Changing the journal mode of a new file (and reading a WAL file another process is just converting)
+    returns SQLITE_BUSY at once, so writers opening the same new DB together need this backoff.
+    """
+    assert callable(func)
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            func(conn)
+            return
+        except sqlite3.OperationalError as exc:
+            msg = str(exc)
+            if ("locked" not in msg and "busy" not in msg) or time.monotonic() + delay > deadline:
+                raise
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _set_up(conn: sqlite3.Connection, p: Path, readonly: bool) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise FootprintError(
+            f"{p} was written by a newer footprint (schema {version}, this one reads {SCHEMA_VERSION}); "
+            "upgrade footprint-profiler"
+        )
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if version == 0 and tables and "runs" not in tables:
+        raise FootprintError(f"{p} is a SQLite database but not a footprint one")
+    if readonly:
+        if "runs" not in tables:
+            raise FootprintError(f"no runs recorded in {p} (it holds no footprint data yet)")
+        return
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+    if version < SCHEMA_VERSION:
+        with transaction(conn):  # BEGIN IMMEDIATE: one creator at a time, the others wait, then skip
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                _apply_schema(conn)
 
 
 def _apply_schema(conn: sqlite3.Connection) -> None:
@@ -183,6 +200,15 @@ SHIFTS: dict[str, dict[str, str]] = {
     "spans": {"id": "spans", "run_id": "runs", "parent_id": "spans"},
     "tokens": {"id": "tokens", "run_id": "runs", "span_id": "spans"},
     "events": {"id": "events", "run_id": "runs", "device_id": "devices"},
+}
+
+
+_NUMERIC = "('real', 'integer')"
+_BAD_SAMPLE = (f"(typeof(s.t) NOT IN {_NUMERIC} OR typeof(s.energy_j) NOT IN {_NUMERIC} "
+               f"OR (s.power_w IS NOT NULL AND typeof(s.power_w) NOT IN {_NUMERIC}))")
+_BAD_ROW = {
+    "tokens": "typeof(n) != 'integer' OR typeof(t) NOT IN " + _NUMERIC,
+    "spans": f"typeof(started_at) NOT IN {_NUMERIC} OR (ended_at IS NOT NULL AND typeof(ended_at) NOT IN {_NUMERIC})",
 }
 
 
@@ -208,9 +234,10 @@ class Store:
     named methods below.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True,
+                 readonly: bool = False) -> None:
         self.path = str(path if path is not None else default_db_path())
-        self.conn = connect(self.path, create=create)
+        self.conn = connect(self.path, create=create and not readonly, readonly=readonly)
         self.lock = threading.RLock()
 
     def close(self) -> None:
@@ -455,6 +482,38 @@ class Store:
             f"FROM samples s JOIN devices d ON d.id = s.device_id WHERE d.run_id IN ({marks}) "
             "ORDER BY d.run_id, d.kind, d.idx, s.t", tuple(run_ids))
 
+    # -- integrity: values a hand-edited or damaged DB can hold (SQLite columns take any type) ----------------
+
+    def damaged_endpoint(self, run_ids: Sequence[int]) -> tuple[Any, ...] | None:
+        """(run_id, kind, idx, t, energy_j, power_w) of a device's first or last sample that holds a non-number."""
+        if not run_ids:
+            return None
+        marks = ",".join("?" * len(run_ids))
+        rows = self.query(
+            f"""
+            SELECT d.run_id, d.kind, d.idx, s.t, s.energy_j, s.power_w FROM devices d JOIN samples s
+              ON s.rowid IN ((SELECT rowid FROM samples WHERE device_id = d.id ORDER BY t LIMIT 1),
+                             (SELECT rowid FROM samples WHERE device_id = d.id ORDER BY t DESC LIMIT 1))
+            WHERE d.run_id IN ({marks}) AND {_BAD_SAMPLE}
+            LIMIT 1
+            """, list(run_ids))
+        return tuple(rows[0]) if rows else None
+
+    def damaged_sample(self, run_ids: Sequence[int] | None = None) -> tuple[Any, ...] | None:
+        """Like damaged_endpoint, for any sample (a full scan)."""
+        ids = list(run_ids or ())
+        only = f" AND d.run_id IN ({','.join('?' * len(ids))})" if ids else ""
+        rows = self.query(f"SELECT d.run_id, d.kind, d.idx, s.t, s.energy_j, s.power_w FROM samples s "
+                          f"JOIN devices d ON d.id = s.device_id WHERE {_BAD_SAMPLE}{only} LIMIT 1", ids)
+        return tuple(rows[0]) if rows else None
+
+    def damaged_row(self, table: str, run_ids: Sequence[int] | None = None) -> int | None:
+        """The run id of a row of `table` ('tokens' or 'spans') that holds a non-number where a number belongs."""
+        ids = list(run_ids or ())
+        only = f" AND run_id IN ({','.join('?' * len(ids))})" if ids else ""
+        rows = self.query(f"SELECT run_id FROM {table} WHERE ({_BAD_ROW[table]}){only} LIMIT 1", ids)
+        return int(rows[0][0]) if rows else None
+
     def run_ids(self, limit: int | None = None) -> list[int]:
         sql = "SELECT id FROM runs ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
         return [int(r[0]) for r in self.query(sql)]
@@ -466,7 +525,7 @@ class Store:
             if not ids:
                 raise FootprintError(f"no runs recorded in {self.path}")
             return ids[0]
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit() and int(ref) < 2**63:  # '²' is a digit to isdigit(), not to int()
             if self.query("SELECT 1 FROM runs WHERE id = ?", (int(ref),)):
                 return int(ref)
             raise FootprintError(f"no run with id {ref} in {self.path} (see `footprint runs`)")
