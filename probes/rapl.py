@@ -113,7 +113,10 @@ class RaplProbe(Probe):
     @classmethod
     def availability(cls, root: str | Path | None = None) -> Availability:
         base = Path(root) if root is not None else powercap_root()
-        zones = find_zones(base)
+        try:
+            zones = find_zones(base)
+        except OSError as exc:  # a powercap folder this user may not even look into
+            return Availability(False, f"cannot list RAPL zones under {base}: {exc.strerror}")
         if not zones:
             return Availability(False, f"no RAPL package zones under {base}")
         try:

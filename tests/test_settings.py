@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ from footprint.common.errors import FootprintError
 from footprint.core import carbon
 from footprint.core.costs import resolve_costs
 from footprint.core.settings import CONFIG, ENV, FLAG, OPTIONS, Resolver, load_config, validate
-from tests.conftest import run_cli
+from tests.conftest import footprint_cmd, run_cli
 
 
 def resolver(tmp_path: Path, env: dict[str, str], toml: str, monkeypatch: pytest.MonkeyPatch) -> Resolver:
@@ -58,3 +61,25 @@ def test_a_negative_intensity_from_the_environment_is_a_one_line_error(clean_env
     assert res.returncode == 2 and "FOOTPRINT_CARBON_INTENSITY must be a number >= 0" in err and err.count("\n") == 1
     flag = run_cli(["run", "--carbon-intensity", "-5", "--", "true"], clean_env)
     assert flag.returncode == 2 and "expected a number >= 0" in flag.stderr.decode()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to run footprint as another user")
+def test_an_unreadable_home_is_no_config_file_not_a_traceback(clean_env: dict[str, str]):
+    # sudo -u without -H: HOME is a folder this user cannot enter; footprint reads no config from there
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="fp-home-"))  # pytest's tmp_path sits in a folder only root can enter
+    top.chmod(0o755)
+    home = top / "home"
+    home.mkdir(mode=0o700)
+    work = top / "work"
+    work.mkdir()
+    os.chown(work, 65534, 65534)
+    env = {k: v for k, v in clean_env.items() if k not in ("XDG_CONFIG_HOME", "FOOTPRINT_CONFIG")}
+    env.update(HOME=str(home), FOOTPRINT_DB=str(work / "fp.db"))
+    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *footprint_cmd(), "run",
+                          "--no-summary", "--carbon-intensity", "100", "--", "true"], env=env, capture_output=True,
+                         timeout=60, cwd=work)
+    shutil.rmtree(top)
+    assert res.returncode == 0, res.stderr.decode()

@@ -89,12 +89,14 @@ def config_path() -> Path | None:
         if not Path(given).is_file():
             raise FootprintError(f"{ENV_CONFIG} names {given}, which is not a file")
         return Path(given)
-    local = Path("footprint.toml")
-    if local.is_file():
-        return local
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    user = Path(base) / "footprint" / "config.toml"
-    return user if user.is_file() else None
+    for candidate in (Path("footprint.toml"), Path(base) / "footprint" / "config.toml"):
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # a HOME this user cannot read (another user's, under sudo -u): no file there for us
+            continue
+    return None
 
 
 def load_config() -> tuple[dict[str, Any], str | None]:
