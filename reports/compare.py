@@ -6,7 +6,7 @@ import io
 import json
 from dataclasses import asdict, dataclass
 
-from footprint.core.model import Report, RunReport
+from footprint.core.model import Report, RunReport, economics_of
 
 from .base import Renderer
 from .console import fmt_j
@@ -23,6 +23,10 @@ class CompareRow:
     tokens_per_s: float | None
     quality: float | None
     ratios: dict[str, float | None]  # this run's figure / the first run's
+    # what "token" means in the per-token columns: "generated" when every compared run counted generated tokens
+    # (inference: prompt tokens are input, not output), else "all" (every kind counted)
+    per: str = "all"
+    tokens: int | None = None
 
 
 METRICS = ("energy_j", "j_per_token", "co2e_g_per_1k_tokens", "cost_per_1m_tokens", "tokens_per_s", "quality")
@@ -33,21 +37,34 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def compare_rows(runs: list[RunReport], quality: dict[int, float] | None = None) -> list[CompareRow]:
+    """One row per run. Per-token figures are per generated token when every run counted generated tokens (the
+    answer to "is the smaller model enough?" is energy per token of output), else per token of any kind."""
     quality = quality or {}
-    rows = [CompareRow(r.id, r.name, r.energy_j["total"], r.economics.j_per_token,
-                       r.economics.co2e_g_per_1k_tokens, r.economics.cost_per_1m_tokens, r.economics.tokens_per_s,
-                       quality.get(r.id), {}) for r in runs]
+    generated = bool(runs) and all(r.tokens_by_kind.get("generated") for r in runs)
+    rows = []
+    for r in runs:
+        ec = r.economics
+        if generated:
+            ec = economics_of(r.energy_j["total"], r.co2e_g, r.cost, r.tokens_by_kind["generated"], r.duration_s)
+        rows.append(CompareRow(r.id, r.name, r.energy_j["total"], ec.j_per_token, ec.co2e_g_per_1k_tokens,
+                               ec.cost_per_1m_tokens, ec.tokens_per_s, quality.get(r.id), {},
+                               "generated" if generated else "all", ec.tokens))
     base = rows[0]
     for row in rows:
         row.ratios = {m: _ratio(getattr(row, m), getattr(base, m)) for m in METRICS}
     return rows
 
 
+def _ratio_text(ratio: float) -> str:
+    # three significant figures, so a small ratio stays readable (×0.000154, not ×0.00)
+    return f"×{ratio:.3g}"
+
+
 def _cell(value: float | None, ratio: float | None, fmt: str, first: bool) -> str:
     if value is None:
         return "–"
     text = format(value, fmt)
-    return text if first or ratio is None else f"{text} (×{ratio:.2f})"
+    return text if first or ratio is None else f"{text} ({_ratio_text(ratio)})"
 
 
 class CompareRenderer(Renderer):
@@ -60,22 +77,24 @@ class CompareRenderer(Renderer):
     def render(self, report: Report) -> str:
         rows = compare_rows(report.runs, self.quality)
         if self.as_json:
-            return json.dumps({"baseline_run": rows[0].id, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+            return json.dumps({"baseline_run": rows[0].id, "per_token": rows[0].per,
+                               "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
         from rich.console import Console
         from rich.table import Table
 
         currency = next((r.cost.currency for r in report.runs if r.cost), "")
         table = Table(title=f"compared with run {rows[0].id} '{rows[0].name}' (ratios: ×this/first)",
                       title_justify="left")
-        for col in ("run", "energy", "J/token", "g CO2e/1k tok", f"cost/1M tok {currency}".strip(), "tokens/s",
-                    "quality"):
+        tok = "gen tok" if rows[0].per == "generated" else "tok"
+        for col in ("run", "energy", f"J/{tok}", f"g CO2e/1k {tok}", f"cost/1M {tok} {currency}".strip(),
+                    f"{tok}/s", "quality"):
             table.add_column(col, justify="left" if col == "run" else "right")
         for i, r in enumerate(rows):
             first = i == 0
             table.add_row(
                 f"{r.id} {r.name}",
                 (fmt_j(r.energy_j) + ("" if first or r.ratios["energy_j"] is None
-                                      else f" (×{r.ratios['energy_j']:.2f})")),
+                                      else f" ({_ratio_text(r.ratios['energy_j'])})")),
                 _cell(r.j_per_token, r.ratios["j_per_token"], ".4g", first),
                 _cell(r.co2e_g_per_1k_tokens, r.ratios["co2e_g_per_1k_tokens"], ".4g", first),
                 _cell(r.cost_per_1m_tokens, r.ratios["cost_per_1m_tokens"], ".4g", first),
@@ -84,6 +103,8 @@ class CompareRenderer(Renderer):
             )
         buf = io.StringIO()
         Console(file=buf, width=140, no_color=True, highlight=False).print(table)
+        if rows[0].per == "generated":
+            buf.write("per-token figures are per generated token (the whole run's energy over its output tokens)\n")
         if any(r.j_per_token is None for r in rows):
             buf.write("runs without token counts have no per-token figures (add_tokens / --tokens)\n")
         return buf.getvalue()

@@ -312,3 +312,33 @@ def test_bad_config_file_is_one_line(tmp_path: Path, clean_env: dict[str, str]):
     res = run_cli(["run", "--", "true"], dict(clean_env, FOOTPRINT_CONFIG=str(cfg)))
     assert res.returncode == 2 and "pue must be a number, got 'high'" in res.stderr.decode()
     assert res.stderr.decode().count("\n") == 1
+
+
+def test_compare_is_per_generated_token_and_keeps_small_ratios(tmp_path: Path, clean_env: dict[str, str]):
+    db = tmp_path / "g.db"
+
+    def gen_run(name: str, watts: float, prompt: int, generated: int) -> int:
+        clock = FakeClock()
+        run = start_run(name, db=str(db), probes=[FakeProbe(powers_w={"gpu:0": watts}, clock=clock)], clock=clock)
+        with run.span("generate"):
+            run.add_tokens(prompt, kind="prompt")
+            run.add_tokens(generated, kind="generated")
+            clock.advance(1.0)
+        finish_run(run)
+        return run.id
+
+    big = gen_run("big", 400.0, 600, 400)  # 400 J: 1 J per generated token, 0.4 J per token of any kind
+    small = gen_run("small", 100.0, 900, 100)  # 100 J: 1 J per generated token too, though 0.1 J per token
+    env = dict(clean_env, FOOTPRINT_DB=str(db))
+    res = run_cli(["compare", str(big), str(small), "--quality", f"{big}=0.8", "--quality", f"{small}=0.000123",
+                   "--json"], env)
+    data = json.loads(res.stdout)
+    assert data["per_token"] == "generated"
+    rows = {r["name"]: r for r in data["rows"]}
+    assert rows["big"]["j_per_token"] == pytest.approx(1.0, rel=1e-6)
+    assert rows["small"]["j_per_token"] == pytest.approx(1.0, rel=1e-6)  # not the 0.25 all-token figure
+    assert rows["small"]["ratios"]["j_per_token"] == pytest.approx(1.0, rel=1e-6)
+    assert rows["small"]["tokens"] == 100
+    text = run_cli(["compare", str(big), str(small), "--quality", f"{big}=0.8", "--quality", f"{small}=0.000123"],
+                   env).stdout.decode()
+    assert "J/gen tok" in text and "0.000123 (×0.000154)" in text
