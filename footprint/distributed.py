@@ -42,6 +42,24 @@ def _int(env: Mapping[str, str], *names: str) -> int | None:
     return None
 
 
+def slurm_tasks_on_node(env: Mapping[str, str]) -> int | None:
+    """Tasks of this step on this node, from SLURM_STEP_TASKS_PER_NODE / SLURM_TASKS_PER_NODE ("2(x3),1":
+    2 tasks on each of the first 3 nodes, 1 on the fourth) and SLURM_NODEID."""
+    spec = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
+    node_id = _int(env, "SLURM_NODEID")
+    if not spec:
+        return None
+    counts: list[int] = []
+    for part in spec.split(","):
+        n, _, rep = part.partition("(x")
+        if not n.strip().isdigit():
+            return None
+        counts.extend([int(n)] * (int(rep.rstrip(")")) if rep.rstrip(")").isdigit() else 1))
+    if node_id is None:
+        return counts[0] if len(set(counts)) == 1 else None
+    return counts[node_id] if 0 <= node_id < len(counts) else None
+
+
 def identity(env: Mapping[str, str] | None = None) -> Identity | None:
     """This process's place in a job, from torchrun's or Slurm's variables; None outside a job."""
     env = os.environ if env is None else env
@@ -50,7 +68,7 @@ def identity(env: Mapping[str, str] | None = None) -> Identity | None:
     if world is None or rank is None or world < 2:
         return None
     local_rank = _int(env, "LOCAL_RANK", "SLURM_LOCALID") or 0
-    local_world = _int(env, "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE") or 1
+    local_world = _int(env, "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE") or slurm_tasks_on_node(env) or 1
     node = env.get("FOOTPRINT_NODE") or env.get("SLURMD_NODENAME") or os.uname().nodename
     elastic = env.get("TORCHELASTIC_RUN_ID")
     job = (env.get("FOOTPRINT_JOB_ID") or env.get("SLURM_JOB_ID")
@@ -59,14 +77,37 @@ def identity(env: Mapping[str, str] | None = None) -> Identity | None:
     return Identity(rank, local_rank, world, local_world, node, job)
 
 
-def gpu_ordinals(ident: Identity, env: Mapping[str, str] | None = None) -> list[int]:
-    """The CUDA ordinals this rank measures: FOOTPRINT_GPUS if set ("0,1"), else cuda:LOCAL_RANK (a rank
-    beyond the node's GPUs shares one with a lower rank, which measures it, and measures none)."""
+def gpu_ordinals(ident: Identity, env: Mapping[str, str] | None = None,
+                 layout: tuple[int, int] | None = None) -> list[int] | None:
+    """The CUDA ordinals (positions in CUDA_VISIBLE_DEVICES) this rank measures; None: all it sees.
+
+    - FOOTPRINT_GPUS ("0,1") says so explicitly;
+    - the only rank on its node measures every GPU it sees (one task using several GPUs);
+    - when the launcher gave each rank its own CUDA_VISIBLE_DEVICES (Slurm --gpus-per-task or --gpu-bind,
+      Kubernetes device plugins): every GPU it sees. That is the case when cuda:LOCAL_RANK does not exist, or
+      when the ranks' visible sets fit side by side on the node (visible × local ranks <= the node's GPUs);
+    - otherwise cuda:LOCAL_RANK (a rank beyond the node's GPUs shares one with a lower rank, which
+      measures it, and measures none).
+    `layout`: (GPUs visible here, GPUs on the node), asked of NVML when not given."""
     env = os.environ if env is None else env
     given = env.get("FOOTPRINT_GPUS")
     if given is not None:
         return [int(x) for x in given.split(",") if x.strip().isdigit()]
+    if ident.local_world_size <= 1:
+        return None
+    if env.get("CUDA_VISIBLE_DEVICES") is None:
+        return [ident.local_rank]
+    if layout is None:
+        from .probes.nvml import visible_layout
+
+        layout = visible_layout()
+        if layout is None:
+            return [ident.local_rank]
+    visible, total = layout
+    if ident.local_rank >= visible or visible * ident.local_world_size <= total:
+        return list(range(visible))
     return [ident.local_rank]
+
 
 
 def default_db(ident: Identity) -> str:

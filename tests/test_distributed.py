@@ -13,9 +13,15 @@ from typing import Any
 
 import pytest
 
-from footprint.distributed import gpu_ordinals, identity
+from footprint.distributed import (
+    Identity,
+    gpu_ordinals,
+    identity,
+    slurm_tasks_on_node,
+)
 from tests.conftest import FAKES, footprint_cmd, nvml_env, run_cli
 from tests.fakes.powercap import PowercapTree
+from tests.fakes.profile import gpu_energy_between
 
 pytest.importorskip("torch")
 PY = sys.executable
@@ -55,35 +61,136 @@ def test_identity_from_torchrun_and_slurm():
     assert gpu_ordinals(s, {"FOOTPRINT_GPUS": "0,1"}) == [0, 1]
 
 
-def test_torchrun_two_ranks_one_node(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
-    with PowercapTree(tmp_path / "pc", _zones(), period_s=0.002) as tree:
-        env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
-        env.pop("FOOTPRINT_DB")  # distributed default: one DB per node, named after it
-        env.update(FOOTPRINT_POWERCAP=str(tree.root), FOOTPRINT_NODE="node-a")
-        res = subprocess.run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                              str(FAKES / "dist_job.py")], env=env, cwd=tmp_path, capture_output=True, timeout=300)
+def test_slurm_tasks_per_node():
+    assert slurm_tasks_on_node({"SLURM_TASKS_PER_NODE": "2(x3),1", "SLURM_NODEID": "2"}) == 2
+    assert slurm_tasks_on_node({"SLURM_TASKS_PER_NODE": "2(x3),1", "SLURM_NODEID": "3"}) == 1
+    assert slurm_tasks_on_node({"SLURM_STEP_TASKS_PER_NODE": "4(x2)"}) == 4
+    assert slurm_tasks_on_node({}) is None
+
+
+def test_gpu_ordinals_per_launch_pattern():
+    def ranks(local_world: int, cvd: str | None, layout: tuple[int, int]) -> list[list[int] | None]:
+        env = {} if cvd is None else {"CUDA_VISIBLE_DEVICES": cvd}
+        return [gpu_ordinals(Identity(r, r, local_world, local_world, "n", "j"), env, layout)
+                for r in range(local_world)]
+
+    assert ranks(2, None, (2, 2)) == [[0], [1]]  # torchrun, all visible: cuda:LOCAL_RANK
+    assert ranks(2, "0,1", (2, 2)) == [[0], [1]]
+    assert ranks(2, "1", (1, 2)) == [[0], [0]]  # one GPU per rank (--gpus-per-task): the one it sees
+    assert ranks(2, "2,3", (2, 4)) == [[0, 1], [0, 1]]  # two per rank, side by side on a 4-GPU node
+    assert ranks(1, None, (2, 2)) == [None]  # alone on its node: every GPU it sees
+    assert ranks(4, None, (2, 2))[3] == [3]  # beyond the node's GPUs: shares, measures none (the probe skips it)
+
+
+def uuid(i: int) -> str:
+    return f"GPU-0000fa4e-0000-0000-0000-{i:012d}"  # the stand-in NVML's
+
+
+def node_runs(cwd: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Every run in the per-node DBs (footprint-<node>.db) under cwd."""
+    runs = []
+    for db in sorted(cwd.glob("footprint-*.db")):
+        ids = [r[0] for r in _sql(db, "SELECT id FROM runs ORDER BY id")]
+        runs.extend(dict(r, db=db.name) for r in runs_json(db, env, ids))
+    return runs
+
+
+def _sql(db: Path, query: str) -> list[tuple[Any, ...]]:
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        return list(con.execute(query))
+
+
+def assert_each_gpu_once(runs: list[dict[str, Any]], t0: float, watts: dict[str, list[float]],
+                         expected: dict[int, list[int]]) -> None:
+    """Every GPU of every node measured by exactly one rank (the one `expected` names: rank -> physical
+    indices), its energy the exact integral of its (constant) power over that rank's run."""
+    seen: list[tuple[str, str]] = []
+    for r in runs:
+        gpus = [d for d in r["devices"] if d["kind"] == "gpu"]
+        assert sorted(d["index"] for d in gpus) == expected[r["rank"]], (r["rank"], gpus)
+        for d in gpus:
+            exact = gpu_energy_between(r["started_at"], r["ended_at"], t0, watts[r["node"]][d["index"]])
+            assert d["energy_j"] == pytest.approx(exact, rel=0.01), (r["rank"], d)
+            assert d["uuid"] == uuid(d["index"])
+            seen.append((r["node"], d["uuid"]))
+    every = [(node, uuid(i)) for node, w in watts.items() for i in range(len(w))]
+    assert sorted(seen) == sorted(every)  # each once: none missing, none twice
+
+
+def torchrun(args: list[str], env: dict[str, str], cwd: Path,
+             timeout: float = 240) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([PY, "-m", "torch.distributed.run", *args], env=env, cwd=cwd, capture_output=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("pattern", ["all-visible", "cvd-index-per-rank", "cvd-uuid-per-rank"])
+def test_torchrun_each_gpu_counted_once(pattern: str, tmp_path: Path, nvml_lib_dir: Path,
+                                        clean_env: dict[str, str]):
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
+    env.pop("FOOTPRINT_DB")
+    env["FOOTPRINT_NODE"] = "node-a"
+    cmd = ["--standalone", "--nproc_per_node", "2"]
+    expected = {0: [0], 1: [1]}
+    if pattern != "all-visible":  # the launcher binds rank 0 to GPU 1 and rank 1 to GPU 0
+        env["FAKE_RANK_GPUS"] = "1|0" if pattern == "cvd-index-per-rank" else f"{uuid(1)}|{uuid(0)}"
+        cmd += ["--no-python", PY, str(FAKES / "per_rank_gpus.py"), PY]
+        expected = {0: [1], 1: [0]}
+    res = torchrun([*cmd, str(FAKES / "dist_job.py")], env, tmp_path)
     assert res.returncode == 0, res.stderr.decode()[-4000:]
     err = res.stderr.decode()
-    assert err.count("footprint · job") == 1  # one job-wide summary, from rank 0
-    db = tmp_path / "footprint-node-a.db"
-    job = job_json(db, env)
-    runs = runs_json(db, env, job["runs"])
-    by_rank = {r["rank"]: r for r in runs}
-    assert sorted(by_rank) == [0, 1]
-    r0, r1 = by_rank[0], by_rank[1]
-    assert sorted(f"{d['kind']}:{d['index']}" for d in r0["devices"]) == ["cpu:0", "cpu:1", "gpu:0", "ram:0", "ram:1"]
-    assert [f"{d['kind']}:{d['index']}" for d in r1["devices"]] == ["gpu:1"]  # no second copy of the node's CPU
-    d0 = r0["ended_at"] - r0["started_at"]
-    d1 = r1["ended_at"] - r1["started_at"]
-    assert r0["energy_j"]["gpu"] == pytest.approx(100.0 * d0, rel=0.01)
-    assert r1["energy_j"]["gpu"] == pytest.approx(200.0 * d1, rel=0.01)
-    assert r0["energy_j"]["cpu"] == pytest.approx(CPU_W * d0, rel=0.01)
-    exact = 100.0 * d0 + 200.0 * d1 + (CPU_W + RAM_W) * d0
-    assert job["energy_j"]["total"] == pytest.approx(exact, rel=0.01)
-    assert job["energy_j"]["cpu"] == pytest.approx(r0["energy_j"]["cpu"])  # node energy counted once
-    assert job["tokens"] == 100 + 200
-    assert job["j_per_token"] == pytest.approx(job["energy_j"]["total"] / 300)
-    assert [n["node"] for n in job["nodes"]] == ["node-a"] and job["nodes"][0]["ranks"] == [0, 1]
+    assert err.count("footprint · job") == 1 and "partial" not in err and "not measured" not in err
+    runs = node_runs(tmp_path, env)
+    assert sorted(r["rank"] for r in runs) == [0, 1] and len({r["job_id"] for r in runs}) == 1
+    assert_each_gpu_once(runs, float(env["FAKE_NVML_T0"]), {"node-a": [100.0, 200.0]}, expected)
+
+
+def slurm_step(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str], tasks: list[dict[str, str]],
+               watts: dict[str, str]) -> tuple[float, list[tuple[int, bytes, bytes]]]:
+    """What srun starts: one process per task with Slurm's variables (no torchrun), rank 0 hosting the group."""
+    port = free_port()
+    procs = []
+    t0 = f"{time.time() - 100:.6f}"
+    nodes = sorted({t["SLURMD_NODENAME"] for t in tasks})
+    per_node = [sum(t["SLURMD_NODENAME"] == n for t in tasks) for n in nodes]
+    for rank, task in enumerate(tasks):
+        env = nvml_env(clean_env, nvml_lib_dir, gpus=len(watts[task["SLURMD_NODENAME"]].split(",")),
+                       power=watts[task["SLURMD_NODENAME"]], t0=t0)
+        env.pop("FOOTPRINT_DB")
+        node_id = nodes.index(task["SLURMD_NODENAME"])
+        env.update(SLURM_JOB_ID="4242", SLURM_STEP_ID="0", SLURM_PROCID=str(rank), SLURM_NTASKS=str(len(tasks)),
+                   SLURM_NODEID=str(node_id), SLURM_STEP_TASKS_PER_NODE=",".join(map(str, per_node)),
+                   SLURM_LOCALID=str(sum(t["SLURMD_NODENAME"] == task["SLURMD_NODENAME"] for t in tasks[:rank])),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **task)
+        procs.append(subprocess.Popen([PY, str(FAKES / "dist_job.py")], env=env, cwd=tmp_path,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outs = [p.communicate(timeout=240) for p in procs]
+    return float(t0), [(p.returncode, o, e) for p, (o, e) in zip(procs, outs, strict=True)]
+
+
+@pytest.mark.parametrize("pattern", ["gpus-per-task", "one-task-per-node-two-gpus"])
+def test_slurm_variables_without_torchrun_each_gpu_once(pattern: str, tmp_path: Path, nvml_lib_dir: Path,
+                                                        clean_env: dict[str, str]):
+    if pattern == "gpus-per-task":  # srun --ntasks-per-node 2 --gpus-per-task 1: Slurm binds GPU 1, then 0
+        tasks = [dict(SLURMD_NODENAME="node-a", CUDA_VISIBLE_DEVICES="1"),
+                 dict(SLURMD_NODENAME="node-a", CUDA_VISIBLE_DEVICES="0")]
+        watts = {"node-a": "100,200"}
+        expected = {0: [1], 1: [0]}
+    else:  # srun -N 2 --ntasks-per-node 1 --gpus-per-node 2: one task uses both GPUs of its node
+        tasks = [dict(SLURMD_NODENAME="node-a", CUDA_VISIBLE_DEVICES="0,1"),
+                 dict(SLURMD_NODENAME="node-b", CUDA_VISIBLE_DEVICES="0,1")]
+        watts = {"node-a": "100,200", "node-b": "300,400"}
+        expected = {0: [0, 1], 1: [0, 1]}
+    t0, results = slurm_step(tmp_path, nvml_lib_dir, clean_env, tasks, watts)
+    for rc, _, err in results:
+        assert rc == 0, err.decode()[-4000:]
+    err0 = results[0][2].decode()
+    assert err0.count("footprint · job 4242") == 1 and "partial" not in err0
+    runs = node_runs(tmp_path, clean_env)
+    assert {r["job_id"] for r in runs} == {"4242"}
+    assert_each_gpu_once(runs, t0, {n: [float(w) for w in v.split(",")] for n, v in watts.items()},
+                         expected)
 
 
 def _zones() -> list[Any]:
@@ -97,7 +204,7 @@ def test_two_nodes_merged_into_one_job(tmp_path: Path, nvml_lib_dir: Path, clean
     procs = []
     with PowercapTree(tmp_path / "pc", _zones(), period_s=0.002) as tree:
         for node_rank, (node, watts) in enumerate((("node-a", "100"), ("node-b", "300"))):
-            env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power=watts)
+            env = nvml_env(clean_env, nvml_lib_dir, gpus=1, power=watts)  # one GPU each: the rank measures it
             env.update(FOOTPRINT_POWERCAP=str(tree.root), FOOTPRINT_NODE=node,
                        FOOTPRINT_DB=str(tmp_path / f"{node}.db"))
             procs.append(subprocess.Popen(
