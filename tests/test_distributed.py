@@ -15,6 +15,9 @@ import pytest
 
 from footprint.distributed import (
     Identity,
+    default_db,
+    gather_to_rank0,
+    gpu_mismatch,
     gpu_ordinals,
     identity,
     slurm_tasks_on_node,
@@ -59,6 +62,12 @@ def test_identity_from_torchrun_and_slurm():
                   "SLURMD_NODENAME": "gpu-07"})
     assert s is not None and (s.rank, s.local_rank, s.node, s.job_id) == (4, 0, "gpu-07", "777") and s.measures_node
     assert gpu_ordinals(s, {"FOOTPRINT_GPUS": "0,1"}) == [0, 1]
+    step = identity({"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_JOB_ID": "777", "SLURM_STEP_ID": "3",
+                     "SLURM_NODEID": "1", "SLURM_STEP_TASKS_PER_NODE": "3,1"})
+    assert step is not None and step.job_id == "777.3" and step.local_world_size == 1  # each srun its own job
+    static = {"RANK": "0", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "none", "MASTER_ADDR": "h", "MASTER_PORT": "1"}
+    a = identity(static)
+    assert a is not None and a.job_id != "h:1" and a.job_id.startswith(a.node)  # the launcher's, not the port's
 
 
 def test_slurm_tasks_per_node():
@@ -80,6 +89,62 @@ def test_gpu_ordinals_per_launch_pattern():
     assert ranks(2, "2,3", (2, 4)) == [[0, 1], [0, 1]]  # two per rank, side by side on a 4-GPU node
     assert ranks(1, None, (2, 2)) == [None]  # alone on its node: every GPU it sees
     assert ranks(4, None, (2, 2))[3] == [3]  # beyond the node's GPUs: shares, measures none (the probe skips it)
+
+
+def test_gpu_mismatch_is_said():
+    assert gpu_mismatch(1, {0}, None) is None and gpu_mismatch(1, {0}, {0}) is None
+    text = gpu_mismatch(1, {0}, {0, 1})
+    assert text is not None and text.startswith("rank 1: used but not measured: cuda:1")
+
+
+def test_default_db_per_node():
+    ident = Identity(0, 0, 2, 2, "gpu-07", "j")
+    assert default_db(ident, {}) == "footprint-gpu-07.db"
+    assert default_db(ident, {"FOOTPRINT_DB": "/tmp/footprint-{node}.db"}) == "/tmp/footprint-gpu-07.db"
+
+
+def test_gather_is_bounded_and_never_raises():
+    class Gone:
+        def set(self, *_: Any) -> None:
+            raise RuntimeError("Connection closed by peer")
+
+        check = get = set
+
+    ident = Identity(0, 0, 3, 3, "n", "j")
+    t = time.monotonic()
+    got, missing = gather_to_rank0({"id": 1}, ident, store=Gone(), timeout_s=30)
+    assert got == [{"id": 1}] and missing == [1, 2] and time.monotonic() - t < 1
+
+
+def test_torchrun_two_ranks_one_node(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
+    with PowercapTree(tmp_path / "pc", _zones(), period_s=0.002) as tree:
+        env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
+        env.pop("FOOTPRINT_DB")  # distributed default: one DB per node, named after it
+        env.update(FOOTPRINT_POWERCAP=str(tree.root), FOOTPRINT_NODE="node-a")
+        res = subprocess.run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              str(FAKES / "dist_job.py")], env=env, cwd=tmp_path, capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr.decode()[-4000:]
+    err = res.stderr.decode()
+    assert err.count("footprint · job") == 1  # one job-wide summary, from rank 0
+    db = tmp_path / "footprint-node-a.db"
+    job = job_json(db, env)
+    runs = runs_json(db, env, job["runs"])
+    by_rank = {r["rank"]: r for r in runs}
+    assert sorted(by_rank) == [0, 1]
+    r0, r1 = by_rank[0], by_rank[1]
+    assert sorted(f"{d['kind']}:{d['index']}" for d in r0["devices"]) == ["cpu:0", "cpu:1", "gpu:0", "ram:0", "ram:1"]
+    assert [f"{d['kind']}:{d['index']}" for d in r1["devices"]] == ["gpu:1"]  # no second copy of the node's CPU
+    d0 = r0["ended_at"] - r0["started_at"]
+    d1 = r1["ended_at"] - r1["started_at"]
+    assert r0["energy_j"]["gpu"] == pytest.approx(100.0 * d0, rel=0.01)
+    assert r1["energy_j"]["gpu"] == pytest.approx(200.0 * d1, rel=0.01)
+    assert r0["energy_j"]["cpu"] == pytest.approx(CPU_W * d0, rel=0.01)
+    exact = 100.0 * d0 + 200.0 * d1 + (CPU_W + RAM_W) * d0
+    assert job["energy_j"]["total"] == pytest.approx(exact, rel=0.01)
+    assert job["energy_j"]["cpu"] == pytest.approx(r0["energy_j"]["cpu"])  # node energy counted once
+    assert job["tokens"] == 100 + 200
+    assert job["j_per_token"] == pytest.approx(job["energy_j"]["total"] / 300)
+    assert [n["node"] for n in job["nodes"]] == ["node-a"] and job["nodes"][0]["ranks"] == [0, 1]
 
 
 def uuid(i: int) -> str:
@@ -186,11 +251,52 @@ def test_slurm_variables_without_torchrun_each_gpu_once(pattern: str, tmp_path: 
     for rc, _, err in results:
         assert rc == 0, err.decode()[-4000:]
     err0 = results[0][2].decode()
-    assert err0.count("footprint · job 4242") == 1 and "partial" not in err0
+    assert err0.count("footprint · job 4242.0") == 1 and "partial" not in err0
     runs = node_runs(tmp_path, clean_env)
-    assert {r["job_id"] for r in runs} == {"4242"}
+    assert {r["job_id"] for r in runs} == {"4242.0"}
     assert_each_gpu_once(runs, t0, {n: [float(w) for w in v.split(",")] for n, v in watts.items()},
                          expected)
+
+
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_failing_rank_never_hurts_rank0(how: str, tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
+    """Rank 1 leaves track() with an exception (the script goes on), or exits inside it: rank 0 finishes
+    promptly, exit code 0, with a job summary that says what is missing."""
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
+    env.update(FAKE_JOB_FAIL=how, FOOTPRINT_GATHER_TIMEOUT="3")
+    start = time.monotonic()
+    res = torchrun(["--standalone", "--nproc_per_node", "2", str(FAKES / "dist_job.py")], env, tmp_path, timeout=120)
+    took = time.monotonic() - start
+    out, err = res.stdout.decode(), res.stderr.decode()
+    assert res.returncode == 0, err[-4000:]
+    assert "rank 0 done" in out and "Traceback" not in err and "RuntimeError" not in err.replace("rank 1 failed", "")
+    assert err.count("footprint · job") == 1
+    if how == "raise":  # rank 1 still sent its totals: nothing to wait for
+        assert "rank 1: rank 1 failed" in out and "(rank 1) is failed" in err and "partial" not in err
+    else:
+        assert "partial: no totals from rank(s) 1 within 3 s" in err
+    assert took < 60  # not the process group's 30-minute timeout
+    runs = runs_json(Path(env["FOOTPRINT_DB"]), env, [1, 2])
+    assert {r["rank"]: r["status"] for r in runs}[0] == "completed"
+
+
+def test_each_launch_its_own_job_id(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
+    """A fixed --master_addr/--master_port (static rendezvous, run id "none") still gives every launch its own
+    job id, which both ranks share."""
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
+    port = str(free_port())
+    for _ in range(2):
+        res = torchrun(["--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", port,
+                        str(FAKES / "dist_job.py")], env, tmp_path)
+        assert res.returncode == 0, res.stderr.decode()[-4000:]
+    runs = runs_json(Path(env["FOOTPRINT_DB"]), env, [1, 2, 3, 4])
+    jobs: dict[str, list[int]] = {}
+    for r in runs:
+        jobs.setdefault(r["job_id"], []).append(r["rank"])
+    assert sorted(map(sorted, jobs.values())) == [[0, 1], [0, 1]]
+    assert f"127.0.0.1:{port}" not in jobs
+    job = job_json(Path(env["FOOTPRINT_DB"]), env)  # the last launch's job only
+    assert len(job["runs"]) == 2 and job["tokens"] == 300
 
 
 def _zones() -> list[Any]:
