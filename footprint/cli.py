@@ -325,11 +325,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .exporter import parse_address
 
         parse_address(args.prometheus)  # a bad address is refused before anything starts
-    db = os.path.abspath(args.db or os.environ.get("FOOTPRINT_DB") or "footprint.db")
+    from .distributed import run_options
+
+    rank = run_options(args.db)  # one rank of a job: its own GPUs, CPU/RAM on local rank 0, its node's DB
+    db = os.path.abspath(rank.pop("db", None) or args.db or os.environ.get("FOOTPRINT_DB") or "footprint.db")
     run = start_run(args.name or _default_name(cmd), db=db, interval_s=args.interval, country=args.country,
                     carbon_g_per_kwh=args.carbon_intensity, region=args.region, pue=args.pue,
                     price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
-                    baseline_s=args.baseline, command=cmd)
+                    baseline_s=args.baseline, command=cmd, **rank)
     assert run.sampler is not None
     wake_fd = run.sampler.wake_fd
     server = None

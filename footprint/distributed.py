@@ -239,6 +239,26 @@ def default_db(ident: Identity, env: Mapping[str, str] | None = None) -> str:
     return f"footprint-{ident.node}.db"
 
 
+def run_options(db: str | None) -> dict[str, Any]:
+    """For `footprint run` started as one rank of a job (`torchrun --no-python footprint run -- ...`):
+    start_run's keyword arguments (this rank's GPUs, node probes on local rank 0 only, its node's DB, job
+    id and rank); {} outside a job."""
+    ident = identity()
+    if ident is None:
+        return {}
+    from .probes import default_probes
+
+    return {"ident": ident, "db": db or default_db(ident),
+            "probes": default_probes(node=ident.measures_node, cuda_ordinals=gpu_ordinals(ident))}
+
+
+def span_name(name: str, env: Mapping[str, str] | None = None) -> str:
+    """A rank's span inside a run it joined (`footprint run -- torchrun ...`) says which rank it is: each
+    covers the whole node's energy, so unlabelled they read as if they added up."""
+    env = os.environ if env is None else env
+    rank = _int(env, "RANK", "SLURM_PROCID")
+    world = _int(env, "WORLD_SIZE", "SLURM_NTASKS")
+    return f"{name} [rank {rank}]" if rank is not None and world is not None and world > 1 else name
 
 
 # -- the end of a job ------------------------------------------------------------------------------

@@ -355,7 +355,7 @@ class track(contextlib.ContextDecorator):
             if self.sync_cuda is not None:
                 outer.sync_cuda = self.sync_cuda
             self.run = outer
-            self._span = outer.span(name)
+            self._span = outer.span(distributed.span_name(name))  # "name [rank N]" when a rank joins
             self._span.__enter__()
             _active.run = outer
             return outer

@@ -299,6 +299,38 @@ def test_each_launch_its_own_job_id(tmp_path: Path, nvml_lib_dir: Path, clean_en
     assert len(job["runs"]) == 2 and job["tokens"] == 300
 
 
+def test_footprint_run_as_each_rank(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
+    """torchrun --no-python footprint run -- python train.py: each footprint run is one rank's run, the node
+    measured once (on local rank 0), each GPU by its rank, all under one job id."""
+    with PowercapTree(tmp_path / "pc", _zones(), period_s=0.002) as tree:
+        env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
+        env.pop("FOOTPRINT_DB")
+        env.update(FOOTPRINT_POWERCAP=str(tree.root), FOOTPRINT_NODE="node-a")
+        res = torchrun(["--standalone", "--nproc_per_node", "2", "--no-python", *footprint_cmd(), "run",
+                        "--interval", "0.1", "--", PY, str(FAKES / "dist_job.py")], env, tmp_path)
+    assert res.returncode == 0, res.stderr.decode()[-4000:]
+    job = job_json(tmp_path / "footprint-node-a.db", env)  # report --job: the runs carry the job id and rank
+    runs = runs_json(tmp_path / "footprint-node-a.db", env, job["runs"])
+    assert sorted(r["rank"] for r in runs) == [0, 1]
+    assert_each_gpu_once(runs, float(env["FAKE_NVML_T0"]), {"node-a": [100.0, 200.0]}, {0: [0], 1: [1]})
+    r0 = next(r for r in runs if r["rank"] == 0)
+    assert next(r for r in runs if r["rank"] == 1)["energy_j"]["cpu"] is None  # the node once, not per rank
+    assert job["energy_j"]["cpu"] == pytest.approx(CPU_W * (r0["ended_at"] - r0["started_at"]), rel=0.01)
+    assert job["tokens"] == 300
+
+
+def test_ranks_inside_footprint_run_label_their_spans(tmp_path: Path, nvml_lib_dir: Path,
+                                                      clean_env: dict[str, str]):
+    """footprint run -- torchrun ...: one run for the node; each rank's span says which rank it is."""
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
+    res = run_cli(["run", "--interval", "0.1", "--", PY, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc_per_node", "2", str(FAKES / "dist_job.py")], env, timeout=240, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr.decode()[-4000:]
+    runs = runs_json(Path(env["FOOTPRINT_DB"]), env, [1])
+    names = sorted(sp["name"] for sp in runs[0]["spans"] if sp["parent"] is None)
+    assert names == ["dist-job [rank 0]", "dist-job [rank 1]"]
+
+
 def _zones() -> list[Any]:
     from tests.fakes.powercap import standard_zones
 
