@@ -110,6 +110,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                        help="tokens the command processes, for J/token when it does not count them itself")
         r.add_argument("--prometheus", metavar="[HOST:]PORT",
                        help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
+        r.add_argument("--prometheus-linger", type=_non_negative_float, default=0.0, metavar="SECONDS",
+                       help="keep serving the final metrics this long after CMD exits (default 0)")
         r.add_argument("--no-summary", action="store_true", help="do not print the summary")
         r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
 
@@ -321,10 +323,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise FootprintError("footprint run needs a command: footprint run [options] -- CMD ARGS...")
+    server = None
     if args.prometheus:
-        from .exporter import parse_address
+        from .exporter import MetricsServer
 
-        parse_address(args.prometheus)  # a bad address is refused before anything starts
+        server = MetricsServer(args.prometheus)  # a bad address or a busy port is refused before any run exists
     from .distributed import run_options
 
     rank = run_options(args.db)  # one rank of a job: its own GPUs, CPU/RAM on local rank 0, its node's DB
@@ -335,15 +338,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     baseline_s=args.baseline, command=cmd, **rank)
     assert run.sampler is not None
     wake_fd = run.sampler.wake_fd
-    server = None
-    if args.prometheus:
-        from .exporter import MetricsServer
-
-        try:
-            server = MetricsServer(args.prometheus, run)
-        except FootprintError:
-            finish_run(run, status="failed", exit_code=2)
-            raise
+    if server is not None:
+        server.serve(run)
         print(f"footprint: Prometheus metrics on http://{server.address}/metrics", file=sys.stderr, flush=True)
     env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: wake_fd_token(wake_fd)})
 
@@ -388,8 +384,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        if server is not None:
-            server.close()
         unfinished: str | None = None
         try:
             if args.tokens is not None:
@@ -397,6 +391,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             finish_run(run, status=status, exit_code=code)
         except (FootprintError, sqlite3.Error) as exc:
             unfinished = str(exc)
+        if server is not None:  # after the last reading, so the final stretch is served too
+            server.close(args.prometheus_linger)
     if unfinished is not None:  # the child's exit code still wins
         print(f"footprint: error: {unfinished}", file=sys.stderr)
         return code

@@ -417,3 +417,71 @@ def test_prometheus_endpoint_over_loopback(nvml_lib_dir: Path, clean_env: dict[s
 def test_bad_prometheus_address(clean_env: dict[str, str]):
     res = run_cli(["run", "--prometheus", "host:notaport", "--", "true"], clean_env)
     assert res.returncode == 2 and "--prometheus takes [HOST:]PORT" in res.stderr.decode()
+
+
+def start_exporter(env: dict[str, str], address: str, child: str,
+                   *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen(footprint_cmd() + ["run", "--interval", "0.1", "--prometheus", address, *extra, "--",
+                                               PY, "-c", child], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()
+    assert line.startswith("footprint: Prometheus metrics on http://"), line
+    return proc, line.split(" on ", 1)[1].strip()
+
+
+def test_prometheus_on_ipv6_loopback(nvml_lib_dir: Path, clean_env: dict[str, str]):
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=1, power="250")
+    proc, url = start_exporter(env, "[::1]:0", "import sys; sys.stdin.read()")
+    assert url.startswith("http://[::1]:")
+    values = scrape(url)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0 and any('kind="gpu"' in k for k in values)
+
+
+def test_scraper_hanging_up_early_is_not_a_traceback(nvml_lib_dir: Path, clean_env: dict[str, str]):
+    import struct
+
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=1, power="250")
+    proc, url = start_exporter(env, "0", "import sys; sys.stdin.read()")  # runs until we close its stdin
+    host, port = url.removeprefix("http://").split("/")[0].rsplit(":", 1)
+    for _ in range(20):  # ask, then reset the connection before the answer is written
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert scrape(url)  # still serving
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert b"Traceback" not in err and b"BrokenPipe" not in err and b"ConnectionReset" not in err, err.decode()
+
+
+def test_all_interfaces_is_said(clean_env: dict[str, str]):
+    res = run_cli(["run", "--prometheus", "0.0.0.0:0", "--", PY, "-c", "pass"], clean_env)
+    assert res.returncode == 0, res.stderr.decode()
+    assert "served on every network interface" in res.stderr.decode()
+
+
+def test_busy_port_leaves_no_run(clean_env: dict[str, str]):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = run_cli(["run", "--prometheus", f"127.0.0.1:{port}", "--", PY, "-c", "pass"], clean_env)
+    assert res.returncode == 2 and f"cannot serve metrics on 127.0.0.1:{port}" in res.stderr.decode()
+    assert not Path(clean_env["FOOTPRINT_DB"]).exists()  # refused before any run was created
+
+
+def test_prometheus_linger_serves_the_final_values(nvml_lib_dir: Path, clean_env: dict[str, str]):
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=1, power="250")
+    child = "import time, footprint\nwith footprint.track('x') as r: r.add_tokens(42)\ntime.sleep(1)"
+    proc, url = start_exporter(env, "0", child, "--prometheus-linger", "3")
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith(b"footprint: serving the final metrics for 3 s more")
+    final = scrape(url)  # the command has exited: this is the whole run, last stretch included
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    run = runs_json(Path(env["FOOTPRINT_DB"]), env, [1])[0]
+    gpu = next(v for k, v in final.items() if k.startswith("footprint_energy_joules_total{") and 'kind="gpu"' in k)
+    assert gpu == pytest.approx(250.0 * (run["ended_at"] - run["started_at"]), rel=0.01)
+    assert gpu == pytest.approx(run["energy_j"]["gpu"], rel=0.01)
+    assert next(v for k, v in final.items() if k.startswith("footprint_tokens_total")) == 42
