@@ -22,7 +22,7 @@ from footprint.distributed import (
     identity,
     slurm_tasks_on_node,
 )
-from tests.conftest import FAKES, footprint_cmd, nvml_env, run_cli
+from tests.conftest import FAKES, ROOT, footprint_cmd, nvml_env, run_cli
 from tests.fakes.powercap import PowercapTree
 from tests.fakes.profile import gpu_energy_between
 
@@ -329,6 +329,54 @@ def test_ranks_inside_footprint_run_label_their_spans(tmp_path: Path, nvml_lib_d
     runs = runs_json(Path(env["FOOTPRINT_DB"]), env, [1])
     names = sorted(sp["name"] for sp in runs[0]["spans"] if sp["parent"] is None)
     assert names == ["dist-job [rank 0]", "dist-job [rank 1]"]
+
+
+def doc_block(marker: str) -> str:
+    """The code block that follows `marker` in docs/distributed.md."""
+    text = (ROOT / "docs" / "distributed.md").read_text()
+    after = text[text.index(marker):]
+    start = after.index("```")
+    start = after.index("\n", start) + 1
+    return after[start:after.index("```", start)]
+
+
+def test_slurm_recipe(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
+    """The documented srun lines, as written, through a stand-in srun on two simulated nodes, from a batch
+    script's shell (whose own SLURMD_NODENAME is the batch host's): one DB per node, named after it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, target in (("python", PY), ("srun", f"{PY} {FAKES / 'srun.py'}")):
+        (bin_dir / name).write_text(f'#!/bin/sh\nexec {target} "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=4, power="100,200,300,400")
+    env.pop("FOOTPRINT_DB")
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", SLURMD_NODENAME="batch-host")
+    watts = [100.0, 200.0, 300.0, 400.0]
+    lines = [ln for ln in doc_block("tested as written: tests/test_distributed.py::test_slurm_recipe").splitlines()
+             if ln.strip()]
+    broken = ("srun --ntasks-per-node 4 --gpus-per-task 1 env FOOTPRINT_DB=/tmp/footprint-$SLURMD_NODENAME.db "
+              "python train.py")
+    assert len(lines) == 2
+    for i, line in enumerate([*lines, broken]):
+        cwd = tmp_path / f"recipe-{i}"
+        (cwd / "tmp").mkdir(parents=True)
+        (cwd / "train.py").write_text((FAKES / "slurm_train.py").read_text())
+        res = subprocess.run(["bash", "-c", line.replace("/tmp/", f"{cwd}/tmp/")], env=env, cwd=cwd,
+                             capture_output=True, timeout=240)
+        assert res.returncode == 0, res.stderr.decode()[-4000:]
+        dbs = sorted(p.name for p in (cwd / "tmp").glob("*.db"))
+        if line is broken:  # the stand-in reproduces the trap: every node's DB named after the batch host
+            assert dbs == ["footprint-batch-host.db"]
+            continue
+        assert dbs == ["footprint-node-a.db", "footprint-node-b.db"], line
+        for node in ("node-a", "node-b"):
+            db = cwd / "tmp" / f"footprint-{node}.db"
+            runs = runs_json(db, env, [r[0] for r in _sql(db, "SELECT id FROM runs")])
+            assert {r["node"] for r in runs} == {node} and {r["job_id"] for r in runs} == {"9001.0"}
+            first = 0 if node == "node-a" else 4
+            assert sorted(r["rank"] for r in runs) == list(range(first, first + 4))
+            assert_each_gpu_once(runs, float(env["FAKE_NVML_T0"]), {node: watts},
+                                 {rank: [rank - first] for rank in range(first, first + 4)})
 
 
 def _zones() -> list[Any]:
