@@ -532,4 +532,21 @@ def test_prometheus_linger_serves_the_final_values(nvml_lib_dir: Path, clean_env
     gpu = next(v for k, v in final.items() if k.startswith("footprint_energy_joules_total{") and 'kind="gpu"' in k)
     assert gpu == pytest.approx(250.0 * (run["ended_at"] - run["started_at"]), rel=0.01)
     assert gpu == pytest.approx(run["energy_j"]["gpu"], rel=0.01)
+    key = next(k for k in final if k.startswith("footprint_energy_joules_total{") and 'kind="gpu"' in k)
+    assert f'model="{run["name"]}"' in key  # what the documented rules aggregate by, with job_id
     assert next(v for k, v in final.items() if k.startswith("footprint_tokens_total")) == 42
+
+
+def test_prometheus_recording_rules(tmp_path: Path):
+    """The documented recording rules, as written, through promtool test rules."""
+    import shutil
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (make test installs it: apt-get install prometheus)")
+    (tmp_path / "rules.yml").write_text(doc_block("tests/test_distributed.py::test_prometheus_recording_rules"))
+    (tmp_path / "test.yml").write_text((FAKES / "promtool_rules_test.yml").read_text())
+    check = subprocess.run([promtool, "check", "rules", "rules.yml"], cwd=tmp_path, capture_output=True, timeout=60)
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+    res = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
