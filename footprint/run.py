@@ -355,7 +355,8 @@ class track(contextlib.ContextDecorator):
             if self.sync_cuda is not None:
                 outer.sync_cuda = self.sync_cuda
             self.run = outer
-            self._span = outer.span(distributed.span_name(name))  # "name [rank N]" when a rank joins
+            # a rank joining a run another process owns (footprint run -- torchrun ...) says which rank it is
+            self._span = outer.span(distributed.span_name(name) if outer.attached else name)
             self._span.__enter__()
             _active.run = outer
             return outer
