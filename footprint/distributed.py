@@ -124,7 +124,7 @@ def _agreed_job_id(env: Mapping[str, str]) -> str | None:
     import secrets
     import time
 
-    store = job_store(env, need_group=False)
+    store = job_store(env)  # torchrun's agent store, or a group initialised before track()
     if store is None:
         return None
     candidate = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
@@ -140,10 +140,10 @@ def _agreed_job_id(env: Mapping[str, str]) -> str | None:
 _agent_store: Any = None
 
 
-def job_store(env: Mapping[str, str] | None = None, *, need_group: bool = True) -> Any:
+def job_store(env: Mapping[str, str] | None = None) -> Any:
     """A torch.distributed Store every rank of this launch reaches, or None: torchrun's agent store (it
     outlives the workers, so a rank that exited does not take it down), else the initialised process
-    group's store (`need_group=False`: the agent store only)."""
+    group's store."""
     global _agent_store
     env = os.environ if env is None else env
     if env.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and env.get("MASTER_ADDR") and env.get("MASTER_PORT"):
@@ -155,12 +155,10 @@ def job_store(env: Mapping[str, str] | None = None, *, need_group: bool = True) 
             from torch.distributed import TCPStore  # type: ignore[attr-defined]
 
             _agent_store = TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
-                                         timeout=timedelta(seconds=STORE_TIMEOUT_S), wait_for_workers=False)
+                                    timeout=timedelta(seconds=STORE_TIMEOUT_S), wait_for_workers=False)
             return _agent_store
         except Exception:
             pass
-    if not need_group:
-        return None
     torch = sys.modules.get("torch")  # never import torch for this: a job that uses a group imported it
     group: Any = getattr(torch, "distributed", None) if torch is not None else None
     try:

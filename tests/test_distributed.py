@@ -299,6 +299,26 @@ def test_each_launch_its_own_job_id(tmp_path: Path, nvml_lib_dir: Path, clean_en
     assert len(job["runs"]) == 2 and job["tokens"] == 300
 
 
+def test_job_id_agreed_through_the_group_without_a_launcher_id(tmp_path: Path, nvml_lib_dir: Path,
+                                                                clean_env: dict[str, str]):
+    """RANK/WORLD_SIZE set by some other launcher, the group initialised before track(): the ranks agree
+    on a fresh id through the group's store."""
+    port = str(free_port())
+    procs = []
+    for rank in range(2):
+        env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
+        env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        procs.append(subprocess.Popen([PY, str(FAKES / "dist_job.py")], env=env, cwd=tmp_path,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err.decode()[-4000:]
+    runs = runs_json(Path(clean_env["FOOTPRINT_DB"]), clean_env, [1, 2])
+    (job,) = {r["job_id"] for r in runs}
+    assert job[:8].isdigit() and "T" in job  # the agreed one (a launcher id would start with the node's name)
+
+
 def test_footprint_run_as_each_rank(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
     """torchrun --no-python footprint run -- python train.py: each footprint run is one rank's run, the node
     measured once (on local rank 0), each GPU by its rank, all under one job id."""
