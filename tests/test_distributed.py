@@ -21,6 +21,7 @@ from footprint.distributed import (
     gpu_ordinals,
     identity,
     slurm_tasks_on_node,
+    used_cuda_ordinals,
 )
 from tests.conftest import FAKES, ROOT, footprint_cmd, nvml_env, run_cli
 from tests.fakes.powercap import PowercapTree
@@ -95,6 +96,17 @@ def test_gpu_mismatch_is_said():
     assert gpu_mismatch(1, {0}, None) is None and gpu_mismatch(1, {0}, {0}) is None
     text = gpu_mismatch(1, {0}, {0, 1})
     assert text is not None and text.startswith("rank 1: used but not measured: cuda:1")
+
+
+def test_used_gpus_read_from_torch(monkeypatch: pytest.MonkeyPatch):
+    import types
+
+    cuda = types.SimpleNamespace(is_initialized=lambda: True, device_count=lambda: 3,
+                                 memory_reserved=lambda i: 1 << 20 if i in (0, 2) else 0)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    assert used_cuda_ordinals() == {0, 2}
+    cuda.is_initialized = lambda: False
+    assert used_cuda_ordinals() is None  # CUDA never used: nothing to compare
 
 
 def test_default_db_per_node():
