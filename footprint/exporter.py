@@ -127,8 +127,9 @@ class MetricsServer:
 
         self.run: Run | None = None
         self.labels: str | None = None
-        try:
-            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        try:  # the socket's family follows the address; a name that resolves both ways gets IPv4
+            families = {info[0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+            family = socket.AF_INET if socket.AF_INET in families else families.pop()
         except socket.gaierror as exc:
             raise FootprintError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
         server_class = type("_Server", (_Server,), {"address_family": family})
