@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test lint typecheck promtool clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/footprint run -- $(BIN)/python examples/busy_loop.py
 
-test: $(STAMP)
+test: $(STAMP) promtool
 	$(BIN)/ruff check footprint probes reports tests examples tools bench
 	$(BIN)/python tools/typecheck.py
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check footprint probes reports tests examples tools bench
+
+# promtool checks the documented Prometheus recording rules; installed from Debian's prometheus package when
+# missing and we may (root with apt-get), else its test is skipped.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null; } \
+		|| echo "promtool not installed: the recording-rules test will be skipped"
 
 typecheck: $(STAMP)
 	$(BIN)/python tools/typecheck.py

@@ -109,6 +109,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                        help="tokens the command processes, for J/token when it does not count them itself")
         r.add_argument("--prometheus", metavar="[HOST:]PORT",
                        help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
+        r.add_argument("--prometheus-linger", type=_non_negative_float, default=0.0, metavar="SECONDS",
+                       help="keep serving the final metrics this long after CMD exits (default 0)")
         r.add_argument("--no-summary", action="store_true", help="do not print the summary")
         r.add_argument("--kill-group", action="store_true",
                        help="run CMD in a process group of its own and send the signals footprint passes on to the "
@@ -390,34 +392,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise FootprintError("footprint run needs a command: footprint run [options] -- CMD ARGS...")
+    server = None
     if args.prometheus:
-        from .exporter import parse_address
+        from .exporter import MetricsServer
 
-        parse_address(args.prometheus)  # a bad address is refused before anything starts
-    db = os.path.abspath(args.db or default_db_path())
+        server = MetricsServer(args.prometheus)  # a bad address or a busy port is refused before any run exists
+    from .distributed import run_options
+
+    rank = run_options(args.db)  # one rank of a job: its own GPUs, CPU/RAM on local rank 0, its node's DB
+    db = os.path.abspath(rank.pop("db", None) or args.db or default_db_path())
     with Supervisor(kill_group=args.kill_group) as sup:  # signals, see footprint/child.py
         run = None
         try:
             run = start_run(args.name or _default_name(cmd), db=db, interval=args.interval, country=args.country,
                             carbon_intensity=args.carbon_intensity, region=args.region, pue=args.pue,
                             price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
-                            baseline=args.baseline, command=cmd)
+                            baseline=args.baseline, command=cmd, **rank)
             sup.ready()
         except Interrupted as exc:  # during set-up or --baseline: start_run has finished the run
             if run is not None:  # it came just after start_run returned
                 finish_run(run, status="interrupted", exit_code=exc.exit_code)
+            if server is not None:
+                server.close()
             return exc.exit_code
         assert run.sampler is not None
         wake_fd = run.sampler.wake_fd
-        server = None
-        if args.prometheus:
-            from .exporter import MetricsServer
-
-            try:
-                server = MetricsServer(args.prometheus, run)
-            except FootprintError:
-                finish_run(run, status="failed", exit_code=2)
-                raise
+        if server is not None:
+            server.serve(run)
             print(f"footprint: Prometheus metrics on http://{server.address}/metrics", file=sys.stderr, flush=True)
         env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: wake_fd_token(wake_fd)})
 
@@ -436,8 +437,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 else:
                     status, code = sup.outcome(sup.wait())
         finally:
-            if server is not None:
-                server.close()
             unfinished: str | None = None
             try:
                 if args.tokens is not None:
@@ -445,6 +444,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 finish_run(run, status=status, exit_code=code)
             except (FootprintError, sqlite3.Error) as exc:
                 unfinished = str(exc)
+            if server is not None:  # after the last reading, so the final stretch is served too
+                server.close(args.prometheus_linger)
         if unfinished is not None:  # the child's exit code still wins
             print(f"footprint: error: {unfinished}", file=sys.stderr)
             return code

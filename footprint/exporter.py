@@ -1,14 +1,21 @@
 """Prometheus text-format exporter for a live run: per-device power and energy counters, and tokens.
 
 Opt-in (`footprint run --prometheus 127.0.0.1:9464`), bound to localhost unless told otherwise, served
-from the sampler's latest readings in memory (the DB is asked only for the token count).
+from the sampler's latest readings in memory (the DB is asked only for the token count). The port is
+bound before the run is created, so a busy port leaves nothing behind; `--prometheus-linger S` keeps the
+final values up for S seconds after the command exits, for the scrape that sees the last stretch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from footprint.common.errors import FootprintError
 
@@ -31,10 +38,24 @@ def _label(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def metrics_text(run: Run) -> str:
+ENV_MODEL = "FOOTPRINT_MODEL"
+ALL_INTERFACES = ("0.0.0.0", "::", "")
+
+
+def run_labels(run: Run) -> str:
+    """run, name, model (FOOTPRINT_MODEL, else the run's name), and a distributed job's job_id and rank:
+    what fleet-wide rules aggregate by."""
+    labels = f'run="{run.id}",name="{_label(run.name)}",model="{_label(os.environ.get(ENV_MODEL) or run.name)}"'
+    row = run.store.run_row(run.id)
+    if row is not None and row["job_id"] is not None:
+        labels += f',job_id="{_label(row["job_id"])}",rank="{row["rank"]}"'
+    return labels
+
+
+def metrics_text(run: Run, base: str | None = None) -> str:
     sampler = run.sampler
     assert sampler is not None
-    base = f'run="{run.id}",name="{_label(run.name)}"'
+    base = run_labels(run) if base is None else base
     lines = [
         "# HELP footprint_energy_joules_total Energy drawn by a device since the run started.",
         "# TYPE footprint_energy_joules_total counter",
@@ -68,8 +89,20 @@ def metrics_text(run: Run) -> str:
     return "\n".join(lines + power_lines + time_lines + tokens) + "\n"
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64  # socketserver's 5 drops connections when scrapers and probes arrive together
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a scraper that hung up early (BrokenPipe, reset): nothing to say, every time
+        super().handle_error(request, client_address)
+
+
 class MetricsServer:
-    def __init__(self, address: str, run: Run) -> None:
+    """Binds at construction (so a busy port fails before any run exists); serves once given the run."""
+
+    def __init__(self, address: str, run: Run | None = None) -> None:
         host, port = parse_address(address)
         exporter = self
 
@@ -78,7 +111,11 @@ class MetricsServer:
                 if self.path.split("?")[0] not in ("/metrics", "/"):
                     self.send_error(404)
                     return
-                body = metrics_text(exporter.run).encode()
+                run = exporter.run
+                if run is None:
+                    self.send_error(503, "no run yet")
+                    return
+                body = metrics_text(run, exporter.labels).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -88,15 +125,37 @@ class MetricsServer:
             def log_message(self, *args: object) -> None:  # keep the child's stderr clean
                 return
 
-        self.run = run
+        self.run: Run | None = None
+        self.labels: str | None = None
+        try:  # the socket's family follows the address; a name that resolves both ways gets IPv4
+            families = {info[0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+            family = socket.AF_INET if socket.AF_INET in families else families.pop()
+        except socket.gaierror as exc:
+            raise FootprintError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+        server_class = type("_Server", (_Server,), {"address_family": family})
         try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
+            self.server = server_class((host, port), Handler)
         except OSError as exc:
             raise FootprintError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
-        self.address = f"{host}:{self.server.server_address[1]}"
+        shown = f"[{host}]" if ":" in host else host
+        self.address = f"{shown}:{self.server.server_address[1]}"
+        if host in ALL_INTERFACES:
+            print(f"footprint: warning: metrics on {shown} are served on every network interface: anyone "
+                  "who reaches this host on that port can read them", file=sys.stderr)
         self.thread = threading.Thread(target=self.server.serve_forever, name="footprint-metrics", daemon=True)
         self.thread.start()
+        if run is not None:
+            self.serve(run)
 
-    def close(self) -> None:
+    def serve(self, run: Run) -> None:
+        self.labels = run_labels(run)
+        self.run = run
+
+    def close(self, linger_s: float = 0.0) -> None:
+        """Stop serving, after `linger_s` seconds of serving the final values (Ctrl-C cuts it short)."""
+        if linger_s > 0 and self.run is not None:
+            print(f"footprint: serving the final metrics for {linger_s:g} s more", file=sys.stderr, flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(linger_s)
         self.server.shutdown()
         self.server.server_close()

@@ -457,7 +457,8 @@ class track(contextlib.ContextDecorator):
             if self.sync_cuda is not None:
                 outer.sync_cuda = self.sync_cuda
             self.run = outer
-            self._span = outer.span(name)
+            # a rank joining a run another process owns (footprint run -- torchrun ...) says which rank it is
+            self._span = outer.span(distributed.span_name(name) if outer.attached else name)
             self._span.__enter__()
             _active.run = outer
             return outer
@@ -497,21 +498,12 @@ class track(contextlib.ContextDecorator):
         else:
             status, code = "failed", 1
         finish_run(run, status=status, exit_code=code)
+        if self._ident is not None:
+            distributed.finish_job(lambda: run.report().to_dict(), self._ident, failed=exc_type is not None,
+                                   summary=self.summary)
         if self._ident is not None and exc_type is None:
-            self._job_summary(run)
-        elif self.summary:
+            return
+        if self.summary:
             from .reports import render
 
             print(render(run.report(power=True), "console"), file=sys.stderr)
-
-    def _job_summary(self, run: Run) -> None:
-        """Gather every rank's totals on rank 0 (a collective: all ranks leave track() together) and
-        print one job-wide summary there."""
-        from .reports.job import job_report, render_job
-
-        gathered = distributed.gather_to_rank0(run.report().to_dict())
-        if gathered is None or not self.summary:
-            return
-        if len(gathered) == 1 and self._ident is not None and self._ident.rank != 0:
-            return  # no process group: rank 0 speaks for itself, others stay quiet
-        print(render_job(job_report([g for g in gathered if g])), file=sys.stderr)

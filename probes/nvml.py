@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 from .base import Availability, Device, PowerIntegrator, Probe, ProbeError, Reading
 
@@ -56,6 +57,37 @@ def visible_gpus(env: str | None, uuids: list[str]) -> list[int]:
         chosen.append(matches[0])
     # CUDA ignores repeats; so do we
     return list(dict.fromkeys(chosen))
+
+
+def _layout() -> tuple[list[int], int] | None:
+    """(NVML indices CUDA_VISIBLE_DEVICES selects, in CUDA order; GPUs on the machine), None without NVML."""
+    try:
+        nv = _nvml()
+        nv.nvmlInit()
+    except Exception:
+        return None
+    try:
+        count = int(nv.nvmlDeviceGetCount())
+        uuids = [_text(nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            nv.nvmlShutdown()
+    return visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), uuids), count
+
+
+def visible_layout() -> tuple[int, int] | None:
+    """(GPUs this process sees through CUDA_VISIBLE_DEVICES, GPUs on the machine); None without NVML."""
+    layout = _layout()
+    return None if layout is None else (len(layout[0]), layout[1])
+
+
+def cuda_ordinals_of(nvml_indices: list[int]) -> set[int]:
+    """The CUDA ordinals (cuda:N in this process) of NVML GPU indices; GPUs it cannot see are left out."""
+    layout = _layout()
+    visible = layout[0] if layout is not None else list(range(max(nvml_indices, default=-1) + 1))
+    return {visible.index(i) for i in nvml_indices if i in visible}
 
 
 class NvmlProbe(Probe):
@@ -121,6 +153,11 @@ class NvmlProbe(Probe):
         if indices is None:
             indices = visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), uuids)
             if self._ordinals is not None:
+                absent = [o for o in self._ordinals if not 0 <= o < len(indices)]
+                if absent:
+                    print(f"footprint: {', '.join(f'cuda:{o}' for o in absent)} not among the {len(indices)} "
+                          "GPU(s) this process sees: not measured here (a rank sharing a GPU leaves it to the "
+                          "lower rank; else set FOOTPRINT_GPUS)", file=sys.stderr)
                 indices = [indices[o] for o in self._ordinals if 0 <= o < len(indices)]
         for i in indices:
             h = handles[i]
