@@ -147,7 +147,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if only in (None, "merge"):
         m = sub.add_parser("merge", help="combine per-node DBs into one",
                            description="Copy every run of the given DBs into OUTPUT, e.g. the per-node files of a "
-                                       "distributed job; runs already in OUTPUT are skipped.", epilog=EPILOG)
+                                       "distributed job; runs already in OUTPUT are skipped, or brought up to date "
+                                       "if they have moved on since (merged while still recording).", epilog=EPILOG)
         m.add_argument("sources", nargs="+", metavar="DB", help="footprint DBs to read")
         m.add_argument("-o", "--output", required=True, help="the DB to write (created if missing)")
 
@@ -187,8 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "merge":
             from .merge import merge
 
-            copied, skipped = merge(args.sources, args.output)
+            copied, skipped, updated = merge(args.sources, args.output)
             print(f"footprint: merged {copied} run(s) into {args.output}"
+                  + (f" ({updated} brought up to date)" if updated else "")
                   + (f", skipped {skipped} already there" if skipped else ""), file=sys.stderr)
             return 0
         if args.command == "compare":

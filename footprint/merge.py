@@ -9,9 +9,10 @@ from footprint.core import dbfile
 from footprint.core.store import Store, connect
 
 
-def merge(sources: list[str], output: str) -> tuple[int, int]:
+def merge(sources: list[str], output: str) -> tuple[int, int, int]:
     """Copy every run of `sources` into `output` (created if needed). Runs already there (same host, pid,
-    start and name) are skipped, so merging twice never double-counts. Returns (copied, skipped)."""
+    start and name) are skipped, so merging twice never double-counts; a run that has moved on since it was
+    merged (it was still recording) is brought up to date. Returns (copied, skipped, updated)."""
     out_real = dbfile.resolve(output)
     try:
         out_st = os.stat(out_real)
@@ -27,11 +28,11 @@ def merge(sources: list[str], output: str) -> tuple[int, int]:
             raise FootprintError(f"{src} is both an input and the output")
         uris.append(uri)
     target = Store(output)
-    copied = skipped = 0
+    copied = skipped = updated = 0
     try:
         for uri in uris:  # read-only: merging never writes its inputs
-            c, k = target.merge_from(uri)
-            copied, skipped = copied + c, skipped + k
+            c, k, u = target.merge_from(uri)
+            copied, skipped, updated = copied + c, skipped + k, updated + u
     finally:
         target.close()
-    return copied, skipped
+    return copied, skipped, updated

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -582,3 +583,28 @@ def test_prometheus_recording_rules(tmp_path: Path):
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
     res = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, timeout=60)
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
+
+
+def test_merging_a_live_db_then_again_brings_the_run_up_to_date(tmp_path: Path, clean_env: dict[str, str]):
+    from footprint.common.fakeclock import FakeClock
+    from footprint.probes import FakeProbe
+    from footprint.run import finish_run, start_run
+
+    node, out = tmp_path / "node.db", tmp_path / "job.db"
+    clock = FakeClock()
+    run = start_run("live", db=str(node), probes=[FakeProbe({"gpu:0": 100.0}, clock=clock)], clock=clock)
+    clock.advance(2.5)  # two flushes have reached node.db; the run is still recording
+    first = run_cli(["merge", str(node), "-o", str(out)], clean_env)
+    assert first.returncode == 0 and "merged 1 run(s)" in first.stderr.decode()
+    clock.advance(1.5)
+    finish_run(run)
+    again = run_cli(["merge", str(node), "-o", str(out)], clean_env)
+    assert again.returncode == 0 and "(1 brought up to date)" in again.stderr.decode(), again.stderr.decode()
+    third = run_cli(["merge", str(node), "-o", str(out)], clean_env)
+    assert "skipped 1 already there" in third.stderr.decode()
+    data = json.loads(run_cli(["report", "--db", str(out), "--json", "last"], clean_env).stdout)
+    (merged,) = data["runs"]
+    assert merged["status"] == "completed" and merged["energy_j"]["gpu"] == pytest.approx(400.0, rel=1e-6)
+    with sqlite3.connect(out) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(*) FROM devices").fetchone()[0] == 1

@@ -369,19 +369,29 @@ class Store:
             )
             return cur.rowcount
 
-    def merge_from(self, source: str | os.PathLike[str]) -> tuple[int, int]:
-        """Copy every run of the footprint DB at `source` into this one, renumbering ids past what this one
-        holds. Runs already here (same host, pid, creation time and name) are skipped, so merging twice never
-        double-counts. Returns (copied, skipped)."""
+    def merge_from(self, source: str | os.PathLike[str]) -> tuple[int, int, int]:
+        """Copy every run of the footprint DB at `source` (a path, or a read-only URI) into this one, renumbering
+        ids past what this one holds. A run already here (same host, pid, creation time and name) is skipped if
+        its copy is as recent as the source's, and replaced if the source has moved on (it was merged while still
+        recording), so merging twice never double-counts and re-merging brings a run up to date.
+        Returns (copied, skipped, updated); `copied` includes the updated ones."""
         conn = self.conn
+        same = ("m.host IS s.host AND m.pid IS s.pid AND m.created_at = s.created_at AND m.name = s.name")
+        current = ("m.status IS s.status AND m.heartbeat_at IS s.heartbeat_at AND m.ended_at IS s.ended_at "
+                   "AND m.exit_code IS s.exit_code")
         with self.lock:
             conn.execute("ATTACH DATABASE ? AS src", (os.fspath(source),))
             try:
                 with transaction(conn):
-                    same = ("EXISTS (SELECT 1 FROM main.runs m WHERE m.host IS s.host AND m.pid IS s.pid "
-                            "AND m.created_at = s.created_at AND m.name = s.name)")
-                    skipped = int(conn.execute(f"SELECT COUNT(*) FROM src.runs s WHERE {same}").fetchone()[0])
-                    conn.execute(f"CREATE TEMP TABLE keep AS SELECT id FROM src.runs s WHERE NOT {same}")
+                    skipped = int(conn.execute(
+                        f"SELECT COUNT(*) FROM src.runs s WHERE EXISTS (SELECT 1 FROM main.runs m WHERE {same} "
+                        f"AND {current})").fetchone()[0])
+                    stale = [int(r[0]) for r in conn.execute(
+                        f"SELECT m.id FROM main.runs m JOIN src.runs s ON {same} WHERE NOT ({current})")]
+                    for run_id in stale:  # an older copy of a run that has moved on: the source's replaces it
+                        self._delete_run(run_id)
+                    conn.execute(f"CREATE TEMP TABLE keep AS SELECT id FROM src.runs s WHERE NOT EXISTS "
+                                 f"(SELECT 1 FROM main.runs m WHERE {same})")
                     offsets = {t: conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM main.{t}").fetchone()[0]
                                for t in ("runs", "devices", "spans", "tokens", "events")}
                     for table, shifts in SHIFTS.items():
@@ -406,7 +416,15 @@ class Store:
                     conn.execute("DROP TABLE temp.keep")
             finally:
                 conn.execute("DETACH DATABASE src")
-        return copied, skipped
+        return copied, skipped, len(stale)
+
+    def _delete_run(self, run_id: int) -> None:
+        """Remove a run and everything that hangs off it (inside the caller's transaction)."""
+        c = self.conn
+        c.execute("DELETE FROM samples WHERE device_id IN (SELECT id FROM devices WHERE run_id = ?)", (run_id,))
+        for table in ("events", "tokens", "spans", "devices"):
+            c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
     # -- reads ----------------------------------------------------------------------------------
 
