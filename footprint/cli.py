@@ -288,9 +288,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _report_job(store: Any, args: argparse.Namespace) -> int:
+    from footprint.core.job import job_report
     from footprint.core.model import load_report
 
-    from .reports.job import job_report, render_job
+    from .reports.job import render_job
 
     job = args.job
     if not job:

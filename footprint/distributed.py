@@ -333,7 +333,8 @@ def _finish_job(report: Callable[[], dict[str, Any]], ident: Identity, *, failed
     gathered, missing = gather_to_rank0(payload, ident, wait=not failed)
     if ident.rank != 0 or not summary:
         return
-    from .reports.job import job_report, render_job
+    from .core.job import job_report
+    from .reports.job import render_job
 
     job = job_report(gathered, ident.job_id)
     for r in gathered:

@@ -586,8 +586,9 @@ def test_prometheus_recording_rules(tmp_path: Path):
 
 
 def test_merging_a_live_db_then_again_brings_the_run_up_to_date(tmp_path: Path, clean_env: dict[str, str]):
-    from footprint.common.fakeclock import FakeClock
     from footprint.probes import FakeProbe
+
+    from footprint.common.fakeclock import FakeClock
     from footprint.run import finish_run, start_run
 
     node, out = tmp_path / "node.db", tmp_path / "job.db"

@@ -92,7 +92,9 @@ def test_html_report_is_self_contained():
 
 
 def test_compare_and_job_views_render_the_canned_runs():
-    from footprint.reports.job import job_report, render_job
+    from footprint.reports.job import render_job
+
+    from footprint.core.job import job_report
 
     store = Store(":memory:")
     first, _ = record(store)
