@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# tests run in parallel processes: most of their time is spent waiting on subprocesses, not on the CPU
+TEST_WORKERS ?= 3
 
 .PHONY: demo test lint typecheck promtool clean
 
@@ -20,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP) promtool
 	$(BIN)/ruff check footprint probes reports tests examples tools bench
 	$(BIN)/python tools/typecheck.py
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check footprint probes reports tests examples tools bench
