@@ -73,7 +73,7 @@ def _economics_options(p: argparse.ArgumentParser, *, at_report: bool = False) -
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from footprint.core.model import Settings
+    from footprint.core.settings import Settings
 
     return Settings(country=args.country, region=args.region, carbon_intensity=args.carbon_intensity, pue=args.pue,
                     price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency)

@@ -16,7 +16,7 @@ from footprint.common.record import FrozenRecord
 from footprint.core import carbon
 from footprint.core.costs import resolve_costs
 from footprint.core.sampler import DEFAULT_INTERVAL_S, Sampler
-from footprint.core.settings import Resolver
+from footprint.core.settings import Resolver, Settings
 from footprint.core.store import ENV_DB, Store, default_db_path
 
 from . import cuda, distributed
@@ -349,31 +349,28 @@ def inherited_wake_fd(token: str | None) -> int | None:
 
 class RunOptions(FrozenRecord):
     """What `track()` passes to `start_run` when it starts a run: never changed after construction, so one
-    decorator's calls can share it."""
+    decorator's calls can share it. The economics settings are the read model's `Settings` record."""
 
-    __slots__ = ("db", "interval", "country", "region", "carbon_intensity", "pue", "price_kwh", "price_hour",
-                 "currency", "baseline", "probes", "clock")
+    __slots__ = ("db", "interval", "baseline", "probes", "clock", "settings")
 
-    def __init__(self, db: str | None = None, interval: float = DEFAULT_INTERVAL_S, country: str | None = None,
-                 region: str | None = None, carbon_intensity: float | None = None, pue: float | None = None,
-                 price_kwh: float | None = None, price_hour: float | None = None, currency: str | None = None,
-                 baseline: float | None = None, probes: tuple[Probe, ...] | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(self, db: str | None = None, interval: float = DEFAULT_INTERVAL_S, baseline: float | None = None,
+                 probes: tuple[Probe, ...] | None = None, clock: Clock | None = None,
+                 settings: Settings | None = None) -> None:
         self.db = db
         self.interval = interval
-        self.country = country
-        self.region = region
-        self.carbon_intensity = carbon_intensity
-        self.pue = pue
-        self.price_kwh = price_kwh
-        self.price_hour = price_hour
-        self.currency = currency
         self.baseline = baseline
         self.probes = probes
         self.clock = clock
+        self.settings = settings if settings is not None else Settings()
 
     def __hash__(self) -> int:
         return id(self)  # probes and clocks are not hashable values; identity is what matters here
+
+    def start_kwargs(self) -> dict[str, Any]:
+        """start_run's keyword arguments."""
+        return {"db": self.db, "interval": self.interval, "baseline": self.baseline,
+                "probes": list(self.probes) if self.probes is not None else None, "clock": self.clock,
+                **self.settings.to_dict()}
 
 
 class track(contextlib.ContextDecorator):
@@ -398,10 +395,11 @@ class track(contextlib.ContextDecorator):
         self.name = name
         self.summary = summary
         self.sync_cuda = sync_cuda
-        self.options = RunOptions(db=db, interval=interval, country=country, region=region,
-                                  carbon_intensity=carbon_intensity, pue=pue, price_kwh=price_kwh,
-                                  price_hour=price_hour, currency=currency, baseline=baseline,
-                                  probes=tuple(probes) if probes is not None else None, clock=clock)
+        self.options = RunOptions(db=db, interval=interval, baseline=baseline,
+                                  probes=tuple(probes) if probes is not None else None, clock=clock,
+                                  settings=Settings(country=country, region=region, carbon_intensity=carbon_intensity,
+                                                    pue=pue, price_kwh=price_kwh, price_hour=price_hour,
+                                                    currency=currency))
         self.run: Run | None = None
         self._span: contextlib.AbstractContextManager[Run] | None = None
         self._owner = False
@@ -462,9 +460,7 @@ class track(contextlib.ContextDecorator):
             self._span.__enter__()
             _active.run = outer
             return outer
-        options: dict[str, Any] = self.options.to_dict()
-        options["probes"] = list(self.options.probes) if self.options.probes is not None else None
-        options["clock"] = self.options.clock
+        options = self.options.start_kwargs()
         self._ident = distributed.identity()
         if self._ident is not None:
             # one run per rank: its own GPU(s), CPU and RAM on local rank 0 only, one DB per node

@@ -47,19 +47,6 @@ def test_sixteen_processes_create_one_new_db_at_once(tmp_path: Path):
         assert names == sorted(f"w{i}" for i in range(16))
 
 
-def test_sixteen_concurrent_writers_on_a_new_file(clean_env: dict[str, str]):
-    procs = [subprocess.Popen(footprint_cmd() + ["run", "--no-summary", "--interval", "0.05", "--name", f"w{i}",
-                                                 "--", PY, "-c", "import time; time.sleep(1.5)"],
-                              env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(16)]
-    for p in procs:
-        _, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err.decode()
-        assert b"locked" not in err
-    runs = report_json(clean_env, *[str(i) for i in range(1, 17)])["runs"]
-    assert sorted(r["name"] for r in runs) == sorted(f"w{i}" for i in range(16))
-    assert all(r["status"] == "completed" and r["energy_j"]["total"] is not None for r in runs)
-
-
 # -- path safety (writers) ------------------------------------------------------------------------------------
 
 NOBODY = 65534

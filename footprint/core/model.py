@@ -7,6 +7,7 @@ import time
 
 from footprint.common import units
 from footprint.common.record import Record
+from footprint.core.settings import Settings
 from footprint.core.store import Store
 
 TYPE_CHECKING = False  # typing and dataclasses would cost start-up time: reports are built at every stop
@@ -69,23 +70,6 @@ class Cost(Record):
         self.currency = currency
         self.price_kwh = price_kwh
         self.price_hour = price_hour
-
-
-class Settings(Record):
-    """Report-time overrides of what the run recorded (None: keep the recorded value)."""
-
-    __slots__ = ("country", "region", "carbon_intensity", "pue", "price_kwh", "price_hour", "currency")
-
-    def __init__(self, country: str | None = None, region: str | None = None, carbon_intensity: float | None = None,
-                 pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
-                 currency: str | None = None) -> None:
-        self.country = country
-        self.region = region
-        self.carbon_intensity = carbon_intensity
-        self.pue = pue
-        self.price_kwh = price_kwh
-        self.price_hour = price_hour
-        self.currency = currency
 
 
 class SpanReport(Record):

@@ -120,6 +120,23 @@ def load_config() -> tuple[dict[str, Any], str | None]:
     return out, str(path)
 
 
+class Settings(FrozenRecord):
+    """Report-time overrides of what the run recorded (None: keep the recorded value)."""
+
+    __slots__ = ("country", "region", "carbon_intensity", "pue", "price_kwh", "price_hour", "currency")
+
+    def __init__(self, country: str | None = None, region: str | None = None, carbon_intensity: float | None = None,
+                 pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
+                 currency: str | None = None) -> None:
+        self.country = country
+        self.region = region
+        self.carbon_intensity = carbon_intensity
+        self.pue = pue
+        self.price_kwh = price_kwh
+        self.price_hour = price_hour
+        self.currency = currency
+
+
 class Resolved(FrozenRecord):
     """A setting's value and its origin: FLAG, ENV (then `where` is the variable) or CONFIG (the file)."""
 
