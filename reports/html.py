@@ -283,12 +283,24 @@ class HtmlRenderer(Renderer):
                 ("CO2e", fmt_g(run.co2e_g))]
         if run.cost is not None:
             kpis.append(("cost", fmt_money(run.cost.total, run.cost.currency)))
-        if run.j_per_token is not None:
+        # the headline per-token figure is the console's: per generated token where any were counted (the
+        # whole run's energy over them), else over all tokens
+        if run.j_per_generated_token is not None:
+            kpis.append(("J per generated token", f"{run.j_per_generated_token:.4g}"))
+        elif run.j_per_token is not None:
             kpis.append(("J/token", f"{run.j_per_token:.4g}"))
         if run.economics.tokens_per_s is not None:
             kpis.append(("tokens/s", f"{run.economics.tokens_per_s:,.1f}"))
         out = [f"<h1>Run {run.id} · {_e(run.name)} · {_e(run.status)}</h1><p>started {when}</p>",
                "".join(f"<span class=kpi>{_e(k)}<b>{_e(v)}</b></span>" for k, v in kpis)]
+        if run.tokens is not None:
+            kinds = ", ".join(f"{n:,} {k}" for k, n in run.tokens_by_kind.items())
+            line = f"tokens {run.tokens:,}" + (f" ({kinds})" if kinds else "")
+            if run.j_per_token is not None:
+                line += f" · {run.j_per_token:.4g} J/token over all of them"
+            if run.j_per_generated_token is not None:
+                line += f" · per generated token: {run.j_per_generated_token:.4g} J (whole run's energy)"
+            out.append(f"<p>{_e(line)}</p>")
         out.append("<h2>Where the energy went</h2><table><tr><th>device</th><th>name</th><th>energy</th>"
                    "<th>source</th></tr>")
         for d in run.devices:
@@ -313,7 +325,7 @@ class HtmlRenderer(Renderer):
                     f"<tr><td>{_e(span_path(s, by_id))}{flag}</td><td class=n>{fmt_s(s.duration_s)}</td>"
                     f"<td class=n>{fmt_j(s.energy_j['total'])}</td><td class=n>{fmt_g(s.co2e_g)}</td>"
                     f"<td class=n>{_e(s.tokens if s.tokens is not None else '–')}</td>"
-                    f"<td class=n>{_e(f'{s.j_per_token:.4g}' if s.j_per_token is not None else '–')}</td>"
+                    f"<td class=n>{_e(self._span_jpt(s))}</td>"
                     f"<td class=n>{_e(f'{s.economics.tokens_per_s:,.1f}' if s.economics.tokens_per_s else '–')}"
                     "</td></tr>")
             out.append("</table>")
@@ -321,6 +333,12 @@ class HtmlRenderer(Renderer):
             out.append("<h2>Notes</h2><ul>" + "".join(f"<li class=warn>{_e(w)}</li>" for w in run.warnings)
                        + "</ul>")
         return "".join(out)
+
+    @staticmethod
+    def _span_jpt(s: SpanReport) -> str:
+        if s.j_per_token is None:
+            return "–"
+        return f"{s.j_per_token:.4g}" if s.reliable else "unreliable"  # as the console: no figure then
 
 
 RENDERERS = (HtmlRenderer,)

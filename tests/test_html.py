@@ -1,5 +1,6 @@
 """The HTML report's charts, read back from the SVG it inlines: the power chart covers the whole run (also a
-0.6 s one with only two reads per device), and span labels overlap nothing."""
+0.6 s one with only two reads per device), span labels overlap nothing, and the headline per-token figure is
+the console's."""
 
 from __future__ import annotations
 
@@ -208,3 +209,33 @@ def test_every_span_is_labelled_when_there_is_room(tmp_path: Path):
     for b in boxes:  # a child lies below its parent
         if b.span.parent is not None:
             assert rows[b.span.id] > rows[b.span.parent]
+
+
+def _kpi(page: str, label: str) -> str | None:
+    m = re.search(rf"<span class=kpi>{re.escape(label)}<b>(.*?)</b>", page)
+    return m.group(1) if m else None
+
+
+def test_headline_per_token_figure_is_the_consoles(tmp_path: Path):
+    rep = canned_report()
+    console = render(rep, "console")
+    m = re.search(r"per generated token: (\S+) J", console)
+    assert m is not None
+    page = render(rep, "html")
+    assert _kpi(page, "J per generated token") == m.group(1)
+    assert rep.j_per_generated_token is not None and float(m.group(1)) == pytest.approx(
+        rep.j_per_generated_token, rel=1e-3)
+    assert _kpi(page, "J/token") is None  # no second headline figure over all tokens to mistake for it
+
+
+def test_headline_without_generated_tokens_is_per_token(tmp_path: Path):
+    clock = FakeClock()
+    run = start_run("plain", db=str(tmp_path / "p.db"), probes=[FakeProbe({"gpu:0": 100.0}, clock=clock)],
+                    interval=0.5, clock=clock)  # type: ignore[arg-type]
+    with run.span("step", tokens=400):
+        clock.advance(2.0)
+    finish_run(run)
+    rep = load_run(Store(tmp_path / "p.db"), run.id)
+    m = re.search(r"· (\S+) J/token", render(rep, "console"))
+    assert m is not None and "per generated token" not in render(rep, "console")
+    assert _kpi(render(rep, "html"), "J/token") == m.group(1) == "0.5"
