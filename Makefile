@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test lint typecheck clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/footprint run -- $(BIN)/python examples/busy_loop.py
 
-test: $(STAMP)
+# The HTML report's browser test needs chromium: installed from Debian's archive when missing and apt-get
+# can be used (as root, as in CI); elsewhere that test is skipped.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	       && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium not installed: the headless-browser test will be skipped"
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check footprint probes reports tests examples tools bench
 	$(BIN)/python tools/typecheck.py
 	$(BIN)/python -m pytest -q
