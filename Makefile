@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # tests run in parallel processes: most of their time is spent waiting on subprocesses, not on the CPU
 TEST_WORKERS ?= 3
 
-.PHONY: demo test lint typecheck promtool clean
+.PHONY: demo test lint typecheck promtool chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/footprint run -- $(BIN)/python examples/busy_loop.py
 
-test: $(STAMP) promtool
+# The HTML report's browser test needs chromium: installed from Debian's archive when missing and apt-get
+# can be used (as root, as in CI); elsewhere that test is skipped.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	       && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium not installed: the headless-browser test will be skipped"
+
+test: $(STAMP) promtool chromium
 	$(BIN)/ruff check footprint probes reports tests examples tools bench
 	$(BIN)/python tools/typecheck.py
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)

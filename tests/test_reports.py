@@ -245,27 +245,53 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--enable-logging=stderr", "--v=0"]
+
+
+def _browse(page: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    chromium = _chromium()
+    assert chromium is not None
+    profile = tmp / f"profile-{page.stem}-{len(list(tmp.iterdir()))}"
+    return subprocess.run([chromium, *BROWSER_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
+                          capture_output=True, timeout=120)
+
+
 @pytest.mark.skipif(_chromium() is None, reason="no chromium here (Debian package 'chromium')")
 def test_html_renders_in_headless_browser(tmp_path: Path, clean_env: dict[str, str]):
+    """The report of a fake run with spans, of a 0.6 s run with only two reads per device, and of the canned
+    run: each loads with no console message, and its screenshot is not blank and shows coloured charts."""
+    import numpy as np
+    from footprint.reports import render
+    from PIL import Image
+
+    from tests.canned import canned_report
+    from tests.test_html import short_run
+
     db = tmp_path / "b.db"
     fake_run(db, "browser", 150.0, 200)
     env = dict(clean_env, FOOTPRINT_DB=str(db))
-    page = tmp_path / "r.html"
-    assert run_cli(["report", "-o", str(page)], env).returncode == 0
-    shot = tmp_path / "shot.png"
-    chromium = _chromium()
-    assert chromium is not None
-    res = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                          "--disable-component-update", "--disable-sync", "--no-first-run",
-                          f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
-                          page.as_uri()], capture_output=True, timeout=120)
-    assert res.returncode == 0, res.stderr.decode()[-2000:]
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a page with charts, not a blank one
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                          f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", page.as_uri()],
-                         capture_output=True, timeout=120)
-    assert b"Power over time" in dom.stdout and dom.stdout.count(b"<svg") == 2
+    pages = {"spans": tmp_path / "r.html", "short": tmp_path / "short.html", "canned": tmp_path / "canned.html"}
+    assert run_cli(["report", "-o", str(pages["spans"])], env).returncode == 0
+    pages["short"].write_text(render(short_run(tmp_path / "s.db"), "html"))
+    pages["canned"].write_text(render(canned_report(), "html"))
+    for name, page in pages.items():
+        shot = tmp_path / f"{name}.png"
+        res = _browse(page, tmp_path, f"--screenshot={shot}", "--window-size=1200,1600")
+        assert res.returncode == 0, res.stderr.decode()[-2000:]
+        log = res.stderr.decode(errors="replace")
+        assert ":CONSOLE" not in log, f"{name}: the page logged to its console:\n{log[-2000:]}"
+        data = shot.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a page with charts, not a blank one
+        px = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+        inked = int((px.min(axis=2) < 200).sum())
+        coloured = int((px.max(axis=2) - px.min(axis=2) > 80).sum())  # curves, bars, bands
+        assert inked > 0.01 * px.shape[0] * px.shape[1], f"{name}: the screenshot is nearly blank"
+        assert coloured > 2000, f"{name}: no coloured chart in the screenshot"
+        dom = _browse(page, tmp_path, "--dump-dom")
+        assert b"Power over time" in dom.stdout and dom.stdout.count(b"<svg") == 2
+        assert ":CONSOLE" not in dom.stderr.decode(errors="replace")
 
 
 # -- live view ------------------------------------------------------------------------------
