@@ -13,6 +13,7 @@ import os
 import sys
 
 from footprint.common.record import FrozenRecord
+from footprint.core.store import ENV_DB
 
 TYPE_CHECKING = False  # typing itself costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:
@@ -229,7 +230,7 @@ def default_db(ident: Identity, env: Mapping[str, str] | None = None) -> str:
     """One SQLite file per node (never one file shared over a network file system). `{node}` in
     FOOTPRINT_DB is replaced by the node's name, so one setting serves every node."""
     env = os.environ if env is None else env
-    given = env.get("FOOTPRINT_DB")
+    given = env.get(ENV_DB)
     if given:
         return given.replace("{node}", ident.node)
     return f"footprint-{ident.node}.db"
