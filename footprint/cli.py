@@ -279,8 +279,34 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = renderer_for(args.output).render(report)
     else:
         text = render(report, "console", color=sys.stdout.isatty())
+    if args.format == "emissions-csv" and args.output:
+        _write_emissions(text, args.output)
+        return 0
     _write(text, args.output)
     return 0
+
+
+def _write_emissions(text: str, output: str) -> None:
+    """Append to an emissions.csv that CodeCarbon (or footprint) wrote, as CodeCarbon's own file output does."""
+    from .reports.csv import append_emissions
+
+    try:
+        with open(output, encoding="utf-8", newline="") as fh:
+            existing = fh.read()
+    except FileNotFoundError:
+        existing = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FootprintError(f"cannot read {output}: {getattr(exc, 'strerror', None) or exc}") from None
+    rows = append_emissions(existing, text) if existing else None
+    if rows is None:
+        _write(text, output)
+        return
+    try:
+        with open(output, "a", encoding="utf-8", newline="") as fh:
+            fh.write(rows)
+    except OSError as exc:
+        raise FootprintError(f"cannot write {output}: {exc.strerror}") from None
+    print(f"footprint: appended {rows.count(chr(10)) - rows.startswith(chr(10))} run(s) to {output}", file=sys.stderr)
 
 
 def _report_job(store: Any, args: argparse.Namespace) -> int:

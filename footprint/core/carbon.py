@@ -45,6 +45,12 @@ def _countries() -> dict[str, list[Any]]:
     return found or {}
 
 
+def country_name(iso3: str) -> str | None:
+    """The country's name in CodeCarbon's table (FRA -> France), or None."""
+    row = _countries().get(iso3.strip().upper())
+    return str(row[1]) if row else None
+
+
 def world_average() -> float:
     found = table("world_average")[0]
     return float(found) if isinstance(found, (int, float)) else WORLD_AVERAGE_G_PER_KWH
