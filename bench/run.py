@@ -29,6 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ADAPTERS = ROOT / "bench" / "adapters"
+sys.path.insert(0, str(ROOT / "bench"))
 VENVS = ROOT / "bench" / ".venvs"
 sys.path.insert(0, str(ROOT))
 
@@ -387,6 +388,10 @@ def md(results: dict[str, Any]) -> str:
             lines.append(f"| {tool} | {row['interval_s']:g} s | {fmt(row['gpu']['error_percent'], '+.2f')} | "
                          f"{fmt(row['cpu']['error_percent'], '+.2f')} |")
         lines.append("")
+    if "install_size" in r:
+        from install_size import md as install_md
+
+        lines += install_md(r["install_size"])
     lines += ["## Targets", ""] + [f"- {t}" for t in targets(r)] + [""]
     lines += ["## What each peer could not measure", ""] + [f"- {n}" for n in r["notes"]] + [""]
     return "\n".join(lines)
@@ -443,6 +448,12 @@ def targets(r: dict[str, Any]) -> list[str]:
                      "can take from the work" if idle is not None else "")
             out.append(f"{kind} workload slowdown < 0.5 %: met within noise, not resolved to 0.5 % by timing "
                        f"on this machine ({figure}{ctl}{bound})")
+    if "install_size" in r:
+        size = r["install_size"][0]
+        heavy = sorted(n for n in size["dists"] if n.lower() in ("pandas", "numpy"))
+        out.append(f"default install ≤ 30 MB, no pandas or numpy: {verdict(size['total_bytes'] <= 30e6 and not heavy)} "
+                   f"({size['total_bytes'] / 1e6:.1f} MB in {size['packages']} packages"
+                   + (f"; has {', '.join(heavy)}" if heavy else "") + ")")
     st = r["store"]
     out.append(f"≥ 200k samples/s written: {verdict(st['write_samples_per_s'] >= 200_000)} "
                f"({st['write_samples_per_s']:,.0f}/s)")
@@ -512,6 +523,10 @@ def main() -> int:
         finally:
             if ctx is not None:
                 ctx.__exit__(None, None, None)
+    if not args.quick:  # a fresh venv and pip install: tens of seconds
+        from install_size import measure
+
+        results["install_size"] = [measure(None), measure("codecarbon")]
     results["notes"] = NOTES + log
     Path(args.out).write_text(md(results))
     if args.json:

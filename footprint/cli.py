@@ -129,6 +129,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         rep.add_argument("--format", help=f"renderer by name: {', '.join(renderer_names())}")
         rep.add_argument("-o", "--output", help="write to this file; the renderer follows its extension")
         rep.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
+        rep.add_argument("--datasette-metadata", action="store_true",
+                         help="print datasette's metadata.json for the DB (descriptions and units of every table, "
+                              "view and column): datasette footprint.db -m metadata.json")
         rep.add_argument("--job", nargs="?", const="", metavar="JOB_ID",
                          help="one job-wide view of a distributed job's runs (default: the last run's job)")
         _economics_options(rep, at_report=True)
@@ -266,6 +269,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .reports import render, renderer_for
 
     store = Store(args.db or default_db_path(), create=False, readonly=True)
+    if args.datasette_metadata:
+        import json
+
+        from footprint.core.dbdocs import datasette_metadata
+
+        name = os.path.splitext(os.path.basename(store.path))[0]
+        _write(json.dumps(datasette_metadata(name, store.columns()), indent=2) + "\n", args.output)
+        return 0
     if args.job is not None:
         return _report_job(store, args)
     ids = [store.resolve_run(ref) for ref in (args.runs or ["last"])]
@@ -283,8 +294,34 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = renderer_for(args.output).render(report)
     else:
         text = render(report, "console", color=sys.stdout.isatty())
+    if args.format == "emissions-csv" and args.output:
+        _write_emissions(text, args.output)
+        return 0
     _write(text, args.output)
     return 0
+
+
+def _write_emissions(text: str, output: str) -> None:
+    """Append to an emissions.csv that CodeCarbon (or footprint) wrote, as CodeCarbon's own file output does."""
+    from .reports.csv import append_emissions
+
+    try:
+        with open(output, encoding="utf-8", newline="") as fh:
+            existing = fh.read()
+    except FileNotFoundError:
+        existing = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FootprintError(f"cannot read {output}: {getattr(exc, 'strerror', None) or exc}") from None
+    rows = append_emissions(existing, text) if existing else None
+    if rows is None:
+        _write(text, output)
+        return
+    try:
+        with open(output, "a", encoding="utf-8", newline="") as fh:
+            fh.write(rows)
+    except OSError as exc:
+        raise FootprintError(f"cannot write {output}: {exc.strerror}") from None
+    print(f"footprint: appended {rows.count(chr(10)) - rows.startswith(chr(10))} run(s) to {output}", file=sys.stderr)
 
 
 def _report_job(store: Any, args: argparse.Namespace) -> int:

@@ -199,6 +199,14 @@ class Run:
         return self.report().duration_s
 
 
+def _ram_gb() -> float | None:
+    """Installed memory in GiB (what CodeCarbon writes as ram_total_size, in "GB"), from sysconf: no import."""
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 3)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INTERVAL_S,
               country: str | None = None, carbon_intensity: float | None = None, region: str | None = None,
               pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
@@ -227,7 +235,7 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
         except ProbeError as exc:
             print(f"footprint: {probe.name} probe skipped: {exc}", file=sys.stderr)
     meta = {"os": f"{u.sysname}-{u.release}-{u.machine}", "python": sys.version.split()[0],
-            "cpu_count": os.cpu_count(), **(meta or {})}
+            "cpu_count": os.cpu_count(), "ram_total_gb": _ram_gb(), **(meta or {})}
     run_id = store.create_run(name, created_at=clock.now(), host=host, pid=os.getpid(), command=command,
                               interval_s=interval_s, country=intensity.country,
                               carbon_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 
-from footprint.common.data import find_data_file
+from footprint.common.data import stamp as table_stamp
+from footprint.common.data import table
 
 from .base import Device, PowerIntegrator, Probe, ProbeError, Reading
 
@@ -30,21 +30,10 @@ def _norm(name: str) -> str:
     return " ".join(name.lower().split())
 
 
-@lru_cache(maxsize=1)
 def _tdp_table() -> tuple[dict[str, float], str]:
-    path = find_data_file("cpu_power.csv")
-    if path is None:
-        return {}, ""
-    table: dict[str, float] = {}
-    # "Name,TDP" rows; plain string splitting, as the csv module costs start-up time here
-    for line in path.read_text(encoding="utf-8", errors="replace").lower().splitlines()[1:]:
-        name, _, tdp = line.rpartition(",")
-        try:
-            # the table's names are already plain ("intel xeon gold 6148"): lower-casing is enough
-            table[" ".join(name.strip('"').split())] = float(tdp)
-        except ValueError:
-            continue
-    return table, str(path)
+    """CodeCarbon's cpu_power.csv as {lower-cased name: TDP W}, and where it was read from."""
+    found, where = table("cpu_tdp")
+    return (found or {}), where
 
 
 def _cache_file() -> Path:
@@ -57,8 +46,7 @@ def lookup_tdp(model: str) -> tuple[float, str]:
     5,000-row table is read once per machine, not at every start (it costs ~10 ms)."""
     import json
 
-    table_file = find_data_file("cpu_power.csv")
-    stamp = f"{table_file}:{table_file.stat().st_mtime_ns}" if table_file else "none"
+    stamp = table_stamp("cpu_tdp")
     cache = _cache_file()
     try:
         cached = json.loads(cache.read_text())
@@ -78,17 +66,17 @@ def lookup_tdp(model: str) -> tuple[float, str]:
 
 
 def _lookup_tdp(model: str) -> tuple[float, str]:
-    table, path = _tdp_table()
+    tdps, _ = _tdp_table()
     key = _norm(model)
-    if key and key in table:
-        return table[key], f"CodeCarbon cpu_power.csv entry '{key}'"
+    if key and key in tdps:
+        return tdps[key], f"CodeCarbon cpu_power.csv entry '{key}'"
     # the table often omits the vendor prefix or suffixes; accept a unique entry contained in the name
     if key:
         padded = f" {key} "
-        hits = [k for k in table if len(k) > 4 and f" {k} " in padded]  # whole words, no regex per entry
+        hits = [k for k in tdps if len(k) > 4 and f" {k} " in padded]  # whole words, no regex per entry
         if len(hits) == 1:
-            return table[hits[0]], f"CodeCarbon cpu_power.csv entry '{hits[0]}'"
-    why = "not in CodeCarbon's CPU table" if table else "CodeCarbon's CPU table not found"
+            return tdps[hits[0]], f"CodeCarbon cpu_power.csv entry '{hits[0]}'"
+    why = "not in CodeCarbon's CPU table" if tdps else "CodeCarbon's CPU table not found"
     return DEFAULT_TDP_W, f"assumed {DEFAULT_TDP_W:g} W: '{model}' {why}"
 
 

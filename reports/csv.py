@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -108,40 +109,99 @@ EMISSIONS_COLUMNS = [
 ]
 
 
-def _kwh(j: float | None) -> float | None:
-    return units.j_to_kwh(j) if j is not None else None
+def _kwh(j: float | None) -> float:
+    return units.j_to_kwh(j) if j is not None else 0.0
 
 
-def _watts(j: float | None, s: float | None) -> float | None:
-    return j / s if j is not None and s else None
+def _watts(j: float | None, s: float | None) -> float:
+    return j / s if j is not None and s else 0.0
+
+
+# CodeCarbon's experiment_id when none is configured (its emissions_tracker default)
+CODECARBON_DEFAULT_EXPERIMENT = "5b0fa12a-3dd7-45bb-9766-cc326314d9f1"
+# the namespace of footprint's run and job UUIDs (uuid5)
+UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://pypi.org/project/footprint-profiler/")
+# the country code and name written for a run whose intensity is the world average (no country known)
+WORLD = ("WLD", "World")
+
+
+def run_uuid(r: RunReport) -> str:
+    """A UUID for the run, the same at every export: uuid5 of its host, id and creation time."""
+    return str(uuid.uuid5(UUID_NAMESPACE, f"run:{r.host}:{r.id}:{r.created_at!r}"))
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return f"footprint-profiler {metadata.version('footprint-profiler')}"
+    except metadata.PackageNotFoundError:
+        return "footprint-profiler"
+
+
+def _local_stamp(t: float | None) -> str:
+    """CodeCarbon's timestamp: local time, to the second, no zone (datetime.now().strftime("%Y-%m-%dT%H:%M:%S"))."""
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%dT%H:%M:%S") if t is not None else ""
 
 
 def emissions_row(r: RunReport) -> list[Any]:
-    """A CodeCarbon-compatible row: energies in kWh, emissions in kg, power in W. Fields CodeCarbon
-    fills from its own probes that footprint does not track are left empty rather than invented."""
+    """A CodeCarbon-compatible row: energies in kWh, emissions in kg, power in W (means over the run).
+
+    Every cell CodeCarbon always fills is filled, with CodeCarbon's own value for "not measured" where
+    footprint has none: 0 for the energies and powers of absent devices, water and WUE, and the utilisation
+    columns (footprint records energy, not utilisation); its default experiment id unless the run belongs to a
+    distributed job (then a UUID of the job id). Without a country the world average was used: the country is
+    "WLD", "World". Longitude, latitude and region stay empty, as in CodeCarbon's offline rows."""
+    from footprint.core.carbon import country_name
+
     gpus = [d for d in r.devices if d.kind == "gpu"]
     cpus = [d for d in r.devices if d.kind == "cpu"]
     provider, _, cloud_region = (r.region or "").partition(":")
+    iso3, name = (r.country, country_name(r.country) or r.country) if r.country else WORLD
+    co2_kg = r.co2e_g / 1000 if r.co2e_g is not None else 0.0
+    experiment = str(uuid.uuid5(UUID_NAMESPACE, f"job:{r.job_id}")) if r.job_id else CODECARBON_DEFAULT_EXPERIMENT
+    ram_gb = r.meta.get("ram_total_gb")
     return [
-        _iso(r.ended_at or r.started_at), r.name, r.id, None, r.duration_s,
-        r.co2e_g / 1000 if r.co2e_g is not None else None,
-        (r.co2e_g / 1000 / r.duration_s) if r.co2e_g is not None and r.duration_s else None,
+        _local_stamp(r.ended_at or r.started_at), r.name, run_uuid(r), experiment, r.duration_s or 0.0, co2_kg,
+        co2_kg / r.duration_s if r.duration_s else 0.0,
         _watts(r.energy_j["cpu"], r.duration_s), _watts(r.energy_j["gpu"], r.duration_s),
         _watts(r.energy_j["ram"], r.duration_s), _kwh(r.energy_j["cpu"]), _kwh(r.energy_j["gpu"]),
-        _kwh(r.energy_j["ram"]), _kwh(r.energy_j["total"]), None, None, r.country, None, provider or None,
-        cloud_region or None, r.meta.get("os"), r.meta.get("python"), None, r.meta.get("cpu_count"),
-        cpus[0].name if cpus else None, len(gpus) or None, gpus[0].name if gpus else None, None, None,
-        None, "machine", None, None, None, None, "Y" if r.region else "N", r.pue, None,
+        _kwh(r.energy_j["ram"]), _kwh(r.energy_j["total"]), 0.0, name, iso3, None, provider or None,
+        cloud_region or None, r.meta.get("os") or "", r.meta.get("python") or "", _version(),
+        r.meta.get("cpu_count") or 0, cpus[0].name if cpus else "", len(gpus), gpus[0].name if gpus else "",
+        None, None, float(ram_gb) if ram_gb is not None else 0.0, "machine", 0.0, 0.0, 0.0, 0.0,
+        "Y" if r.region else "N", r.pue, 0.0,
     ]
 
 
 class EmissionsCsvRenderer(Renderer):
-    """CodeCarbon's emissions.csv layout, for users migrating from it."""
+    """CodeCarbon's emissions.csv layout, for users migrating from it. Written with `-o` to a file CodeCarbon
+    (or footprint) already wrote, the rows are appended in the file's column order, skipping runs already in it."""
 
     name = "emissions-csv"
 
     def render(self, report: Report) -> str:
         return _table(EMISSIONS_COLUMNS, [emissions_row(r) for r in report.runs])
+
+
+def append_emissions(existing: str, rendered: str) -> str | None:
+    """What to append to an emissions.csv holding `existing` for the rows of `rendered` (this renderer's output):
+    the rows in the file's column order, without a header and without the runs (run_id) already in it. None when
+    the file is no emissions.csv (other columns): then it is rewritten."""
+    old = list(csv.reader(io.StringIO(existing)))
+    if not old:
+        return None
+    header = old[0]
+    if sorted(header) != sorted(EMISSIONS_COLUMNS):
+        return None
+    at = header.index("run_id")
+    seen = {row[at] for row in old[1:] if len(row) > at}
+    new = list(csv.DictReader(io.StringIO(rendered)))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerows([row[c] for c in header] for row in new if row["run_id"] not in seen)
+    lead = "" if existing.endswith("\n") else "\n"
+    return lead + buf.getvalue() if buf.getvalue() else ""
 
 
 RENDERERS = (CsvRenderer, SpanCsvRenderer, EmissionsCsvRenderer)

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -191,7 +192,8 @@ def test_csv_exports(tmp_path: Path, clean_env: dict[str, str]):
     assert float(em[0]["energy_consumed"]) == pytest.approx(j["kwh"])
     assert float(em[0]["emissions"]) == pytest.approx(j["co2e_g"] / 1000)
     assert float(em[0]["gpu_energy"]) == pytest.approx(j["energy_j"]["gpu"] / 3.6e6)
-    assert em[0]["run_id"] == str(rid)
+    assert uuid.UUID(em[0]["run_id"]).version == 5  # CodeCarbon's run_id is a UUID: one per run, stable
+    assert rid == j["id"]
 
 
 def test_dataframe_loader(tmp_path: Path):

@@ -1,10 +1,11 @@
-"""Carbon intensity (g CO2e per kWh), resolved offline from CodeCarbon's packaged data.
+"""Carbon intensity (g CO2e per kWh), resolved offline from CodeCarbon's data.
 
 Data: CodeCarbon's `global_energy_mix.json` (per-country intensity, from Our World in Data / Ember),
 `impact.csv` (cloud regions, from the providers' own figures) and `carbon_intensity_per_source.json`
-(world average, IEA 2019). They ship with the codecarbon package (MIT; attribution kept in every
-source string); we read the files and never import codecarbon. The time zone's country comes from the
-system's (or the tzdata package's) zone.tab, mapped to ISO3 with pycountry's ISO 3166 table.
+(world average, IEA 2019), read through footprint.common.data: footprint's own copy of them, or an
+installed codecarbon's files (MIT; attribution kept in every source string). codecarbon is never imported.
+The time zone's country comes from the system's (or the tzdata package's) zone.tab, mapped to ISO3 with
+pycountry's ISO 3166 table (copied likewise).
 
 Resolution order, first match wins: explicit g/kWh, cloud region, country (flags, then
 FOOTPRINT_CARBON_INTENSITY / FOOTPRINT_CLOUD_REGION / FOOTPRINT_COUNTRY, then the config file, all through
@@ -14,12 +15,10 @@ footprint.core.settings), the local time zone's country, the world average. Neve
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-from functools import lru_cache
 from pathlib import Path
 
-from footprint.common.data import find_data_file
+from footprint.common.data import table
 from footprint.common.errors import FootprintError
 from footprint.common.record import FrozenRecord
 from footprint.core.settings import CONFIG, ENV, FLAG, Resolver
@@ -40,75 +39,57 @@ class Intensity(FrozenRecord):
         self.source = source  # where the figure came from and why it was chosen
 
 
-@lru_cache(maxsize=1)
-def _countries() -> dict[str, dict[str, Any]]:
-    path = find_data_file("global_energy_mix.json")
-    if path is None:
-        return {}
-    with path.open() as fh:
-        data: dict[str, dict[str, Any]] = json.load(fh)
-    return {k.upper(): v for k, v in data.items() if isinstance(v, dict) and "carbon_intensity" in v}
+def _countries() -> dict[str, list[Any]]:
+    """ISO3 -> [g CO2e/kWh, country name, year]."""
+    found: dict[str, list[Any]] | None = table("countries")[0]
+    return found or {}
+
+
+def country_name(iso3: str) -> str | None:
+    """The country's name in CodeCarbon's table (FRA -> France), or None."""
+    row = _countries().get(iso3.strip().upper())
+    return str(row[1]) if row else None
 
 
 def world_average() -> float:
-    path = find_data_file("carbon_intensity_per_source.json")
-    if path is not None:
-        try:
-            return float(json.loads(path.read_text())["world_average"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    return WORLD_AVERAGE_G_PER_KWH
+    found = table("world_average")[0]
+    return float(found) if isinstance(found, (int, float)) else WORLD_AVERAGE_G_PER_KWH
 
 
 def country_intensity(iso3: str) -> Intensity:
     code = iso3.strip().upper()
-    table = _countries()
-    if code in table:
-        row = table[code]
-        year = row.get("year", "?")
-        return Intensity(float(row["carbon_intensity"]), code,
-                         f"{row.get('country_name', code)} ({code}) grid mix {year}, CodeCarbon global_energy_mix.json")
-    names = {str(v.get("country_name", "")).upper(): k for k, v in table.items()}
+    countries = _countries()
+    if code in countries:
+        g, name, year = countries[code]
+        return Intensity(float(g), code,
+                         f"{name} ({code}) grid mix {year or '?'}, CodeCarbon global_energy_mix.json")
+    names = {str(v[1]).upper(): k for k, v in countries.items()}
     if code in names:  # a full country name was given
         return country_intensity(names[code])
     import difflib
 
-    close = difflib.get_close_matches(code, list(table) + list(names), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(code, list(countries) + list(names), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(names.get(c, c) for c in close)}?" if close else ""
     raise FootprintError(f"unknown country code '{iso3}' (expected ISO 3166 alpha-3, e.g. FRA, USA){hint}")
 
 
-@lru_cache(maxsize=1)
-def _regions() -> dict[str, tuple[float, str, str]]:
-    """'provider:region' -> (g/kWh, ISO3, source)."""
-    import csv
-
-    path = find_data_file("impact.csv")
-    out: dict[str, tuple[float, str, str]] = {}
-    if path is None:
-        return out
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        for row in csv.DictReader(fh):
-            try:
-                key = f"{row['provider'].strip().lower()}:{row['region'].strip().lower()}"
-                out[key] = (float(row["impact"]), row.get("countryIsoCode", "") or "",
-                            row.get("source", "") or "provider data")
-            except (KeyError, ValueError, AttributeError):
-                continue
-    return out
+def _regions() -> dict[str, list[Any]]:
+    """'provider:region' -> [g/kWh, ISO3 or '', source]."""
+    found: dict[str, list[Any]] | None = table("regions")[0]
+    return found or {}
 
 
 def region_intensity(region: str) -> Intensity:
     """A cloud region as 'provider:region', e.g. 'gcp:europe-west1' (as many as CodeCarbon's impact.csv
     lists: GCP's regions in codecarbon 3.x)."""
     key = region.strip().lower()
-    table = _regions()
-    if key in table:
-        g, iso3, src = table[key]
-        return Intensity(g, iso3 or None, f"cloud region {key} (CodeCarbon impact.csv, from {src})")
+    regions = _regions()
+    if key in regions:
+        g, iso3, src = regions[key]
+        return Intensity(float(g), iso3 or None, f"cloud region {key} (CodeCarbon impact.csv, from {src})")
     import difflib
 
-    close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(key, list(regions), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else " (expected provider:region, e.g. gcp:europe-west1)"
     raise FootprintError(f"unknown cloud region '{region}'{hint}")
 
@@ -144,16 +125,8 @@ def _zone_tab() -> Path | None:
 
 
 def _iso2_to_iso3(iso2: str) -> str | None:
-    spec = importlib.util.find_spec("pycountry")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        p = Path(loc) / "databases" / "iso3166-1.json"
-        if p.is_file():
-            for row in json.loads(p.read_text(encoding="utf-8"))["3166-1"]:
-                if row.get("alpha_2") == iso2:
-                    return str(row["alpha_3"])
-    return None
+    codes: dict[str, str] | None = table("iso3166")[0]
+    return (codes or {}).get(iso2)
 
 
 def timezone_country(tz: str | None) -> str | None:

@@ -100,7 +100,7 @@ class RunReport(Record):
                  "devices", "kwh", "co2e_g", "carbon_intensity_g_per_kwh", "carbon_source", "country", "tokens",
                  "j_per_token", "spans", "host", "command", "warnings", "events", "region", "pue", "cost",
                  "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
-                 "j_per_generated_token", "job_id", "rank", "node")
+                 "j_per_generated_token", "job_id", "rank", "node", "created_at")
 
     def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
                  ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
@@ -114,7 +114,8 @@ class RunReport(Record):
                  dynamic_energy_j: dict[str, float | None] | None = None,
                  power: dict[str, list[tuple[float, float]]] | None = None, meta: dict[str, Any] | None = None,
                  tokens_by_kind: dict[str, int] | None = None, j_per_generated_token: float | None = None,
-                 job_id: str | None = None, rank: int | None = None, node: str | None = None) -> None:
+                 job_id: str | None = None, rank: int | None = None, node: str | None = None,
+                 created_at: float | None = None) -> None:
         self.id = id
         self.name = name
         self.status = status
@@ -150,10 +151,12 @@ class RunReport(Record):
         self.job_id = job_id
         self.rank = rank
         self.node = node
+        self.created_at = created_at  # when the run was created (identifies it, with host and id)
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         out.pop("power")  # a chart's data, not part of the JSON contract
+        out.pop("created_at")  # an identity field, not a figure: not part of the JSON contract either
         return out
 
 
@@ -352,7 +355,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         economics=economics_of(total, co2, cost, tokens_total, duration), baseline_w=baseline,
         dynamic_energy_j=dynamic, power=curves, meta=json.loads(row["meta"]) if row["meta"] else {},
         tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
-        job_id=row["job_id"], rank=row["rank"], node=row["node"],
+        job_id=row["job_id"], rank=row["rank"], node=row["node"], created_at=row["created_at"],
     )
 
 

@@ -21,7 +21,7 @@ TYPE_CHECKING = False  # importing typing costs start-up time; annotations need 
 if TYPE_CHECKING:
     from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the views below (a schema-1 DB gets them when a writer opens it)
 DEFAULT_DB = "footprint.db"
 ENV_DB = "FOOTPRINT_DB"
 MEMORY = ":memory:"  # Store(MEMORY): a private in-memory database, for tests and throwaway runs
@@ -107,6 +107,99 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+def _iso(col: str) -> str:
+    return f"strftime('%Y-%m-%dT%H:%M:%fZ', {col}, 'unixepoch')"
+
+
+def _interpolated(p: str) -> str:
+    """Cumulative energy at {p}_t from the samples around it ({p}0_t/e before, {p}1_t/e after), as
+    footprint.common.units.interpolate and Store.energy_at compute it."""
+    return (f"CASE WHEN {p}0_e IS NOT NULL AND {p}1_e IS NOT NULL THEN "
+            f"CASE WHEN {p}1_t <= {p}0_t THEN CASE WHEN {p}_t >= {p}1_t THEN {p}1_e ELSE {p}0_e END "
+            f"ELSE {p}0_e + ({p}1_e - {p}0_e) * ({p}_t - {p}0_t) / ({p}1_t - {p}0_t) END "
+            f"ELSE COALESCE({p}0_e, {p}1_e) END")
+
+
+def _around(p: str, t: str) -> str:
+    one = "SELECT {c} FROM samples s WHERE s.device_id = b.device_id AND s.t {op} {t} ORDER BY s.t {o} LIMIT 1"
+    return ", ".join(f"({one.format(c=c, op=op, t=t, o=o)}) AS {p}{i}_{c[0]}"
+                     for i, op, o in ((0, "<=", "DESC"), (1, ">=", "ASC")) for c in ("t", "energy_j"))
+
+
+# Per-kind columns: cpu, ram and gpu, then every other kind summed (kinds are open-ended; run_energy and
+# span_energy list each kind). The total adds them in that order, as the read model does.
+_KINDS = "".join(f"SUM(CASE WHEN kind = '{k}' THEN energy_j END) AS energy_j_{k}, " for k in ("cpu", "ram", "gpu"))
+_OTHER = "SUM(CASE WHEN kind NOT IN ('cpu', 'ram', 'gpu') THEN energy_j END) AS energy_j_other"
+_TOTAL = ("CASE WHEN COALESCE(e.energy_j_cpu, e.energy_j_ram, e.energy_j_gpu, e.energy_j_other) IS NULL THEN NULL "
+          "ELSE COALESCE(e.energy_j_cpu, 0) + COALESCE(e.energy_j_ram, 0) + COALESCE(e.energy_j_gpu, 0) "
+          "+ COALESCE(e.energy_j_other, 0) END")
+_PUE = "COALESCE(NULLIF(r.pue, 0), 1.0)"
+
+# name -> SELECT. Figures use what each run recorded (its intensity and PUE), as `footprint report` does
+# without report-time overrides; energies in J, kWh, grams CO2e, epoch seconds and ISO 8601 UTC times.
+VIEWS: dict[str, str] = {
+    "device_energy": """
+        SELECT d.id AS device_id, d.run_id, d.kind, d.idx, d.name, d.source, d.measured,
+               (SELECT MIN(t) FROM samples s WHERE s.device_id = d.id) AS first_t,
+               (SELECT MAX(t) FROM samples s WHERE s.device_id = d.id) AS last_t,
+               (SELECT energy_j FROM samples s WHERE s.device_id = d.id ORDER BY t DESC LIMIT 1)
+             - (SELECT energy_j FROM samples s WHERE s.device_id = d.id ORDER BY t ASC LIMIT 1) AS energy_j
+        FROM devices d""",
+    "run_energy": """
+        SELECT run_id, kind, SUM(energy_j) AS energy_j, COUNT(*) AS devices, MIN(measured) AS measured
+        FROM device_energy GROUP BY run_id, kind HAVING SUM(energy_j) IS NOT NULL""",
+    "run_figures": f"""
+        WITH e AS (SELECT run_id, {_KINDS}{_OTHER}, MIN(first_t) AS first_t, MAX(last_t) AS last_t
+                   FROM (SELECT * FROM device_energy ORDER BY run_id, kind, idx, device_id) GROUP BY run_id),
+             k AS (SELECT run_id, SUM(n) AS tokens FROM tokens GROUP BY run_id),
+             f AS (SELECT r.id AS run_id, r.name, r.status, r.exit_code, r.host, r.job_id, r.rank, r.node,
+                          COALESCE(r.started_at, e.first_t) AS started_at, COALESCE(r.ended_at, e.last_t) AS ended_at,
+                          e.energy_j_cpu, e.energy_j_ram, e.energy_j_gpu, e.energy_j_other, {_TOTAL} AS energy_j_total,
+                          r.country, r.region, r.carbon_g_per_kwh, {_PUE} AS pue, k.tokens
+                   FROM runs r LEFT JOIN e ON e.run_id = r.id LEFT JOIN k ON k.run_id = r.id)
+        SELECT run_id, name, status, exit_code, host, job_id, rank, node, started_at, ended_at,
+               {_iso("started_at")} AS started_at_iso, {_iso("ended_at")} AS ended_at_iso,
+               ended_at - started_at AS duration_s,
+               energy_j_cpu, energy_j_ram, energy_j_gpu, energy_j_other, energy_j_total,
+               energy_j_total / 3600000.0 AS kwh, country, region, carbon_g_per_kwh, pue,
+               energy_j_total / 3600000.0 * pue * carbon_g_per_kwh AS co2e_g, tokens,
+               CASE WHEN tokens THEN energy_j_total / tokens END AS j_per_token,
+               CASE WHEN tokens AND ended_at - started_at THEN tokens / (ended_at - started_at) END AS tokens_per_s
+        FROM f""",
+    "span_energy": f"""
+        WITH b AS (SELECT sp.id AS span_id, sp.run_id, d.id AS device_id, d.kind, d.idx,
+                          sp.started_at AS a_t, COALESCE(sp.ended_at, rf.ended_at) AS z_t
+                   FROM spans sp JOIN devices d ON d.run_id = sp.run_id JOIN run_figures rf ON rf.run_id = sp.run_id),
+             p AS (SELECT b.*, {_around("a", "b.a_t")}, {_around("z", "b.z_t")} FROM b)
+        SELECT span_id, run_id, device_id, kind, idx,
+               CASE WHEN z_t IS NOT NULL THEN ({_interpolated("z")}) - ({_interpolated("a")}) END AS energy_j
+        FROM p""",
+    "span_figures": f"""
+        WITH RECURSIVE tree(root, id) AS (SELECT id, id FROM spans UNION ALL
+                                          SELECT tree.root, s.id FROM spans s JOIN tree ON s.parent_id = tree.id),
+             named(id, path) AS (SELECT id, name FROM spans WHERE parent_id IS NULL
+                                 UNION ALL SELECT s.id, named.path || '/' || s.name FROM spans s
+                                 JOIN named ON s.parent_id = named.id),
+             k AS (SELECT tree.root AS span_id, SUM(t.n) AS tokens FROM tree JOIN tokens t ON t.span_id = tree.id
+                   GROUP BY tree.root),
+             e AS (SELECT span_id, {_KINDS}{_OTHER}
+                   FROM (SELECT * FROM span_energy ORDER BY span_id, kind, idx, device_id) GROUP BY span_id),
+             f AS (SELECT sp.id AS span_id, sp.run_id, sp.name, sp.parent_id, named.path, sp.started_at,
+                          sp.ended_at, COALESCE(sp.ended_at, rf.ended_at) - sp.started_at AS duration_s,
+                          e.energy_j_cpu, e.energy_j_ram, e.energy_j_gpu, e.energy_j_other, {_TOTAL} AS energy_j_total,
+                          r.carbon_g_per_kwh, {_PUE} AS pue, k.tokens
+                   FROM spans sp JOIN runs r ON r.id = sp.run_id JOIN run_figures rf ON rf.run_id = sp.run_id
+                   LEFT JOIN named ON named.id = sp.id LEFT JOIN e ON e.span_id = sp.id
+                   LEFT JOIN k ON k.span_id = sp.id)
+        SELECT span_id, run_id, name, parent_id, path, started_at, ended_at,
+               {_iso("started_at")} AS started_at_iso, {_iso("ended_at")} AS ended_at_iso, duration_s,
+               energy_j_cpu, energy_j_ram, energy_j_gpu, energy_j_other, energy_j_total,
+               energy_j_total / 3600000.0 AS kwh, carbon_g_per_kwh, pue,
+               energy_j_total / 3600000.0 * pue * carbon_g_per_kwh AS co2e_g, tokens,
+               CASE WHEN tokens THEN energy_j_total / tokens END AS j_per_token
+        FROM f""",
+}
+
 def default_db_path() -> str:
     return os.environ.get(ENV_DB) or DEFAULT_DB
 
@@ -186,9 +279,15 @@ def _set_up(conn: sqlite3.Connection, p: Path, readonly: bool) -> None:
 
 
 def _apply_schema(conn: sqlite3.Connection) -> None:
+    """Create what is missing: tables (never changed once made) and views (made again, so a migration from an
+    older schema, which only adds views, also brings them up to date)."""
     for stmt in SCHEMA.split(";"):
         if stmt.strip():
             conn.execute(stmt)
+    for name in reversed(VIEWS):  # dependents first
+        conn.execute(f"DROP VIEW IF EXISTS {name}")
+    for name, select in VIEWS.items():
+        conn.execute(f"CREATE VIEW {name} AS {select.strip()}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -531,6 +630,13 @@ class Store:
         only = f" AND run_id IN ({','.join('?' * len(ids))})" if ids else ""
         rows = self.query(f"SELECT run_id FROM {table} WHERE ({_BAD_ROW[table]}){only} LIMIT 1", ids)
         return int(rows[0][0]) if rows else None
+
+    def columns(self) -> dict[str, list[str]]:
+        """Every table and view of the DB with its columns, in schema order."""
+        names = [str(r[0]) for r in self.query(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite%' "
+            "ORDER BY type, rowid")]
+        return {n: [str(r[1]) for r in self.query(f"PRAGMA table_info({n})")] for n in names}
 
     def run_ids(self, limit: int | None = None) -> list[int]:
         sql = "SELECT id FROM runs ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")

@@ -1,0 +1,108 @@
+"""What each table, view and column of a footprint DB holds, with units: shown by datasette
+(`footprint report --datasette-metadata > metadata.json; datasette footprint.db -m metadata.json`)."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# column -> (unit for datasette (a Pint unit) or None, description); shared by every table that has the column
+COLUMNS: dict[str, tuple[str | None, str]] = {
+    "run_id": (None, "the run (runs.id)"),
+    "device_id": (None, "the device (devices.id)"),
+    "span_id": (None, "the span (spans.id)"),
+    "name": (None, "name given to the run, span or device"),
+    "status": (None, "running, completed, failed or interrupted (a 'running' run whose process is gone is "
+                     "reported as incomplete)"),
+    "exit_code": (None, "the command's exit code, for `footprint run`"),
+    "created_at": ("s", "when the run was created, epoch seconds (UTC)"),
+    "started_at": ("s", "first counter read, epoch seconds (UTC)"),
+    "ended_at": ("s", "last counter read, epoch seconds (UTC); empty while running or after a crash"),
+    "started_at_iso": (None, "started_at as ISO 8601, UTC"),
+    "ended_at_iso": (None, "ended_at as ISO 8601, UTC"),
+    "heartbeat_at": ("s", "last flush to the DB, epoch seconds: tells a crashed run from a live one"),
+    "host": (None, "host name of the machine"),
+    "pid": (None, "process id of the profiled process"),
+    "command": (None, "the command line, as a JSON list (`footprint run`)"),
+    "interval_s": ("s", "seconds between reads of the hardware counters"),
+    "country": (None, "ISO 3166 alpha-3 country of the carbon intensity, when known"),
+    "carbon_g_per_kwh": ("g/kWh", "carbon intensity used, grams CO2e per kWh"),
+    "carbon_source": (None, "where the carbon intensity came from, and why it was chosen"),
+    "region": (None, "cloud region as provider:region, when given"),
+    "pue": (None, "data-centre power usage effectiveness, multiplies energy for CO2e and cost (1.0 unless given)"),
+    "price_kwh": (None, "electricity price per kWh, in currency"),
+    "price_hour": (None, "instance price per hour, in currency"),
+    "currency": (None, "currency of the prices"),
+    "job_id": (None, "distributed jobs: the job all ranks share"),
+    "rank": (None, "distributed jobs: the global rank"),
+    "node": (None, "distributed jobs: the node it ran on"),
+    "meta": (None, "JSON object: os, python, cpu_count, ram_total_gb and anything the caller added"),
+    "kind": (None, "device kind (cpu, ram, gpu, or another) or token kind (tokens, prompt, generated)"),
+    "idx": (None, "index of the device among those of its kind"),
+    "source": (None, "what measured it: nvml, rapl, or estimate:... for labelled estimates"),
+    "measured": (None, "1 when read from a hardware counter, 0 for an estimate"),
+    "update_period_s": ("s", "how often the counter updates; windows shorter than this are unreliable"),
+    "uuid": (None, "the device's UUID (GPUs)"),
+    "power_limit_w": ("W", "the device's power limit"),
+    "note": (None, "how the figure is made, and its caveats"),
+    "baseline_w": ("W", "idle power measured before the run (--baseline)"),
+    "t": ("s", "time of the read or event, epoch seconds (UTC)"),
+    "energy_j": ("J", "energy in joules (in samples: cumulative since the probe opened)"),
+    "power_w": ("W", "power reported by the device at the read, if it reports one"),
+    "mark": (None, "1 for a read at a run or span boundary (never compacted away)"),
+    "parent_id": (None, "the enclosing span (spans.id), empty at the top"),
+    "n": (None, "number of tokens"),
+    "id": (None, "primary key"),
+    "message": (None, "what happened"),
+    "first_t": ("s", "the device's first read, epoch seconds"),
+    "last_t": ("s", "the device's last read, epoch seconds"),
+    "devices": (None, "number of devices of this kind"),
+    "duration_s": ("s", "seconds from start to end (a span still open ends at the run's end)"),
+    "energy_j_cpu": ("J", "CPU energy (packages), joules"),
+    "energy_j_ram": ("J", "RAM energy, joules"),
+    "energy_j_gpu": ("J", "GPU energy, all GPUs, joules"),
+    "energy_j_other": ("J", "energy of every other device kind, joules (run_energy / span_energy list each)"),
+    "energy_j_total": ("J", "energy of every device, joules (before PUE)"),
+    "kwh": ("kWh", "energy_j_total in kWh (before PUE)"),
+    "co2e_g": ("g", "grams CO2e: kWh × PUE × carbon intensity"),
+    "tokens": (None, "tokens counted (for a span: in it and its sub-spans)"),
+    "j_per_token": ("J", "joules per token (energy_j_total / tokens)"),
+    "tokens_per_s": (None, "tokens per second of the run"),
+    "path": (None, "the span's names from the top, joined by '/' (train/epoch/step)"),
+}
+
+TABLES: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
+    "runs": ("One row per profiled run: what it was and the settings its figures use.", {}),
+    "devices": ("Each device a run read, with where its figures come from.",
+                {"name": (None, "device model"), "host": (None, "host the device is on")}),
+    "samples": ("Reads of each device's cumulative energy counter over time. Energy between two instants is the "
+                "difference of two reads: see the *_figures views, which do that for you.", {}),
+    "spans": ("Named phases of a run (nested through parent_id).", {}),
+    "tokens": ("Token counts, per run and span.", {"kind": (None, "tokens, prompt or generated")}),
+    "events": ("What happened during a run: probe errors, devices that stopped.", {}),
+    "device_energy": ("Each device's energy over its run: last read minus first read.", {}),
+    "run_energy": ("Each run's energy per device kind.",
+                   {"measured": (None, "1 when every device of this kind was measured, 0 if one was estimated")}),
+    "run_figures": ("Each run's figures as `footprint report` gives them (with the intensity and PUE it recorded): "
+                    "energy per component, kWh, CO2e, tokens, J/token, ISO times.", {}),
+    "span_energy": ("Each span's energy per device, interpolated between the reads around its start and end.", {}),
+    "span_figures": ("Each span's figures as `footprint report` gives them: energy per component, kWh, CO2e, "
+                     "tokens (with its sub-spans'), J/token, ISO times.", {}),
+}
+
+
+def datasette_metadata(database: str, columns: dict[str, list[str]]) -> dict[str, Any]:
+    """datasette's metadata.json for a DB named `database` (its file name without .db), describing the tables
+    and views in `columns` (name -> its columns)."""
+    tables: dict[str, Any] = {}
+    for table, cols in columns.items():
+        description, own = TABLES.get(table, ("", {}))
+        known = {c: own.get(c) or COLUMNS.get(c) or (None, "") for c in cols}
+        tables[table] = {
+            "description": description,
+            "columns": {c: d for c, (_, d) in known.items()},
+            "units": {c: u for c, (u, _) in known.items() if u},
+        }
+    return {"title": "footprint", "description": "Energy, carbon and cost per token, recorded by footprint.",
+            "databases": {database: {"tables": tables}}}
