@@ -296,6 +296,14 @@ def bench_accuracy(tools: list[str], seconds: float, sim: Sim, isolate: bool) ->
                 got = r.get(f"{part}_j")
                 row[part] = {"exact_j": exact, "measured_j": got,
                              "error_percent": None if got is None else 100.0 * (got - exact) / exact}
+            # A tool that says which window it measured (footprint: its first and last counter reads) is also
+            # checked against the exact energy of that window: its integration alone, without the few
+            # milliseconds a loaded machine puts between the harness's clock reads and the tool's.
+            ta, tb = r.get("t_tool_start"), r.get("t_tool_end")
+            if ta is not None and tb is not None:
+                for part, exact in (("gpu", sim.gpu_exact(ta, tb)), ("cpu", CPU_PACKAGES_W * (tb - ta))):
+                    got = r.get(f"{part}_j")
+                    row[part]["own_window_error_percent"] = None if got is None else 100.0 * (got - exact) / exact
             out[key] = row
     return out
 

@@ -28,4 +28,8 @@ def test_bench_quick_mode_runs_and_writes_results(tmp_path: Path, clean_env: dic
         assert row["slowdown"]["n"] == 2 and lo <= row["slowdown"]["median"] <= hi
     if data["isolated"]:  # simulated hardware needs unshare; then footprint's energy must match the integral
         acc = data["accuracy"]["footprint"]
-        assert abs(acc["gpu"]["error_percent"]) < 1.0 and abs(acc["cpu"]["error_percent"]) < 1.0
+        # over the window footprint says it measured, its energy is the exact integral; over the harness's
+        # window it is too, but for the milliseconds a busy machine (this test runs beside others) puts between
+        # the harness's clock reads and footprint's first and last counter reads
+        assert abs(acc["gpu"]["own_window_error_percent"]) < 0.5 and abs(acc["cpu"]["own_window_error_percent"]) < 1.0
+        assert abs(acc["gpu"]["error_percent"]) < 5.0 and abs(acc["cpu"]["error_percent"]) < 5.0
