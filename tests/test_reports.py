@@ -212,8 +212,15 @@ def test_dataframe_loader(tmp_path: Path):
 
 def test_sparkline():
     assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
-    assert sparkline([5, 5, 5]) == "▄▄▄"
+    assert sparkline([5, 5, 5]) == "███"  # bars are heights above zero: a constant draw is a full, flat line
     assert len(sparkline(list(range(500)), width=40)) == 40
+
+
+def test_sparkline_scales_from_zero_so_noise_stays_flat():
+    # a run at a steady 47 W, read with a few tenths of a watt of noise, must not draw peaks and troughs
+    assert sparkline([47.0, 47.2, 46.9, 47.1, 47.0]) == "█████"
+    assert sparkline([50.0, 100.0]) == "▄█"  # half the power, half the height
+    assert sparkline([0.0, 0.0]) == "▁▁"
 
 
 def test_power_series_from_cumulative_energy(tmp_path: Path):
