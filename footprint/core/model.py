@@ -294,8 +294,8 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         if d["first_t"] is not None:
             first_t.append(d["first_t"])
             last_t.append(d["last_t"])
-        if d["measured"]:
-            max_period = max(max_period, d["update_period_s"] or 0.0)
+        # a counter's update period, or an estimate's resolution (the CPU estimate's utilisation ticks)
+        max_period = max(max_period, d["update_period_s"] or 0.0)
         if e is None:
             warnings.append(f"{d['kind']}:{d['idx']} has no samples; its energy is unknown")
     energy = _components(per_kind)
