@@ -169,11 +169,14 @@ def test_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     logged = log_run(run, writer)
     run_dir = wb.dir.rsplit("/files", 1)[0]
     wb.finish()
+    wandb.teardown()  # stops W&B's background service, which writes the run's file: all of it is on disk after this
 
     history: dict[str, list[tuple[int, float]]] = {}
     summary: dict[str, float] = {}
     files: list[str] = []
-    for r in _wandb_records(run_dir):
+    records = _wandb_records(run_dir)
+    kinds = [r.WhichOneof("record_type") for r in records]
+    for r in records:
         kind = r.WhichOneof("record_type")
         if kind == "history":
             for item in r.history.item:
@@ -184,7 +187,60 @@ def test_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                 summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
         elif kind == "files":
             files += [f.path for f in r.files.files]
-    assert {k: summary[k] for k in logged} == logged == run_figures(run.report())
+    assert {k: summary.get(k) for k in logged} == logged == run_figures(run.report()), kinds
     steps = [s for s in run.report().spans if s.name == "step"]
     assert history["footprint/step/energy_j"] == [(i + 1, s.energy_j["total"]) for i, s in enumerate(steps)]
     assert "footprint-report.html" in files
+
+
+# -- Lightning, a tiny model trained for a few steps on CPU ---------------------------------------------
+
+@pytest.mark.skipif(importlib.util.find_spec("lightning") is None or importlib.util.find_spec("mlflow") is None,
+                    reason="lightning or mlflow not installed ([lightning] and [mlflow] extras)")
+def test_lightning_callback_logs_into_the_trainers_logger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import lightning.pytorch as pl
+    import mlflow
+    import torch
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from footprint.lightning import FootprintCallback
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    clock = FakeClock()
+
+    class Tiny(pl.LightningModule):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            clock.advance(STEP_S)  # each step takes STEP_S on the fake clock: its energy is exact
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.layer(x), y)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randn(8, 1))
+    logger = MLFlowLogger(experiment_name="footprint", tracking_uri=f"file:{tmp_path / 'mlruns'}")
+    callback = FootprintCallback(tokens_per_step=TOKENS, summary=False, clock=clock,
+                                 probes=[FakeProbe({"gpu:0": 300.0}, clock=clock, update_period_s=0.1)],
+                                 db=str(tmp_path / "f.db"), carbon_intensity=50.0)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=logger, callbacks=[callback],
+                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+                         log_every_n_steps=1)
+    trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=2))
+
+    assert callback.run is not None
+    rep = callback.run.report()
+    assert rep.status == "completed"
+    steps = [s for s in rep.spans if s.name == "step"]
+    assert len(steps) == 4 and all(s.energy_j["total"] == 300.0 * STEP_S for s in steps)
+    assert rep.tokens == 4 * TOKENS
+    client = mlflow.MlflowClient(tracking_uri=f"file:{tmp_path / 'mlruns'}")
+    metrics = client.get_run(logger.run_id).data.metrics
+    assert {k: metrics[k] for k in callback.figures} == callback.figures == run_figures(rep)
+    assert callback.figures["footprint/j_per_token"] == rep.j_per_token
+    history = client.get_metric_history(logger.run_id, "footprint/step/energy_j")
+    assert [(m.step, m.value) for m in history] == [(i + 1, s.energy_j["total"]) for i, s in enumerate(steps)]
+    assert "footprint-report.html" in [a.path for a in client.list_artifacts(logger.run_id)]
