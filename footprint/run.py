@@ -234,6 +234,9 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
             print(f"footprint: {probe.name} probe skipped: {exc}", file=sys.stderr)
     meta = {"os": f"{u.sysname}-{u.release}-{u.machine}", "python": sys.version.split()[0],
             "cpu_count": os.cpu_count(), **(meta or {})}
+    pue_source = resolver.origin_text("pue", pue)
+    if pue_source is not None:
+        meta["pue_source"] = pue_source  # flag, variable or file: the summary says which
     run_id = store.create_run(name, created_at=clock.now(), host=host, pid=os.getpid(), command=command,
                               interval_s=interval_s, country=intensity.country,
                               carbon_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source,

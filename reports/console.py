@@ -116,7 +116,7 @@ class ConsoleRenderer(Renderer):
             f"CO2e {fmt_g(run.co2e_g)} at {run.carbon_intensity_g_per_kwh:g} g/kWh — {run.carbon_source}"
             if run.carbon_intensity_g_per_kwh is not None else "CO2e unknown",
             f"PUE {run.pue:g}" + (" (default: hardware energy only; pass --pue for your data centre)"
-                                  if run.pue == 1.0 else " (given)"),
+                                  if run.pue == 1.0 and run.pue_source is None else f" ({run.pue_source or 'given'})"),
         ]
         if run.cost is not None:
             c = run.cost

@@ -81,6 +81,44 @@ def test_unknown_region_suggests():
         carbon.region_intensity("gcp:europe-wst1")
 
 
+def test_a_provider_without_data_says_which_have_it():
+    with pytest.raises(FootprintError, match=r"no data for aws regions: CodeCarbon's impact.csv has gcp only"):
+        carbon.region_intensity("aws:us-east-1")
+
+
+def test_country_takes_iso2_and_suggests_each_country_once():
+    assert carbon.country_intensity("FR").country == "FRA"
+    assert carbon.country_intensity("fr").g_per_kwh == carbon.country_intensity("FRA").g_per_kwh
+    with pytest.raises(FootprintError) as err:
+        carbon.country_intensity("FRNA")
+    hint = str(err.value).split("did you mean ", 1)[1].rstrip("?")
+    names = hint.split(", ")
+    assert "FRA" in names and len(names) == len(set(names))
+
+
+def test_pue_says_where_it_came_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from footprint.probes import FakeProbe
+    from footprint.reports import render
+
+    import footprint
+    from footprint.common.fakeclock import FakeClock
+    from footprint.core.model import Settings, load_run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "footprint.toml").write_text("pue = 1.3\n")
+    for kw, env, said in (({}, None, "PUE 1.3 (from footprint.toml)"), ({}, "1.4", "PUE 1.4 (from FOOTPRINT_PUE)"),
+                          ({"pue": 1.5}, "1.4", "PUE 1.5 (given)")):
+        if env:
+            monkeypatch.setenv("FOOTPRINT_PUE", env)
+        clock = FakeClock()
+        with footprint.track("p", probes=[FakeProbe(clock=clock)], clock=clock, db=str(tmp_path / "p.db"),
+                             summary=False, **kw) as run:
+            clock.advance(1.0)
+        assert said in render(run.report(), "console")
+    store = run.store
+    assert "PUE 1.1 (given at report time)" in render(load_run(store, run.id, Settings(pue=1.1)), "console")
+
+
 # -- cost, PUE, per-token economics ------------------------------------------------------------
 
 def test_cost_pue_and_per_token_hand_computed(tmp_path: Path):

@@ -116,7 +116,7 @@ class RunReport(Record):
                  "devices", "kwh", "co2e_g", "carbon_intensity_g_per_kwh", "carbon_source", "country", "tokens",
                  "j_per_token", "spans", "host", "command", "warnings", "events", "region", "pue", "cost",
                  "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
-                 "j_per_generated_token", "job_id", "rank", "node")
+                 "j_per_generated_token", "job_id", "rank", "node", "pue_source")
 
     def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
                  ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
@@ -130,7 +130,8 @@ class RunReport(Record):
                  dynamic_energy_j: dict[str, float | None] | None = None,
                  power: dict[str, list[tuple[float, float]]] | None = None, meta: dict[str, Any] | None = None,
                  tokens_by_kind: dict[str, int] | None = None, j_per_generated_token: float | None = None,
-                 job_id: str | None = None, rank: int | None = None, node: str | None = None) -> None:
+                 job_id: str | None = None, rank: int | None = None, node: str | None = None,
+                 pue_source: str | None = None) -> None:
         self.id = id
         self.name = name
         self.status = status
@@ -166,6 +167,7 @@ class RunReport(Record):
         self.job_id = job_id
         self.rank = rank
         self.node = node
+        self.pue_source = pue_source  # where the PUE came from: "given", "from FOOTPRINT_PUE", "from <file>"
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -323,6 +325,8 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
     tokens_total = sum(by_span.values()) if by_span else None
     intensity, carbon_source, country = _intensity(row, settings)
     pue = settings.pue if settings.pue is not None else (row["pue"] or 1.0)
+    meta = json.loads(row["meta"]) if row["meta"] else {}
+    pue_source = "given at report time" if settings.pue is not None else meta.get("pue_source")
     price_kwh = settings.price_kwh if settings.price_kwh is not None else row["price_kwh"]
     price_hour = settings.price_hour if settings.price_hour is not None else row["price_hour"]
     currency = settings.currency or row["currency"] or "USD"
@@ -366,9 +370,9 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         spans=spans, host=row["host"], command=json.loads(row["command"]) if row["command"] else None,
         warnings=warnings, events=events, region=row["region"], pue=pue, cost=cost,
         economics=economics_of(total, co2, cost, tokens_total, duration), baseline_w=baseline,
-        dynamic_energy_j=dynamic, power=curves, meta=json.loads(row["meta"]) if row["meta"] else {},
+        dynamic_energy_j=dynamic, power=curves, meta=meta,
         tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
-        job_id=row["job_id"], rank=row["rank"], node=row["node"],
+        job_id=row["job_id"], rank=row["rank"], node=row["node"], pue_source=pue_source,
     )
 
 
