@@ -174,14 +174,18 @@ class MLflowWriter:
             run_id = active.info.run_id
         self.run_id = run_id
         self.client = mlflow.MlflowClient()
+        self._last_step = 0
 
     def log(self, metrics: dict[str, float], step: int | None = None) -> None:
         import time
 
         from mlflow.entities import Metric
 
+        # the run's figures (step None) go at the last step logged, so MLflow shows them as the latest values
+        step = self._last_step if step is None else step
+        self._last_step = step
         ms = int(time.time() * 1000)
-        batch = [Metric(k, v, ms, step or 0) for k, v in metrics.items()]
+        batch = [Metric(k, v, ms, step) for k, v in metrics.items()]
         for i in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
             self.client.log_batch(self.run_id, metrics=batch[i:i + 1000])
 
@@ -278,8 +282,8 @@ def html_report(report: RunReport, directory: str | None = None, name: str = "fo
 
 
 def log_run(run: Run | RunReport, *writers: Writer, step: int | None = None, html: bool = True) -> dict[str, float]:
-    """Log a finished run's figures (`run_figures`) to every writer, at `step` (None: as the run's final
-    figures), and its HTML report as an artifact; returns what was logged."""
+    """Log a finished run's figures (`run_figures`) to every writer, at `step` (None: each writer's last step,
+    and W&B's summary), and its HTML report as an artifact; returns what was logged."""
     report = run.report(power=html) if isinstance(run, Run) else run
     figures = run_figures(report)
     path = html_report(report) if html and writers else None

@@ -85,7 +85,7 @@ def test_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with mlflow.start_run() as active:
         writer = MLflowWriter()
         run = _train(tmp_path, lambda figs, step: writer.log(figs, step))
-        logged = log_run(run, writer, step=STEPS)
+        logged = log_run(run, writer)  # at the last step logged: MLflow's latest values are the run's figures
     client = mlflow.MlflowClient()
     data = client.get_run(active.info.run_id).data
     assert {k: data.metrics[k] for k in logged} == logged == run_figures(run.report())
