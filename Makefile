@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/footprint run -- $(BIN)/python examples/busy_loop.py
+	# --price-kwh: the summary shows what the run's electricity cost (at 0.25 per kWh; pass your own)
+	$(BIN)/footprint run --price-kwh 0.25 -- $(BIN)/python examples/busy_loop.py
+	@echo "footprint is installed in .venv: 'source .venv/bin/activate' puts the footprint command on your PATH"
 
 # The HTML report's browser test needs chromium: installed from Debian's archive when missing and apt-get
 # can be used (as root, as in CI); elsewhere that test is skipped.

@@ -53,23 +53,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _economics_options(p: argparse.ArgumentParser, *, at_report: bool = False) -> None:
+def _economics_options(parser: argparse.ArgumentParser, *, at_report: bool = False) -> None:
     """The settings with a flag, a FOOTPRINT_* variable and a config key: one validator for all three."""
     from footprint.core.settings import flag_type
 
-    when = " (overrides what the run recorded)" if at_report else ""
+    p = parser.add_argument_group(
+        "carbon and cost", "each overrides what the run recorded" if at_report
+        else "flag, then FOOTPRINT_* variable, then footprint.toml")
     p.add_argument("--country", type=flag_type("country"),
-                   help=f"ISO 3166 alpha-3 code of the grid, for CO2e (e.g. FRA){when}")
+                   help="ISO 3166 alpha-3 or alpha-2 code of the grid, for CO2e (e.g. FRA or FR)")
     p.add_argument("--region", type=flag_type("region"),
-                   help=f"cloud region as provider:region, e.g. gcp:europe-west1{when}")
+                   help="cloud region as provider:region, e.g. gcp:europe-west1 (data for GCP regions only)")
     p.add_argument("--carbon-intensity", type=flag_type("carbon_intensity"), metavar="G_PER_KWH",
-                   help=f"grid carbon intensity in g CO2e/kWh (overrides --country and --region){when}")
-    p.add_argument("--pue", type=flag_type("pue"), help=f"data-centre PUE, >= 1 (default 1.0: hardware only){when}")
+                   help="grid carbon intensity in g CO2e/kWh (overrides --country and --region)")
+    p.add_argument("--pue", type=flag_type("pue"), help="data-centre PUE, >= 1 (default 1.0: hardware only)")
     p.add_argument("--price-kwh", type=flag_type("price_kwh"), metavar="PRICE",
-                   help=f"electricity price per kWh{when}")
+                   help="electricity price per kWh")
     p.add_argument("--price-hour", type=flag_type("price_hour"), metavar="PRICE",
-                   help=f"instance price per hour{when}")
-    p.add_argument("--currency", type=flag_type("currency"), help=f"currency code for prices (default USD){when}")
+                   help="instance price per hour")
+    p.add_argument("--currency", type=flag_type("currency"), help="currency code for prices (default USD)")
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -268,6 +270,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from .reports import render, renderer_for
 
+    if args.json and args.format and args.format != "json":
+        raise FootprintError(f"--json and --format {args.format} ask for two formats: give one")
     store = Store(args.db or default_db_path(), create=False, readonly=True)
     if args.datasette_metadata:
         import json
@@ -360,9 +364,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not sep:
             raise FootprintError(f"--quality takes RUN=VALUE, got '{item}'")
         try:
-            quality[store.resolve_run(ref)] = float(value)
+            score = float(value)
         except ValueError:
             raise FootprintError(f"--quality value must be a number, got '{value}'") from None
+        if ref.strip().isdigit() and int(ref) not in ids:  # an id that is not compared, recorded or not
+            raise FootprintError(f"--quality names run {ref}, which is not compared (compared: "
+                                 f"{', '.join(map(str, ids))})")
+        rid = store.resolve_run(ref)
+        if rid not in ids:
+            raise FootprintError(f"--quality names run {ref} (id {rid}), which is not compared (compared: "
+                                 f"{', '.join(map(str, ids))})")
+        if rid in quality:
+            raise FootprintError(f"--quality gives run {ref} twice")
+        quality[rid] = score
     from footprint.core.integrity import check_endpoints
 
     check_endpoints(store, ids)

@@ -7,22 +7,28 @@
     print(stats.generated_tokens, stats.time_to_first_token_s)
 
     trainer = Trainer(..., callbacks=[FootprintCallback()])   # spans per epoch and step, tokens seen
+    FootprintCallback(writers=[MLflowWriter()])                # and each step's energy in MLflow (footprint.trackers)
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaList, TrainerCallback
+try:
+    from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaList, TrainerCallback
+except ImportError as exc:  # one line naming the extra, not a bare ModuleNotFoundError
+    raise ModuleNotFoundError(f"footprint.hf needs {exc.name or 'transformers'}: pip install 'footprint-profiler[hf]'",
+                              name=exc.name) from None
 
 from footprint.common import clock
 from footprint.common.errors import FootprintError
 
 from . import cuda
 from .run import Run, attach_from_env, current_run, track
+from .trackers import StepMeter, Writer, log_run
 
 
 @dataclass
@@ -298,11 +304,16 @@ class FootprintCallback(TrainerCallback):
     Tokens come from `state.num_input_tokens_seen` (set `include_num_input_tokens_seen="non_padding"` in
     TrainingArguments: `True` counts padding too), else from `tokens_per_step`. Uses the active run, or
     starts one for the training (its summary printed at the end).
+
+    `writers` (footprint.trackers: MLflowWriter, TensorBoardWriter, WandbWriter) get each step's energy live, at
+    the Trainer's global step, and the run's figures and HTML report at the end of training.
     """
 
     def __init__(self, run: Run | None = None, *, tokens_per_step: int | None = None, name: str = "train",
-                 step_spans: bool = True, summary: bool = True) -> None:
+                 step_spans: bool = True, summary: bool = True, writers: Sequence[Writer] = ()) -> None:
         self.run = run
+        self.writers = list(writers)
+        self._meter: StepMeter | None = None
         self.tokens_per_step = tokens_per_step
         self.name = name
         self.step_spans = step_spans
@@ -328,6 +339,7 @@ class FootprintCallback(TrainerCallback):
             self.run = self._track.__enter__()
         self._seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
         self._train = self.run.begin_span(self.name)
+        self._meter = StepMeter(self.run) if self.writers else None
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         assert self.run is not None
@@ -337,6 +349,8 @@ class FootprintCallback(TrainerCallback):
         assert self.run is not None
         if self.step_spans:
             self._step = self.run.begin_span("step")
+            if self._meter is not None:
+                self._meter.begin()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         assert self.run is not None
@@ -346,6 +360,9 @@ class FootprintCallback(TrainerCallback):
         if self._step is not None:
             self.run.end_span(self._step)
             self._step = None
+            figures = self._meter.end(n) if self._meter is not None else {}
+            for w in self.writers if figures else ():
+                w.log(figures, int(state.global_step))
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.run is not None and self._epoch is not None:
@@ -362,3 +379,5 @@ class FootprintCallback(TrainerCallback):
         if self._track is not None:
             self._track.__exit__(None, None, None)
             self._track = None
+        if self.writers:
+            log_run(self.run, *self.writers, step=int(state.global_step))

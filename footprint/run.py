@@ -81,6 +81,7 @@ class Run:
         self._wake_fd = wake_fd
         self._spans = threading.local()
         self._report: RunReport | None = None
+        self._report_final = False
         self._tokens_total: int | None = None  # what this run counts, read from the DB at the first add_tokens
         self.finished = False
 
@@ -170,8 +171,13 @@ class Run:
         """The run's figures (read from the store). `power=True` adds per-device power curves, for charts."""
         from footprint.core.model import load_run
 
-        if self._report is None or not self.finished or (power and not self._report.power):
+        # a report read before the run finished is not its final one: only a finished run's is kept
+        if self._report is None or not self._report_final or (power and not self._report.power):
+            if not self.finished and self.sampler is not None:
+                self.sampler.flush()  # what was read so far (the span edges included), not a second behind
+            final = self.finished
             self._report = load_run(self.store, self.id, power=power)
+            self._report_final = final
         return self._report
 
     @property
@@ -236,6 +242,9 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
             print(f"footprint: {probe.name} probe skipped: {exc}", file=sys.stderr)
     meta = {"os": f"{u.sysname}-{u.release}-{u.machine}", "python": sys.version.split()[0],
             "cpu_count": os.cpu_count(), "ram_total_gb": _ram_gb(), **(meta or {})}
+    pue_source = resolver.origin_text("pue", pue)
+    if pue_source is not None:
+        meta["pue_source"] = pue_source  # flag, variable or file: the summary says which
     run_id = store.create_run(name, created_at=clock.now(), host=host, pid=os.getpid(), command=command,
                               interval_s=interval_s, country=intensity.country,
                               carbon_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source,

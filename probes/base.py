@@ -37,7 +37,8 @@ class Device(FrozenRecord):
 
     `source` names where its figures come from: `nvml-energy`, `nvml-power`, `rapl`,
     `estimate:<model>`. `measured` is False for estimates. `update_period_s` is how often the
-    underlying counter changes: windows shorter than that are flagged as unreliable.
+    underlying counter changes (for an estimate: the shortest window it resolves, such as the CPU estimate's
+    utilisation ticks): windows shorter than that are flagged as unreliable.
     """
 
     __slots__ = ("kind", "index", "name", "source", "measured", "update_period_s", "uuid", "power_limit_w", "note",

@@ -18,6 +18,19 @@ if TYPE_CHECKING:
 DEFAULT_TDP_W = 85.0  # CodeCarbon's own assumption for a CPU missing from its table
 IDLE_FRACTION = 0.1  # share of TDP drawn at 0 % utilisation in our linear model
 RAM_W_PER_GB = 0.375  # 3 W per 8 GB DIMM, the figure CodeCarbon used for DDR4
+# /proc/stat counts CPU time in whole ticks (jiffies, USER_HZ = 100 per second): a window resolves the
+# utilisation to a tenth only once it spans this many ticks; anything shorter is flagged unreliable
+UTILISATION_TICKS = 10
+
+
+def utilisation_period_s() -> float:
+    """The shortest window whose utilisation (and so estimated energy) /proc/stat resolves: UTILISATION_TICKS
+    ticks of its clock."""
+    try:
+        hz = os.sysconf("SC_CLK_TCK")
+    except (ValueError, OSError, AttributeError):
+        hz = 100
+    return UTILISATION_TICKS / (hz if hz > 0 else 100)
 
 
 _MARKS = re.compile(r"\((r|tm)\)", re.I)
@@ -181,7 +194,7 @@ class CpuEstimateProbe(Probe):
             note += "; virtual machine: the whole-socket TDP may overstate this guest's share"
         self.devices = [
             Device(kind="cpu", index=0, name=model, source="estimate:tdp-utilisation", measured=False,
-                   update_period_s=0.1, note=note)
+                   update_period_s=utilisation_period_s(), note=note)
         ]
         self._cpu = _CpuTimes(self._stat_path)
         self._last_t = self.clock.now()

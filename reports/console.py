@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from datetime import datetime
 
 from footprint.core.model import Report, RunReport, SpanReport, components
@@ -31,17 +32,20 @@ SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: list[float], width: int = 40) -> str:
-    """Power over time in block characters, averaged into `width` columns."""
+    """Power over time in block characters, averaged into `width` columns. Heights are measured from zero
+    (a bar's height is its share of the highest reading), so a steady draw with a little noise is a flat line,
+    not peaks and troughs stretched over the noise's range."""
     if not values:
         return ""
     if len(values) > width:
         step = len(values) / width
         values = [sum(values[int(i * step):int((i + 1) * step)] or [values[int(i * step)]])
                   / max(1, len(values[int(i * step):int((i + 1) * step)])) for i in range(width)]
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-9:
-        return SPARKS[3] * len(values)
-    return "".join(SPARKS[min(7, int((v - lo) / (hi - lo) * 8))] for v in values)
+    hi = max(values)
+    if hi <= 0:
+        return SPARKS[0] * len(values)
+    # SPARKS[i] is (i + 1) eighths high: the block whose height is the reading's share of the maximum, rounded up
+    return "".join(SPARKS[max(0, min(7, math.ceil(v / hi * 8) - 1))] for v in values)
 
 
 def fmt_money(value: float | None, currency: str) -> str:
@@ -112,7 +116,7 @@ class ConsoleRenderer(Renderer):
             f"CO2e {fmt_g(run.co2e_g)} at {run.carbon_intensity_g_per_kwh:g} g/kWh — {run.carbon_source}"
             if run.carbon_intensity_g_per_kwh is not None else "CO2e unknown",
             f"PUE {run.pue:g}" + (" (default: hardware energy only; pass --pue for your data centre)"
-                                  if run.pue == 1.0 else " (given)"),
+                                  if run.pue == 1.0 and run.pue_source is None else f" ({run.pue_source or 'given'})"),
         ]
         if run.cost is not None:
             c = run.cost

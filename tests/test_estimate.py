@@ -48,3 +48,31 @@ def test_cpu_estimate_energy_does_not_depend_on_how_often_it_is_read(tmp_path: P
 def test_estimates_ask_not_to_be_polled():
     # their energy between two reads is exact, so the sampler reads them at edges and flushes only
     assert CpuEstimateProbe.polled is False and RamEstimateProbe.polled is False
+
+
+def test_a_window_shorter_than_the_estimates_resolution_is_flagged(tmp_path: Path):
+    # /proc/stat counts CPU time in jiffies (100 Hz): a 2.6 ms span sees no tick at all, so its "utilisation"
+    # and energy say nothing. It must be flagged unreliable like a window shorter than a counter's update period,
+    # while a span long enough to be resolved is not.
+    import os
+
+    from footprint.probes.estimate import UTILISATION_TICKS
+
+    import footprint
+
+    stat = tmp_path / "stat"
+    _write_stat(stat, 5000, 50000)
+    clock = FakeClock()
+    probe = CpuEstimateProbe(stat_path=str(stat), clock=clock)
+    with footprint.track("short", probes=[probe], clock=clock, db=str(tmp_path / "f.db"), summary=False) as run:
+        clock.advance(1.0)
+        with run.span("prefill", tokens=12):
+            clock.advance(0.0026)
+        with run.span("decode", tokens=64):
+            clock.advance(2.0)
+    period = probe.devices[0].update_period_s
+    assert period == UTILISATION_TICKS / os.sysconf("SC_CLK_TCK")  # whole ticks of the utilisation counter
+    spans = {s.name: s for s in run.report().spans}
+    assert spans["prefill"].reliable is False
+    assert spans["decode"].reliable is True
+    assert run.report().warnings == ["estimated, not measured: cpu (estimate:tdp-utilisation)"]

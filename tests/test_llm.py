@@ -584,3 +584,53 @@ def test_gpu_token_bench_refuses_a_machine_without_cuda(clean_env: dict[str, str
     res = subprocess.run([PY, str(ROOT / "bench" / "gpu_tokens.py"), "--out", str(tmp_path / "g.md")],
                          env=clean_env, capture_output=True, timeout=120)
     assert res.returncode == 2 and b"no CUDA device" in res.stderr and not (tmp_path / "g.md").exists()
+
+
+def test_trainer_callback_logs_each_step_and_the_run_to_its_writers(tmp_path: Path):
+    from transformers import Trainer, TrainingArguments
+
+    from footprint.hf import FootprintCallback
+    from footprint.trackers import run_figures
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.logged: list[tuple[dict[str, float], int | None]] = []
+            self.files: list[str] = []
+
+        def log(self, metrics: dict[str, float], step: int | None = None) -> None:
+            self.logged.append((metrics, step))
+
+        def artifact(self, path: str) -> None:
+            self.files.append(Path(path).name)
+
+        def close(self) -> None:
+            return None
+
+    model, _, _ = load_tiny_gpt2()
+    rows = [{"input_ids": torch.arange(8), "labels": torch.arange(8)} for _ in range(4)]
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=2,
+                             report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
+                             disable_tqdm=True)
+    rec = Recorder()
+    with tracked(tmp_path, watts=50.0) as run:
+        Trainer(model=model, args=args, train_dataset=rows,
+                callbacks=[FootprintCallback(run, tokens_per_step=100, writers=[rec])]).train()
+    steps = [s for s in run.report().spans if s.name == "step"]
+    live = rec.logged[:-1]
+    assert [step for _, step in live] == [1, 2, 3]
+    assert [m["footprint/step/energy_j"] for m, _ in live] == [s.energy_j["total"] for s in steps]
+    final, step = rec.logged[-1]
+    assert step == 3 and final["footprint/tokens"] == 300
+    assert final["footprint/span/train/epoch-1/step/tokens"] == 200  # two steps per epoch
+    assert set(final) == set(run_figures(run.report()))  # the same figures, as they stood when training ended
+    assert rec.files == ["footprint-report.html"]
+
+
+def test_hf_without_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "footprint.hf", raising=False)
+    with pytest.raises(ModuleNotFoundError, match=r"^footprint.hf needs transformers: pip install "
+                                                  r"'footprint-profiler\[hf\]'$"):
+        import footprint.hf  # noqa: F401

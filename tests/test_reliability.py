@@ -228,6 +228,9 @@ def test_clock_jump_does_not_create_energy(tmp_path: Path, monkeypatch: pytest.M
     (["run", "--db", "/proc/footprint.db", "--", "true"], "cannot create database /proc/footprint.db"),
     (["run"], "needs a command"),
     (["report", "999"], "no run with id 999"),
+    (["report", "--json", "--format", "csv"], "--json and --format csv ask for two formats"),
+    (["compare", "1", "--quality", "9=1"], "--quality names run 9, which is not compared"),
+    (["compare", "1", "--quality", "1=0.5", "--quality", "1=0.7"], "--quality gives run 1 twice"),
     (["report", "--db", "/nonexistent/fp.db"], "no database at /nonexistent/fp.db"),
 ])
 def test_bad_input_is_one_line_and_non_zero(args: list[str], message: str, clean_env: dict[str, str]):
@@ -243,6 +246,13 @@ def test_bad_input_is_one_line_and_non_zero(args: list[str], message: str, clean
 def test_unknown_country_suggests_close_matches(clean_env: dict[str, str]):
     res = run_cli(["run", "--country", "FRNA", "--", "true"], clean_env)
     assert "did you mean" in res.stderr.decode() and "FRA" in res.stderr.decode()
+
+
+def test_help_states_each_note_once(clean_env: dict[str, str]):
+    for command in ([], ["run"], ["report"], ["compare"]):
+        out = run_cli([*command, "--help"], clean_env).stdout.decode()
+        assert out.count("Data goes to ./footprint.db") == 1
+        assert out.count("overrides what the run recorded") <= 1
 
 
 def test_not_a_sqlite_file(tmp_path: Path, clean_env: dict[str, str]):

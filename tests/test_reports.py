@@ -82,6 +82,44 @@ def test_unknown_region_suggests():
         carbon.region_intensity("gcp:europe-wst1")
 
 
+def test_a_provider_without_data_says_which_have_it():
+    with pytest.raises(FootprintError, match=r"no data for aws regions: CodeCarbon's impact.csv has gcp only"):
+        carbon.region_intensity("aws:us-east-1")
+
+
+def test_country_takes_iso2_and_suggests_each_country_once():
+    assert carbon.country_intensity("FR").country == "FRA"
+    assert carbon.country_intensity("fr").g_per_kwh == carbon.country_intensity("FRA").g_per_kwh
+    with pytest.raises(FootprintError) as err:
+        carbon.country_intensity("FRNA")
+    hint = str(err.value).split("did you mean ", 1)[1].rstrip("?")
+    names = hint.split(", ")
+    assert "FRA" in names and len(names) == len(set(names))
+
+
+def test_pue_says_where_it_came_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from footprint.probes import FakeProbe
+    from footprint.reports import render
+
+    import footprint
+    from footprint.common.fakeclock import FakeClock
+    from footprint.core.model import Settings, load_run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "footprint.toml").write_text("pue = 1.3\n")
+    for kw, env, said in (({}, None, "PUE 1.3 (from footprint.toml)"), ({}, "1.4", "PUE 1.4 (from FOOTPRINT_PUE)"),
+                          ({"pue": 1.5}, "1.4", "PUE 1.5 (given)")):
+        if env:
+            monkeypatch.setenv("FOOTPRINT_PUE", env)
+        clock = FakeClock()
+        with footprint.track("p", probes=[FakeProbe(clock=clock)], clock=clock, db=str(tmp_path / "p.db"),
+                             summary=False, **kw) as run:
+            clock.advance(1.0)
+        assert said in render(run.report(), "console")
+    store = run.store
+    assert "PUE 1.1 (given at report time)" in render(load_run(store, run.id, Settings(pue=1.1)), "console")
+
+
 # -- cost, PUE, per-token economics ------------------------------------------------------------
 
 def test_cost_pue_and_per_token_hand_computed(tmp_path: Path):
@@ -214,8 +252,15 @@ def test_dataframe_loader(tmp_path: Path):
 
 def test_sparkline():
     assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
-    assert sparkline([5, 5, 5]) == "▄▄▄"
+    assert sparkline([5, 5, 5]) == "███"  # bars are heights above zero: a constant draw is a full, flat line
     assert len(sparkline(list(range(500)), width=40)) == 40
+
+
+def test_sparkline_scales_from_zero_so_noise_stays_flat():
+    # a run at a steady 47 W, read with a few tenths of a watt of noise, must not draw peaks and troughs
+    assert sparkline([47.0, 47.2, 46.9, 47.1, 47.0]) == "█████"
+    assert sparkline([50.0, 100.0]) == "▄█"  # half the power, half the height
+    assert sparkline([0.0, 0.0]) == "▁▁"
 
 
 def test_power_series_from_cumulative_energy(tmp_path: Path):

@@ -59,6 +59,8 @@ def world_average() -> float:
 def country_intensity(iso3: str) -> Intensity:
     code = iso3.strip().upper()
     countries = _countries()
+    if len(code) == 2 and code.isalpha():  # ISO 3166 alpha-2 (FR): the same country's alpha-3
+        code = _iso2_to_iso3(code) or code
     if code in countries:
         g, name, year = countries[code]
         return Intensity(float(g), code,
@@ -68,9 +70,11 @@ def country_intensity(iso3: str) -> Intensity:
         return country_intensity(names[code])
     import difflib
 
-    close = difflib.get_close_matches(code, list(countries) + list(names), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(names.get(c, c) for c in close)}?" if close else ""
-    raise FootprintError(f"unknown country code '{iso3}' (expected ISO 3166 alpha-3, e.g. FRA, USA){hint}")
+    close = difflib.get_close_matches(code, list(countries) + list(names), n=6, cutoff=0.5)
+    codes = list(dict.fromkeys(names.get(c, c) for c in close))[:3]  # a code and its country's name: once
+    hint = f"; did you mean {', '.join(codes)}?" if codes else ""
+    raise FootprintError(f"unknown country code '{iso3}' (expected ISO 3166 alpha-3 or alpha-2, e.g. FRA, FR, USA)"
+                         f"{hint}")
 
 
 def _regions() -> dict[str, list[Any]]:
@@ -87,6 +91,11 @@ def region_intensity(region: str) -> Intensity:
     if key in regions:
         g, iso3, src = regions[key]
         return Intensity(float(g), iso3 or None, f"cloud region {key} (CodeCarbon impact.csv, from {src})")
+    providers = sorted({k.split(":", 1)[0] for k in regions})
+    provider = key.split(":", 1)[0] if ":" in key else None
+    if provider is not None and providers and provider not in providers:
+        raise FootprintError(f"unknown cloud region '{region}': no data for {provider} regions: CodeCarbon's "
+                             f"impact.csv has {', '.join(providers)} only; pass --country or --carbon-intensity")
     import difflib
 
     close = difflib.get_close_matches(key, list(regions), n=3, cutoff=0.6)

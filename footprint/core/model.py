@@ -100,7 +100,7 @@ class RunReport(Record):
                  "devices", "kwh", "co2e_g", "carbon_intensity_g_per_kwh", "carbon_source", "country", "tokens",
                  "j_per_token", "spans", "host", "command", "warnings", "events", "region", "pue", "cost",
                  "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
-                 "j_per_generated_token", "job_id", "rank", "node", "created_at")
+                 "j_per_generated_token", "job_id", "rank", "node", "created_at", "pue_source")
 
     def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
                  ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
@@ -115,7 +115,7 @@ class RunReport(Record):
                  power: dict[str, list[tuple[float, float]]] | None = None, meta: dict[str, Any] | None = None,
                  tokens_by_kind: dict[str, int] | None = None, j_per_generated_token: float | None = None,
                  job_id: str | None = None, rank: int | None = None, node: str | None = None,
-                 created_at: float | None = None) -> None:
+                 created_at: float | None = None, pue_source: str | None = None) -> None:
         self.id = id
         self.name = name
         self.status = status
@@ -152,6 +152,7 @@ class RunReport(Record):
         self.rank = rank
         self.node = node
         self.created_at = created_at  # when the run was created (identifies it, with host and id)
+        self.pue_source = pue_source  # where the PUE came from: "given", "from FOOTPRINT_PUE", "from <file>"
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -281,8 +282,8 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         if d["first_t"] is not None:
             first_t.append(d["first_t"])
             last_t.append(d["last_t"])
-        if d["measured"]:
-            max_period = max(max_period, d["update_period_s"] or 0.0)
+        # a counter's update period, or an estimate's resolution (the CPU estimate's utilisation ticks)
+        max_period = max(max_period, d["update_period_s"] or 0.0)
         if e is None:
             warnings.append(f"{d['kind']}:{d['idx']} has no samples; its energy is unknown")
     energy = _components(per_kind)
@@ -310,6 +311,8 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
     tokens_total = sum(by_span.values()) if by_span else None
     intensity, carbon_source, country = _intensity(row, settings)
     pue = settings.pue if settings.pue is not None else (row["pue"] or 1.0)
+    meta = json.loads(row["meta"]) if row["meta"] else {}
+    pue_source = "given at report time" if settings.pue is not None else meta.get("pue_source")
     price_kwh = settings.price_kwh if settings.price_kwh is not None else row["price_kwh"]
     price_hour = settings.price_hour if settings.price_hour is not None else row["price_hour"]
     currency = settings.currency or row["currency"] or "USD"
@@ -353,9 +356,10 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         spans=spans, host=row["host"], command=json.loads(row["command"]) if row["command"] else None,
         warnings=warnings, events=events, region=row["region"], pue=pue, cost=cost,
         economics=economics_of(total, co2, cost, tokens_total, duration), baseline_w=baseline,
-        dynamic_energy_j=dynamic, power=curves, meta=json.loads(row["meta"]) if row["meta"] else {},
+        dynamic_energy_j=dynamic, power=curves, meta=meta,
         tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
         job_id=row["job_id"], rank=row["rank"], node=row["node"], created_at=row["created_at"],
+        pue_source=pue_source,
     )
 
 

@@ -52,7 +52,7 @@ class Option(FrozenRecord):
 
 OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("country", "FOOTPRINT_COUNTRY", "country", "text", upper=True,
-           description="ISO 3166 alpha-3 code of the grid, for CO2e"),
+           description="ISO 3166 alpha-3 (or alpha-2) code of the grid, for CO2e"),
     Option("region", "FOOTPRINT_CLOUD_REGION", "region", "text", description="cloud region as provider:region"),
     Option("carbon_intensity", "FOOTPRINT_CARBON_INTENSITY", "carbon_intensity", "number",
            description="grid carbon intensity in g CO2e/kWh"),
@@ -174,6 +174,14 @@ class Resolver:
         if cfg.get(opt.key) is not None:
             return Resolved(name, validate(name, cfg[opt.key], f"{path}: {opt.key}"), CONFIG, path)
         return Resolved(name, None, None, None)
+
+    def origin_text(self, name: str, given: object = None) -> str | None:
+        """Where the value of `name` comes from, for a summary: "given" (flag or argument), "from FOOTPRINT_PUE",
+        "from footprint.toml"; None for the default."""
+        found = self.resolve(name, given)
+        if found.origin is None:
+            return None
+        return "given" if found.origin == FLAG else f"from {found.where}"
 
     def value(self, name: str, given: object = None, default: Any = None) -> Any:
         found = self.resolve(name, given).value
