@@ -1,5 +1,5 @@
-"""Hardware probes: NVML (GPU), RAPL (CPU, DRAM), hwmon energy counters (Intel GPUs, amd_energy) and
-labelled estimates.
+"""Hardware probes: NVML (GPU), RAPL (CPU, DRAM), hwmon energy counters (Intel GPUs, amd_energy), Jetson
+power rails, and labelled estimates.
 
 Probes are registered by declaration: each module named in `PROBE_MODULES` lists its probe classes in
 `PROBES`. Adding a probe is one new module plus its name here. Order matters only among probes that measure
@@ -19,20 +19,21 @@ if TYPE_CHECKING:
 
     from .estimate import CpuEstimateProbe, RamEstimateProbe
     from .hwmon import HwmonProbe
+    from .jetson import JetsonProbe
     from .nvml import NvmlProbe
     from .rapl import RaplProbe
 
 # rapl before hwmon: a CPU with RAPL is never counted again through amd_energy
-PROBE_MODULES = ("nvml", "rapl", "hwmon", "estimate")
+PROBE_MODULES = ("nvml", "rapl", "hwmon", "jetson", "estimate")
 NODE_KINDS = ("cpu", "ram")  # measured once per node (by local rank 0 in distributed jobs)
 
 __all__ = [
-    "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "HwmonProbe", "NvmlProbe",
+    "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "HwmonProbe", "JetsonProbe", "NvmlProbe",
     "PROBE_MODULES", "Probe",
     "ProbeError", "RamEstimateProbe", "RaplProbe", "Reading", "default_probes", "probe_status", "registered",
 ]
 _LAZY = {"CpuEstimateProbe": "estimate", "RamEstimateProbe": "estimate", "NvmlProbe": "nvml", "RaplProbe": "rapl",
-         "HwmonProbe": "hwmon"}
+         "HwmonProbe": "hwmon", "JetsonProbe": "jetson"}
 
 
 def __getattr__(name: str) -> Any:
