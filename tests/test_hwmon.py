@@ -8,21 +8,17 @@ from footprint.probes import Availability, default_probes
 from footprint.probes.hwmon import HwmonProbe, find_counters, kind_map, unwrap_unknown_range
 from footprint.probes.nvml import NvmlProbe
 
+from footprint.common.fakeclock import FakeClock
 from tests.conftest import report_json, run_cli
 from tests.fakes.hwmon import Chip, Counter, SysfsTree, amd_energy_chip, intel_gpus
 from tests.fakes.powercap import PowercapTree, standard_zones
 
 
-def _read_every(probe: HwmonProbe, seconds: float, step: float, during: object = None
-                ) -> tuple[float, float, dict[str, float]]:
+def _read_every(probe: HwmonProbe, seconds: float, step: float) -> tuple[float, float, dict[str, float]]:
     first = {r.device.key: r for r in probe.read()}
     end = time.time() + seconds
-    half = time.time() + seconds / 2
     while time.time() < end:
         time.sleep(step)
-        if callable(during) and time.time() >= half:
-            during()
-            during = None
         probe.read()
     last = {r.device.key: r for r in probe.read()}
     return (min(r.t for r in first.values()), max(r.t for r in last.values()),
@@ -73,19 +69,29 @@ def test_unwrap_unknown_range():
 
 
 def test_energy_matches_exact_integral_with_a_power_step(tmp_path: Path):
+    """On a fake clock the test writes every value the probe sees: exact to the counters' 1 µJ."""
+    clock = FakeClock()
     chips = [*intel_gpus(), amd_energy_chip()]
-    with SysfsTree(tmp_path, chips, period_s=0.001) as tree:
-        probe = HwmonProbe(tmp_path, kinds={})
-        devices = probe.open()
-        i915 = chips[0].counters[0]
-        t_a, t_b, energy = _read_every(probe, 1.2, 0.05, during=lambda: tree.set_power(i915, 40.0))
+    tree = SysfsTree(tmp_path, chips, t0=clock.now())
+    probe = HwmonProbe(tmp_path, kinds={}, clock=clock)
+    devices = probe.open()
+    i915 = chips[0].counters[0]
+    t_a = clock.now()
+    for step in range(40):  # 2 s read every 50 ms; the i915 card drops from 120 W to 40 W at 1 s
+        clock.advance(0.05)
+        if step == 20:
+            tree.set_power(i915, 40.0, clock.now() - 0.02)
+        tree.write(clock.now())
+        last = {r.device.key: r for r in probe.read()}
+    t_b = clock.now()
     assert [(d.key, d.source, d.update_period_s) for d in devices] == [
         ("gpu:0", "hwmon:i915", 0.001), ("gpu:1", "hwmon:xe", 0.001),
         ("cpu:0", "hwmon:amd_energy", 0.001), ("cpu:1", "hwmon:amd_energy", 0.001)]
     xe_card, socket0, socket1 = chips[1].counters[0], chips[2].counters[-2], chips[2].counters[-1]
     for key, counter in (("gpu:0", i915), ("gpu:1", xe_card), ("cpu:0", socket0), ("cpu:1", socket1)):
-        assert energy[key] == pytest.approx(tree.energy_j(counter, t_a, t_b), rel=0.01), key
-    assert tree.energy_j(i915, t_a, t_b) < 120.0 * (t_b - t_a) * 0.8  # the step happened
+        assert last[key].energy_j == pytest.approx(tree.energy_j(counter, t_a, t_b), abs=1e-4), key
+    assert tree.energy_j(i915, t_a, t_b) == pytest.approx(120.0 * 1.03 + 40.0 * 0.97)  # the step happened
+    assert last["gpu:0"].power_w == pytest.approx(40.0)
 
 
 def test_a_32_bit_wrap_is_exact(tmp_path: Path):
