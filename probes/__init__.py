@@ -59,7 +59,8 @@ def default_probes(*, gpu: bool = True, node: bool = True, cuda_ordinals: list[i
     """The best probes this machine offers: every available measuring probe, then estimates for the kinds
     none of them covers.
 
-    `node=False` skips node kinds, CPU and RAM (for all but one rank per node in distributed jobs);
+    `node=False` skips node kinds, CPU and RAM and each probe's `node_kinds` (for all but one rank per node
+    in distributed jobs);
     `gpu=False` skips GPUs; `cuda_ordinals` limits GPUs to those a rank uses (cuda:N), `[]` to none.
     """
     def wanted(cls: type[Probe]) -> set[str]:
