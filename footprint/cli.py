@@ -427,7 +427,7 @@ def cmd_probes() -> int:
 
     for name, av in probe_status():
         print(f"{name:6} {'yes' if av.ok else 'no ':3}  {av.reason}")
-    print("cpu/ram estimates are used where RAPL is missing, and are labelled estimated")
+    print("cpu/ram estimates are used where no probe above measures them, and are labelled estimated")
     return 0
 
 

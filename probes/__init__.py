@@ -1,4 +1,5 @@
-"""Hardware probes: NVML (GPU), RAPL (CPU, DRAM) and labelled estimates.
+"""Hardware probes: NVML (GPU), RAPL (CPU, DRAM), hwmon energy counters (Intel GPUs, amd_energy), Jetson
+power rails, and labelled estimates.
 
 Probes are registered by declaration: each module named in `PROBE_MODULES` lists its probe classes in
 `PROBES`. Adding a probe is one new module plus its name here. Order matters only among probes that measure
@@ -17,17 +18,22 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .estimate import CpuEstimateProbe, RamEstimateProbe
+    from .hwmon import HwmonProbe
+    from .jetson import JetsonProbe
     from .nvml import NvmlProbe
     from .rapl import RaplProbe
 
-PROBE_MODULES = ("nvml", "rapl", "estimate")
+# rapl before hwmon: a CPU with RAPL is never counted again through amd_energy
+PROBE_MODULES = ("nvml", "rapl", "hwmon", "jetson", "estimate")
 NODE_KINDS = ("cpu", "ram")  # measured once per node (by local rank 0 in distributed jobs)
 
 __all__ = [
-    "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "NvmlProbe", "PROBE_MODULES", "Probe",
+    "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "HwmonProbe", "JetsonProbe", "NvmlProbe",
+    "PROBE_MODULES", "Probe",
     "ProbeError", "RamEstimateProbe", "RaplProbe", "Reading", "default_probes", "probe_status", "registered",
 ]
-_LAZY = {"CpuEstimateProbe": "estimate", "RamEstimateProbe": "estimate", "NvmlProbe": "nvml", "RaplProbe": "rapl"}
+_LAZY = {"CpuEstimateProbe": "estimate", "RamEstimateProbe": "estimate", "NvmlProbe": "nvml", "RaplProbe": "rapl",
+         "HwmonProbe": "hwmon", "JetsonProbe": "jetson"}
 
 
 def __getattr__(name: str) -> Any:
@@ -53,11 +59,12 @@ def default_probes(*, gpu: bool = True, node: bool = True, cuda_ordinals: list[i
     """The best probes this machine offers: every available measuring probe, then estimates for the kinds
     none of them covers.
 
-    `node=False` skips node kinds, CPU and RAM (for all but one rank per node in distributed jobs);
+    `node=False` skips node kinds, CPU and RAM and each probe's `node_kinds` (for all but one rank per node
+    in distributed jobs);
     `gpu=False` skips GPUs; `cuda_ordinals` limits GPUs to those a rank uses (cuda:N), `[]` to none.
     """
-    def wanted(kinds: tuple[str, ...]) -> set[str]:
-        keep = {k for k in kinds if (node or k not in NODE_KINDS)}
+    def wanted(cls: type[Probe]) -> set[str]:
+        keep = {k for k in cls.kinds if node or (k not in NODE_KINDS and k not in cls.node_kinds)}
         if not gpu or cuda_ordinals == []:
             keep.discard("gpu")
         return keep
@@ -66,14 +73,17 @@ def default_probes(*, gpu: bool = True, node: bool = True, cuda_ordinals: list[i
     probes: list[Probe] = []
     covered: set[str] = set()
     for cls in classes:
-        if cls.estimate or not wanted(cls.kinds) - covered:
+        todo = wanted(cls) - covered
+        if cls.estimate or not todo:
             continue
         availability = cls.availability()
-        if availability.ok:
-            probes.append(cls.create(cuda_ordinals=cuda_ordinals))
-            covered |= set(availability.kinds or cls.kinds)
+        if availability.ok and (not availability.kinds or set(availability.kinds) & todo):
+            probe = cls.create(cuda_ordinals=cuda_ordinals)
+            probe.only_kinds = frozenset(todo)  # what an earlier probe measures is not measured again
+            probes.append(probe)
+            covered |= set(availability.kinds or cls.kinds) & todo
     for cls in classes:
-        if cls.estimate and wanted(cls.kinds) - covered:
+        if cls.estimate and wanted(cls) - covered:
             probes.append(cls.create(cuda_ordinals=cuda_ordinals))
             covered |= set(cls.kinds)
     return probes

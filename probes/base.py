@@ -46,7 +46,7 @@ class Device(FrozenRecord):
 
     def __init__(self, kind: str, index: int, name: str, source: str, measured: bool, update_period_s: float = 0.0,
                  uuid: str | None = None, power_limit_w: float | None = None, note: str | None = None) -> None:
-        self.kind = kind  # "gpu" | "cpu" | "ram"
+        self.kind = kind  # "gpu" | "cpu" | "ram" | any other ("soc", "module", ...)
         self.index = index
         self.name = name
         self.source = source
@@ -116,6 +116,12 @@ class Probe(abc.ABC):
     - `polled = False` for probes whose energy between two reads is exact however far apart they are (the
       estimates): the sampler reads them at run and span edges and at flushes only.
     - `clock`: where reading times come from (`footprint.common.clock.SYSTEM`, or a fake clock in tests).
+    - `only_kinds`: set by `default_probes()` to the kinds this probe is to measure, when a probe earlier in
+      the registry already measures the others (or a rank must not measure them); a probe whose kinds come
+      from separate counters opens devices of those of its `kinds` only. None (the default): every kind.
+    - `node_kinds`: kinds this probe measures for the whole node, beyond cpu and ram (which always are): GPUs
+      that cannot be matched to a rank's CUDA ordinals, a board's power rails. In a distributed job only the
+      rank that measures the node (`default_probes(node=True)`) measures them.
 
     Subclasses call `super().__init__()`. A probe module lists its probes in `PROBES`, and its module name
     goes into `footprint.probes.PROBE_MODULES`.
@@ -125,6 +131,8 @@ class Probe(abc.ABC):
     kinds: tuple[str, ...] = ()
     estimate: bool = False
     polled: bool = True
+    node_kinds: tuple[str, ...] = ()
+    only_kinds: frozenset[str] | None = None
     devices: list[Device]
 
     def __init__(self, *, clock: Clock | None = None) -> None:

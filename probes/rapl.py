@@ -1,4 +1,9 @@
-"""CPU package and DRAM energy from the Linux powercap interface (Intel RAPL, and AMD on Linux >= 5.8)."""
+"""CPU package and DRAM energy from the Linux powercap interface (Intel RAPL, and AMD on Linux >= 5.8).
+
+AMD packages appear as `intel-rapl:N` zones on most kernels, and as an `amd-rapl` control type with
+`amd-rapl:N` zones on others; both are read. `intel-rapl-mmio:N` is the same package counter reached
+through MMIO and is skipped, as is any second zone for a package already found.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,20 @@ if TYPE_CHECKING:
     from .base import Clock
 
 DEFAULT_ROOT = "/sys/class/powercap"
-_ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
+_ZONE = re.compile(r"^(?:intel-rapl|amd-rapl):(\d+)(?::(\d+))?$")
+_PACKAGE = re.compile(r"^package(?:-(\d+))?")
 
-GRANT_HINT = (
-    "energy_uj is readable only by root since Linux 5.10 (CVE-2020-8694); grant read access with "
-    "`sudo chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj /sys/class/powercap/intel-rapl:*/*/energy_uj` "
-    "(or a udev rule / systemd-tmpfiles entry to keep it across reboots), or run as root"
-)
+
+
+def grant_hint(control: str = "intel-rapl") -> str:
+    return (
+        "energy_uj is readable only by root since Linux 5.10 (CVE-2020-8694); grant read access with "
+        f"`sudo chmod a+r /sys/class/powercap/{control}:*/energy_uj /sys/class/powercap/{control}:*/*/energy_uj` "
+        "(or a udev rule / systemd-tmpfiles entry to keep it across reboots), or run as root"
+    )
+
+
+GRANT_HINT = grant_hint()
 
 
 def powercap_root() -> Path:
@@ -75,6 +87,7 @@ def find_zones(root: Path) -> list[tuple[Path, str, int, str]]:
     would double-count; they are skipped.
     """
     found: dict[str, tuple[Path, str, int, str]] = {}
+    seen: set[tuple[str, int]] = set()  # (kind, index): one zone per package, whichever control type has it
     if not root.is_dir():
         return []
     candidates: list[Path] = []
@@ -93,11 +106,18 @@ def find_zones(root: Path) -> list[tuple[Path, str, int, str]]:
             name = (zone / "name").read_text().strip()
         except OSError:
             continue
-        if name.startswith("package-"):
-            idx = int(name.split("-", 1)[1]) if name.split("-", 1)[1].isdigit() else int(m.group(1))
-            found[real] = (zone, "cpu", idx, name)
+        pkg = _PACKAGE.match(name)
+        if pkg and zone.name.count(":") == 1:
+            # "package-0"; "package-0-die-1" on multi-die parts and a bare "package" take the zone's number
+            idx = int(pkg.group(1)) if pkg.group(1) and name == f"package-{pkg.group(1)}" else int(m.group(1))
+            hit = (zone, "cpu", idx, name)
         elif name == "dram":
-            found[real] = (zone, "ram", int(m.group(1)), name)
+            hit = (zone, "ram", int(m.group(1)), name)
+        else:
+            continue
+        if (hit[1], hit[2]) not in seen:
+            seen.add((hit[1], hit[2]))
+            found[real] = hit
     return sorted(found.values(), key=lambda z: (z[1], z[2]))
 
 
@@ -123,7 +143,7 @@ class RaplProbe(Probe):
             for path, *_ in zones:
                 _read_int(path / "energy_uj")
         except PermissionError:
-            return Availability(False, GRANT_HINT)
+            return Availability(False, grant_hint(zones[0][0].name.split(":", 1)[0]))
         except (OSError, ValueError) as exc:
             return Availability(False, f"cannot read RAPL counters: {exc}")
         kinds = tuple(sorted({k for _, k, _, _ in zones}))
@@ -138,7 +158,7 @@ class RaplProbe(Probe):
                 rng = _read_int(path / "max_energy_range_uj")
                 cur = _read_int(path / "energy_uj")
             except PermissionError as exc:
-                raise ProbeError(GRANT_HINT) from exc
+                raise ProbeError(grant_hint(path.name.split(":", 1)[0])) from exc
             except (OSError, ValueError) as exc:
                 raise ProbeError(f"cannot read {path}: {exc}") from exc
             t = self.clock.now()

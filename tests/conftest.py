@@ -39,6 +39,7 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
            if not k.startswith(("FOOTPRINT_", "FAKE_NVML_", "CUDA_VISIBLE")) and k != "LD_LIBRARY_PATH"}
     env["FOOTPRINT_DB"] = str(tmp_path / "fp.db")
     env["FOOTPRINT_POWERCAP"] = str(tmp_path / "no-powercap")  # this machine has none; be explicit
+    env["FOOTPRINT_SYSFS"] = str(tmp_path / "no-sysfs")  # nor hwmon counters or Jetson rails
     env["PYTHONPATH"] = str(ROOT)
     return env
 

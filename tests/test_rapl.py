@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from footprint.probes.rapl import GRANT_HINT, RaplProbe, find_zones, unwrap
+from footprint.probes.rapl import GRANT_HINT, RaplProbe, find_zones, grant_hint, unwrap
 
 from tests.conftest import report_json, run_cli
-from tests.fakes.powercap import PowercapTree, Zone, standard_zones
+from tests.fakes.powercap import PowercapTree, Zone, amd_rapl_zones, standard_zones
 
 
 def test_unwrap_no_wrap_one_wrap_and_several():
@@ -157,3 +157,56 @@ def test_rapl_without_dram_zones_falls_back_to_the_ram_estimate(tmp_path: Path, 
     assert run["sources"]["cpu"] == "rapl" and run["sources"]["ram"] == "estimate:ram-w-per-gb"
     dur = run["ended_at"] - run["started_at"]
     assert run["energy_j"]["cpu"] == pytest.approx(40.0 * dur, rel=0.01)
+
+
+def test_amd_rapl_control_type_is_found_and_its_core_zones_skipped(tmp_path: Path):
+    PowercapTree(tmp_path, amd_rapl_zones())
+    zones = find_zones(tmp_path)
+    assert [(z[0].name, kind, idx, name) for z, (_, kind, idx, name) in zip(zones, zones, strict=True)] == [
+        ("amd-rapl:0", "cpu", 0, "package-0"), ("amd-rapl:1", "cpu", 1, "package-1"),
+    ]
+    av = RaplProbe.availability(tmp_path)
+    assert av.ok and av.kinds == ("cpu",)
+
+
+def test_the_mmio_copy_of_a_package_and_a_second_control_type_are_not_counted_twice(tmp_path: Path):
+    zones = [Zone("intel-rapl:0", "package-0", 40.0), Zone("intel-rapl-mmio:0", "package-0", 40.0),
+             Zone("amd-rapl:0", "package-0", 40.0), Zone("intel-rapl:0:0", "dram", 5.0)]
+    PowercapTree(tmp_path, zones)
+    # one package-0 (the first in name order), never the MMIO copy
+    assert [(z[0].name, z[1], z[2]) for z in find_zones(tmp_path)] == [("amd-rapl:0", "cpu", 0),
+                                                                       ("intel-rapl:0:0", "ram", 0)]
+
+
+def test_multi_die_package_names_take_the_zone_number(tmp_path: Path):
+    PowercapTree(tmp_path, [Zone("intel-rapl:0", "package-0-die-0", 30.0),
+                            Zone("intel-rapl:1", "package-0-die-1", 30.0)])
+    assert [(z[1], z[2], z[3]) for z in find_zones(tmp_path)] == [("cpu", 0, "package-0-die-0"),
+                                                                  ("cpu", 1, "package-0-die-1")]
+
+
+def test_amd_rapl_energy_matches_exact_integral_across_wraps(tmp_path: Path):
+    with PowercapTree(tmp_path, amd_rapl_zones(range_uj=20_000_000), period_s=0.002):  # wraps every ~0.2 s
+        probe = RaplProbe(tmp_path)
+        devices = probe.open()
+        t_a, t_b, energy = _read_every(probe, 1.2, 0.05)
+    assert [d.name for d in devices] == ["RAPL package-0 (amd-rapl:0)", "RAPL package-1 (amd-rapl:1)"]
+    assert energy["cpu:0"] == pytest.approx(90.0 * (t_b - t_a), rel=0.01)
+    assert energy["cpu:1"] == pytest.approx(70.0 * (t_b - t_a), rel=0.01)
+
+
+def test_amd_rapl_cli_end_to_end(tmp_path: Path, clean_env: dict[str, str]):
+    with PowercapTree(tmp_path / "pc", amd_rapl_zones(), period_s=0.002) as tree:
+        env = dict(clean_env, FOOTPRINT_POWERCAP=str(tree.root))
+        probes = run_cli(["probes"], env)
+        res = run_cli(["run", "--no-summary", "--", "sleep", "0.5"], env)
+    assert res.returncode == 0, res.stderr.decode()
+    assert "rapl   yes  RAPL zones for cpu under" in probes.stdout.decode()
+    run = report_json(env)["runs"][0]
+    dur = run["ended_at"] - run["started_at"]
+    assert run["sources"]["cpu"] == "rapl" and run["sources"]["ram"] == "estimate:ram-w-per-gb"
+    assert run["energy_j"]["cpu"] == pytest.approx(160.0 * dur, rel=0.01)
+
+
+def test_grant_hint_names_the_control_type():
+    assert "/sys/class/powercap/amd-rapl:*/energy_uj" in grant_hint("amd-rapl")

@@ -1,8 +1,8 @@
 """A powercap-shaped tree (as under /sys/class/powercap) whose counters a thread advances at known power.
 
-Layout, like the kernel's: a directory per zone, `intel-rapl:N` for packages with `intel-rapl:N:M`
-subzones inside, and top-level symlinks to every zone; each holds `name`, `energy_uj`,
-`max_energy_range_uj`. Counters wrap at `max_energy_range_uj`.
+Layout, like the kernel's: a directory per zone, `intel-rapl:N` (or `amd-rapl:N`, or `intel-rapl-mmio:N`)
+for packages with `intel-rapl:N:M` subzones inside, and top-level symlinks to every zone; each holds `name`,
+`energy_uj`, `max_energy_range_uj`. Counters wrap at `max_energy_range_uj`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 @dataclass
 class Zone:
-    path: str  # e.g. "intel-rapl:0" or "intel-rapl:0:2"
+    path: str  # e.g. "intel-rapl:0", "intel-rapl:0:2", "amd-rapl:1"
     name: str  # package-0, core, uncore, dram, psys
     power_w: float
     range_uj: int = 262_143_328_850
@@ -49,13 +49,13 @@ class PowercapTree:
             (zdir / "name").write_text(z.name + "\n")
             (zdir / "max_energy_range_uj").write_text(f"{z.range_uj}\n")
             (zdir / "enabled").write_text("1\n")
-        # the control-type folder as the kernel has it: intel-rapl/ with intel-rapl:N inside and
+        # the control-type folder as the kernel has it: intel-rapl/ (or amd-rapl/) with its zones inside and
         # subsystem -> the class folder (tools other than ours look there)
-        ctl = root / "intel-rapl"
-        ctl.mkdir(exist_ok=True)
-        if not (ctl / "subsystem").exists():
-            os.symlink("..", ctl / "subsystem")
         for z in zones:
+            ctl = root / z.path.split(":", 1)[0]
+            ctl.mkdir(exist_ok=True)
+            if not (ctl / "subsystem").exists():
+                os.symlink("..", ctl / "subsystem")
             if z.path.count(":") == 1 and not (ctl / z.path).exists():
                 os.symlink(os.path.join("..", z.path), ctl / z.path)
         self._write(self.t0)
@@ -123,4 +123,15 @@ def standard_zones(range_uj: int = 262_143_328_850) -> list[Zone]:
         Zone("intel-rapl:1:0", "core", 20.0, range_uj),
         Zone("intel-rapl:1:1", "dram", 4.0, range_uj),
         Zone("intel-rapl:2", "psys", 100.0, range_uj),
+    ]
+
+
+def amd_rapl_zones(range_uj: int = 262_143_328_850) -> list[Zone]:
+    """An AMD EPYC two-socket layout on kernels with an `amd-rapl` control type: package-N zones with core
+    subzones (skipped: they sit inside the package) and no dram zone."""
+    return [
+        Zone("amd-rapl:0", "package-0", 90.0, range_uj),
+        Zone("amd-rapl:0:0", "core", 60.0, range_uj),
+        Zone("amd-rapl:1", "package-1", 70.0, range_uj),
+        Zone("amd-rapl:1:0", "core", 50.0, range_uj),
     ]
