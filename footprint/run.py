@@ -15,7 +15,7 @@ from footprint.common.errors import FootprintError
 from footprint.common.record import FrozenRecord
 from footprint.core import carbon
 from footprint.core.costs import resolve_costs
-from footprint.core.sampler import DEFAULT_INTERVAL_S, Sampler
+from footprint.core.sampler import DEFAULT_INTERVAL_S, FLUSH_EVERY_S, Sampler
 from footprint.core.settings import Resolver
 from footprint.core.store import ENV_DB, Store, default_db_path
 
@@ -83,6 +83,11 @@ class Run:
         self._report: RunReport | None = None
         self._tokens_total: int | None = None  # what this run counts, read from the DB at the first add_tokens
         self.finished = False
+        # attached: the latest span edge this process marked and whether the owner was woken to read it;
+        # report() waits (bounded) until the owner has stored a reading at or after it
+        self._edge: float | None = None
+        self._edge_woken = False
+        self.await_s = 2 * FLUSH_EVERY_S + 1.0  # attach_from_env adds the owner's interval
 
     @property
     def attached(self) -> bool:
@@ -96,10 +101,35 @@ class Run:
                 cuda.synchronize()
         if self.sampler is not None:
             return self.sampler.mark()
+        # the edge's time is taken before the owner is asked to read, so the owner's read comes at or after it
+        t = self.clock.now()
+        woken = False
         if self._wake_fd is not None:  # ask the owning process to read its counters now
+            # a full pipe (OSError): the owner is reading already; its periodic reads cover this edge
             with contextlib.suppress(OSError):
-                os.write(self._wake_fd, b"m")
-        return self.clock.now()
+                woken = os.write(self._wake_fd, b"m") == 1
+        if self._edge is None or t >= self._edge:
+            self._edge, self._edge_woken = t, woken
+        return t
+
+    def _await_owner(self) -> str | None:
+        """Attached: wait until the owning process has stored a reading at or after this process's latest span
+        edge (a read it was woken for, else a periodic one), so the figures read now are the ones the DB
+        will hold. Bounded: returns a warning if the owner did not store one in time."""
+        edge, woken = self._edge, self._edge_woken
+        if edge is None:
+            return None
+        deadline = time.monotonic() + self.await_s
+        delay = 0.001
+        while not self.store.reading_stored_since(self.id, edge, mark=woken):
+            if time.monotonic() >= deadline:
+                return (f"the process that owns run {self.id} stored no reading after this process's last span "
+                        f"edge within {self.await_s:.1f} s: the latest spans' figures may be low")
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
+        if self._edge == edge:
+            self._edge = None
+        return None
 
     def _stack(self) -> list[int]:
         stack: list[int] | None = getattr(self._spans, "stack", None)
@@ -171,7 +201,14 @@ class Run:
         from footprint.core.model import load_run
 
         if self._report is None or not self.finished or (power and not self._report.power):
+            late = None
+            if self.attached:
+                late = self._await_owner()
+            elif not self.finished and self.sampler is not None:
+                self.sampler.flush()  # the reads at this run's span edges are in the DB before it is read
             self._report = load_run(self.store, self.id, power=power)
+            if late:
+                self._report.warnings.append(late)
         return self._report
 
     @property
@@ -321,7 +358,11 @@ def attach_from_env() -> Run | None:
     name = store.run_name(rid)
     if name is None:
         raise FootprintError(f"{ENV_RUN_ID}={rid} names no run in {store.path}")
-    return Run(store, rid, name, wake_fd=inherited_wake_fd(os.environ.get(ENV_WAKE_FD)))
+    run = Run(store, rid, name, wake_fd=inherited_wake_fd(os.environ.get(ENV_WAKE_FD)))
+    row = store.run_row(rid)
+    if row is not None and row["interval_s"]:
+        run.await_s += float(row["interval_s"])
+    return run
 
 
 def wake_fd_token(fd: int) -> str:

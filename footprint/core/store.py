@@ -549,6 +549,13 @@ class Store:
             (run_id,),
         )
 
+    def reading_stored_since(self, run_id: int, t: float, *, mark: bool = False) -> bool:
+        """Whether the run has a sample taken at or after t (with `mark`, a boundary read, which covers every
+        device): what a process that joined the run waits for before it reads its figures."""
+        return bool(self.query(
+            "SELECT 1 FROM devices d JOIN samples s ON s.device_id = d.id WHERE d.run_id = ? AND s.t >= ?"
+            + (" AND s.mark = 1" if mark else "") + " LIMIT 1", (run_id, t)))
+
     def energy_at(self, device_id: int, t: float) -> float | None:
         """Cumulative energy of a device at instant t, interpolated between the samples around it."""
         from footprint.common.units import interpolate
