@@ -81,6 +81,7 @@ class Run:
         self._wake_fd = wake_fd
         self._spans = threading.local()
         self._report: RunReport | None = None
+        self._report_final = False  # _report was read after the run ended: it cannot change any more
         self._tokens_total: int | None = None  # what this run counts, read from the DB at the first add_tokens
         self.finished = False
         # attached: the latest span edge this process marked and whether the owner was woken to read it;
@@ -131,6 +132,19 @@ class Run:
             self._edge = None
         return None
 
+    def _check_open(self) -> None:
+        """Spans and tokens after the run has ended would be stored outside it, and after the report it gave:
+        refuse them. An attached run asks the DB whether its owner has ended it."""
+        ended = self.finished
+        if not ended and self.attached:
+            status = self.store.run_status(self.id)
+            ended = status is not None and status != "running"
+            if ended:
+                self.finished = True
+        if ended:
+            raise FootprintError(f"run {self.id} ('{self.name}') has ended: spans and tokens can no longer be "
+                                 "added to it (start another with footprint.track())")
+
     def _stack(self) -> list[int]:
         stack: list[int] | None = getattr(self._spans, "stack", None)
         if stack is None:
@@ -151,12 +165,14 @@ class Run:
     def begin_span(self, name: str) -> int:
         """Open a span inside the innermost open one (for phases that do not fit a with-block, such as
         prefill ending when the first token streams out); close it with end_span."""
+        self._check_open()
         stack = self._stack()
         span_id = self.store.start_span(self.id, name, stack[-1] if stack else None, self._mark())
         stack.append(span_id)
         return span_id
 
     def end_span(self, span_id: int) -> None:
+        self._check_open()
         stack = self._stack()
         if span_id in stack:
             stack.remove(span_id)
@@ -165,6 +181,7 @@ class Run:
     def switch_span(self, span_id: int, name: str) -> int:
         """End `span_id` and open `name` in its place at the same instant, from one read of the counters:
         consecutive phases (prefill, then decode) share their edge, so their energies add up to the whole."""
+        self._check_open()
         stack = self._stack()
         at = stack.index(span_id) if span_id in stack else len(stack)
         parent = stack[at - 1] if at > 0 else None  # the new phase is a sibling of the one it ends
@@ -182,6 +199,7 @@ class Run:
         """
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**63:
             raise FootprintError(f"tokens must be a non-negative integer below 2**63, got {n!r}")
+        self._check_open()
         if span is None:
             stack = self._stack()
             span = stack[-1] if stack else None
@@ -200,7 +218,9 @@ class Run:
         """The run's figures (read from the store). `power=True` adds per-device power curves, for charts."""
         from footprint.core.model import load_run
 
-        if self._report is None or not self.finished or (power and not self._report.power):
+        # a report is kept only once the run has ended (one taken before is stale by then)
+        if not self._report_final or self._report is None or (power and not self._report.power):
+            final = self.finished
             late = None
             if self.attached:
                 late = self._await_owner()
@@ -209,6 +229,7 @@ class Run:
             self._report = load_run(self.store, self.id, power=power)
             if late:
                 self._report.warnings.append(late)
+            self._report_final = final and not late
         return self._report
 
     @property
@@ -358,6 +379,14 @@ def attach_from_env() -> Run | None:
     name = store.run_name(rid)
     if name is None:
         raise FootprintError(f"{ENV_RUN_ID}={rid} names no run in {store.path}")
+    from footprint.core.model import effective_status
+
+    status = effective_status(store.run_row(rid))
+    if status != "running":  # left over from a process that has ended: joining would count nothing
+        print(f"footprint: {ENV_RUN_ID}={rid} names a run that has ended ({status}) in {store.path}; "
+              "starting a new run", file=sys.stderr)
+        store.close()
+        return None
     run = Run(store, rid, name, wake_fd=inherited_wake_fd(os.environ.get(ENV_WAKE_FD)))
     row = store.run_row(rid)
     if row is not None and row["interval_s"]:

@@ -67,3 +67,62 @@ def test_the_owner_reads_its_span_right_after_it_ends_exactly(tmp_path: Path):
             clock.advance(0.4)
         work = next(s for s in run.report().spans if s.name == "work")
         assert work.energy_j["total"] == pytest.approx(50.0 * 0.4, abs=1e-5)  # epoch-sized floats
+
+
+# -- after a run ends ---------------------------------------------------------------------------------
+
+
+def _fake_track(tmp_path: Path, clock: object, name: str = "r") -> object:
+    from footprint.probes import FakeProbe
+
+    import footprint
+
+    return footprint.track(name, db=str(tmp_path / "a.db"), probes=[FakeProbe({"cpu:0": 50.0}, clock=clock)],
+                           clock=clock, summary=False)
+
+
+def test_spans_and_tokens_after_the_run_ended_are_refused_and_its_report_is_final(tmp_path: Path):
+    from footprint import FootprintError
+    from footprint.common.fakeclock import FakeClock
+
+    clock = FakeClock()
+    with _fake_track(tmp_path, clock) as run:
+        clock.advance(1.0)
+        during = run.report()
+        open_id = run.begin_span("left-open")
+    assert run.report() is not during and run.report().status == "completed"  # not the one taken while it ran
+    assert run.energy_j == pytest.approx(50.0, abs=1e-5)
+    for use in (lambda: run.add_tokens(5), lambda: run.begin_span("late"), lambda: run.end_span(open_id),
+                lambda: run.span("late").__enter__()):
+        with pytest.raises(FootprintError, match=r"run \d+ \('r'\) has ended"):
+            use()
+    assert run.report().tokens is None
+
+
+@pytest.mark.parametrize("status", ["completed", "incomplete"])
+def test_a_leftover_run_id_of_an_ended_run_starts_a_fresh_run(status: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]):
+    import os
+    import subprocess
+
+    from footprint.common.fakeclock import FakeClock
+    from footprint.core.store import Store
+
+    db = str(tmp_path / "a.db")
+    with Store(db) as store:
+        dead = subprocess.Popen([PY, "-c", "pass"])
+        dead.wait()
+        old = store.create_run("old", created_at=1.0, host=os.uname().nodename, pid=dead.pid)
+        if status == "completed":
+            store.finish_run(old, status="completed", exit_code=0, ended_at=2.0)
+    monkeypatch.setenv("FOOTPRINT_RUN_ID", str(old))
+    monkeypatch.setenv("FOOTPRINT_DB", db)
+    clock = FakeClock()
+    with _fake_track(tmp_path, clock, "new") as run:
+        clock.advance(1.0)
+    assert run.id != old and not run.attached
+    assert run.energy_j == pytest.approx(50.0, abs=1e-5)
+    err = capsys.readouterr().err
+    assert err == (f"footprint: FOOTPRINT_RUN_ID={old} names a run that has ended ({status}) in {db}; "
+                   "starting a new run\n")

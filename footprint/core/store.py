@@ -426,6 +426,11 @@ class Store:
         rows = self.query("SELECT name FROM runs WHERE id = ?", (run_id,))
         return str(rows[0][0]) if rows else None
 
+    def run_status(self, run_id: int) -> str | None:
+        """The status column (running, completed, failed, interrupted), None for no such run."""
+        rows = self.query("SELECT status FROM runs WHERE id = ?", (run_id,))
+        return str(rows[0][0]) if rows else None
+
     def run_started_at(self, run_id: int) -> float | None:
         rows = self.query("SELECT started_at FROM runs WHERE id = ?", (run_id,))
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
