@@ -10,7 +10,8 @@ import sys
 import threading
 import time
 
-from footprint.common.clock import SYSTEM
+from footprint.common.clock import SYSTEM, owner_clock
+from footprint.common.clock import anchor as clock_anchor
 from footprint.common.errors import FootprintError
 from footprint.common.record import FrozenRecord
 from footprint.core import carbon
@@ -69,9 +70,10 @@ class Run:
     another process owns (code inside `footprint run`) and only records spans and tokens."""
 
     def __init__(self, store: Store, run_id: int, name: str, *, sampler: Sampler | None = None,
-                 wake_fd: int | None = None, sync_cuda: bool | None = None) -> None:
+                 wake_fd: int | None = None, sync_cuda: bool | None = None, clock: Clock | None = None) -> None:
         self.store = store
-        self.clock = sampler.clock if sampler is not None else SYSTEM
+        # an attached run stamps its spans on the owner's timeline (attach_from_env gives it the owner's clock)
+        self.clock: Clock = sampler.clock if sampler is not None else clock if clock is not None else SYSTEM
         # spans synchronise CUDA so queued kernels are billed where they were launched; off switch:
         # sync_cuda=False or FOOTPRINT_SYNC_CUDA=0
         self.sync_cuda = cuda.enabled_by_env() if sync_cuda is None else sync_cuda
@@ -286,6 +288,8 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
             print(f"footprint: {probe.name} probe skipped: {exc}", file=sys.stderr)
     meta = {"os": f"{u.sysname}-{u.release}-{u.machine}", "python": sys.version.split()[0],
             "cpu_count": os.cpu_count(), **(meta or {})}
+    if clock is SYSTEM:  # processes that join the run put their spans on this process's timeline with it
+        meta["clock_anchor"] = clock_anchor()
     run_id = store.create_run(name, created_at=clock.now(), host=host, pid=os.getpid(), command=command,
                               interval_s=interval_s, country=intensity.country,
                               carbon_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source,
@@ -376,22 +380,40 @@ def attach_from_env() -> Run | None:
     except ValueError:
         raise FootprintError(f"{ENV_RUN_ID} must be a run id, got '{run_id}'") from None
     store = Store(os.environ.get(ENV_DB) or default_db_path(), create=False)
-    name = store.run_name(rid)
-    if name is None:
+    row = store.run_row(rid)
+    if row is None:
         raise FootprintError(f"{ENV_RUN_ID}={rid} names no run in {store.path}")
+    name = str(row["name"])
     from footprint.core.model import effective_status
 
-    status = effective_status(store.run_row(rid))
+    status = effective_status(row)
     if status != "running":  # left over from a process that has ended: joining would count nothing
         print(f"footprint: {ENV_RUN_ID}={rid} names a run that has ended ({status}) in {store.path}; "
               "starting a new run", file=sys.stderr)
         store.close()
         return None
-    run = Run(store, rid, name, wake_fd=inherited_wake_fd(os.environ.get(ENV_WAKE_FD)))
-    row = store.run_row(rid)
-    if row is not None and row["interval_s"]:
+    clock = owner_clock(_meta(row).get("clock_anchor"))
+    if clock is None and row["heartbeat_at"] is not None and abs(SYSTEM.now() - row["heartbeat_at"]) > CLOCK_SLACK_S:
+        # no shared monotonic clock (another boot, or an owner that recorded no anchor): say what we see
+        print(f"footprint: this process's clock is {SYSTEM.now() - row['heartbeat_at']:+.0f} s from that of the "
+              f"process that owns run {rid}: its spans may fall outside the run's readings", file=sys.stderr)
+    run = Run(store, rid, name, wake_fd=inherited_wake_fd(os.environ.get(ENV_WAKE_FD)), clock=clock)
+    if row["interval_s"]:
         run.await_s += float(row["interval_s"])
     return run
+
+
+CLOCK_SLACK_S = 5.0  # a live owner's heartbeat is at most a flush (1 s, more on a loaded machine) old
+
+
+def _meta(row: Any) -> dict[str, Any]:
+    import json
+
+    try:
+        meta = json.loads(row["meta"]) if row["meta"] else {}
+    except (TypeError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def wake_fd_token(fd: int) -> str:

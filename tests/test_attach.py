@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import report_json, run_cli
+from tests.conftest import ROOT, report_json, run_cli
 from tests.fakes.powercap import PowercapTree
 
 PY = sys.executable
@@ -126,3 +126,65 @@ def test_a_leftover_run_id_of_an_ended_run_starts_a_fresh_run(status: str, tmp_p
     err = capsys.readouterr().err
     assert err == (f"footprint: FOOTPRINT_RUN_ID={old} names a run that has ended ({status}) in {db}; "
                    "starting a new run\n")
+
+
+# -- one timeline for every process of a run ------------------------------------------------------------
+
+SKEWED_CHILD = """
+import json, time, footprint
+from footprint.common.clock import SYSTEM
+with footprint.track("gen") as run:
+    skew = SYSTEM.now() - run.clock.now()  # this process's wall clock against the owner's timeline
+    with run.span("work"):
+        time.sleep(0.6)
+    rep = run.report()
+    work = [s for s in rep.spans if s.name == "work"][0]
+    print(json.dumps({"id": work.id, "energy": work.energy_j["total"], "duration": work.duration_s,
+                      "skew": skew, "status": rep.status, "warnings": rep.warnings}), flush=True)
+"""
+
+
+def test_a_child_whose_wall_clock_differs_puts_its_spans_on_the_owners_timeline(
+        powercap: PowercapTree, clean_env: dict[str, str], tmp_path: Path):
+    skewed = tmp_path / "skewed"
+    skewed.mkdir()
+    # the child's wall clock runs 600 s ahead of footprint's, as in a container with a clock of its own
+    (skewed / "sitecustomize.py").write_text("import time\n_real = time.time\ntime.time = lambda: _real() + 600.0\n")
+    env = dict(clean_env, FOOTPRINT_POWERCAP=str(powercap.root))
+    res = run_cli(["run", "--no-summary", "--", "env", f"PYTHONPATH={skewed}:{ROOT}", PY, "-c", SKEWED_CHILD], env)
+    assert res.returncode == 0, res.stderr.decode()
+    assert res.stderr == b""  # no fresh run, no warning
+    seen = json.loads(res.stdout)
+    assert seen["skew"] == pytest.approx(600.0, abs=0.5)
+    assert seen["status"] == "running" and seen["warnings"] == []  # a live run is not called dead
+    assert seen["energy"] == pytest.approx(WATTS * seen["duration"], rel=REL)
+    data = report_json(env)
+    assert len(data["runs"]) == 1
+    later = _span(data["runs"][0], seen["id"])
+    assert later["energy_j"]["total"] == pytest.approx(seen["energy"], abs=1e-9)
+    assert data["runs"][0]["warnings"] == []
+
+
+def test_a_span_wholly_outside_the_runs_readings_is_unknown_and_flagged_not_0_j(tmp_path: Path):
+    from footprint.reports import render
+
+    from footprint.common.fakeclock import FakeClock
+    from footprint.core.model import load_run
+
+    clock = FakeClock()
+    with _fake_track(tmp_path, clock) as run:
+        with run.span("inside"):
+            clock.advance(1.0)
+        # a span stamped by a process whose clock is 600 s ahead (one that could not share the owner's)
+        late = run.store.start_span(run.id, "elsewhere", None, clock.now() + 600.0)
+        run.store.end_span(late, clock.now() + 601.0)
+    rep = load_run(run.store, run.id)
+    spans = {s.name: s for s in rep.spans}
+    assert spans["inside"].energy_j["total"] == pytest.approx(50.0, abs=1e-5)
+    assert spans["elsewhere"].energy_j["total"] is None and not spans["elsewhere"].reliable
+    assert spans["elsewhere"].j_per_token is None
+    assert [w for w in rep.warnings if "elsewhere" in w] == \
+        ["span 'elsewhere' lies wholly outside the run's readings (+600.0 s after the last): its energy is "
+            "unknown, not 0 (recorded by a process whose clock differs from the owner's?)"]
+    line = next(x for x in render(rep, "console").splitlines() if "elsewhere" in x and "outside" not in x)
+    assert "unknown" in line and " 0.00 J" not in line
