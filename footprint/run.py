@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import threading
 import time
+import weakref
 
 from footprint.common.clock import SYSTEM, owner_clock
 from footprint.common.clock import anchor as clock_anchor
@@ -39,11 +40,19 @@ ENV_RUN_ID = "FOOTPRINT_RUN_ID"
 ENV_WAKE_FD = "FOOTPRINT_WAKE_FD"
 
 _active = threading.local()
+# The run the outermost active track() of this process opened or joined: what threads that did not enter a
+# track() of their own find (the usual Thread(target=model.generate) beside a streamer), so they join it.
+_process_run: Run | None = None
+_enter_lock = threading.Lock()  # two threads entering track() at once: one starts the run, the other joins
+_runs: weakref.WeakSet[Run] = weakref.WeakSet()  # every Run of this process, for the fork handler
+_fork_kept: list[Store] = []  # the parent's DB connections in a forked child: never used nor closed there
 
 
 def current_run() -> Run | None:
-    """The run that `track()` opened or joined in this thread, if any."""
-    return getattr(_active, "run", None)
+    """The run that `track()` opened or joined in this thread, else the one this process's outermost active
+    `track()` opened or joined (from any thread), if any."""
+    run: Run | None = getattr(_active, "run", None)
+    return run if run is not None else _process_run
 
 
 # The floor for the sampling interval: NVML's energy counter updates at about 10-100 Hz; reads any faster
@@ -81,7 +90,11 @@ class Run:
         self.name = name
         self.sampler = sampler
         self._wake_fd = wake_fd
-        self._spans = threading.local()
+        self._spans = threading.local()  # a span stack per thread
+        self._home: list[int] = self._stack()  # the stack of the thread that made it: other threads' default
+        self._open: set[int] = set()  # spans open in any thread
+        self._foreign: set[int] = set()  # in a forked child: spans its parent opened (the parent ends them)
+        self._unusable: str | None = None
         self._report: RunReport | None = None
         self._report_final = False  # _report was read after the run ended: it cannot change any more
         self._tokens_total: int | None = None  # what this run counts, read from the DB at the first add_tokens
@@ -91,6 +104,7 @@ class Run:
         self._edge: float | None = None
         self._edge_woken = False
         self.await_s = 2 * FLUSH_EVERY_S + 1.0  # attach_from_env adds the owner's interval
+        _runs.add(self)
 
     @property
     def attached(self) -> bool:
@@ -137,6 +151,8 @@ class Run:
     def _check_open(self) -> None:
         """Spans and tokens after the run has ended would be stored outside it, and after the report it gave:
         refuse them. An attached run asks the DB whether its owner has ended it."""
+        if self._unusable is not None:
+            raise FootprintError(self._unusable)
         ended = self.finished
         if not ended and self.attached:
             status = self.store.run_status(self.id)
@@ -152,6 +168,14 @@ class Run:
         if stack is None:
             stack = self._spans.stack = []
         return stack
+
+    def _innermost(self, stack: list[int]) -> int | None:
+        """The span new spans and tokens of this thread go in: its own innermost open span, else (a thread
+        that opened none, such as a generation thread) the innermost one of the thread that made the run."""
+        for s in (stack, self._home):
+            with contextlib.suppress(IndexError):  # another thread's stack may shrink while we look
+                return s[-1]
+        return None
 
     @contextlib.contextmanager
     def span(self, name: str, *, tokens: int | None = None) -> Iterator[Run]:
@@ -169,15 +193,21 @@ class Run:
         prefill ending when the first token streams out); close it with end_span."""
         self._check_open()
         stack = self._stack()
-        span_id = self.store.start_span(self.id, name, stack[-1] if stack else None, self._mark())
+        span_id = self.store.start_span(self.id, name, self._innermost(stack), self._mark())
         stack.append(span_id)
+        self._open.add(span_id)
         return span_id
 
     def end_span(self, span_id: int) -> None:
-        self._check_open()
         stack = self._stack()
+        if span_id in self._foreign:  # a forked child leaving its parent's span: the parent ends it
+            if span_id in stack:
+                stack.remove(span_id)
+            return
+        self._check_open()
         if span_id in stack:
             stack.remove(span_id)
+        self._open.discard(span_id)
         self.store.end_span(span_id, self._mark())
 
     def switch_span(self, span_id: int, name: str) -> int:
@@ -191,6 +221,8 @@ class Run:
         self.store.end_span(span_id, t)
         new_id = self.store.start_span(self.id, name, parent, t)
         stack[at:at + 1] = [new_id]  # in the ended span's place on the stack
+        self._open.discard(span_id)
+        self._open.add(new_id)
         return new_id
 
     def add_tokens(self, n: int, *, kind: str = "tokens", span: int | None = None) -> None:
@@ -203,8 +235,7 @@ class Run:
             raise FootprintError(f"tokens must be a non-negative integer below 2**63, got {n!r}")
         self._check_open()
         if span is None:
-            stack = self._stack()
-            span = stack[-1] if stack else None
+            span = self._innermost(self._stack())
         with self.store.lock:  # reports add the counts up in SQLite's 64-bit INTEGER: keep the total below 2**63
             if self._tokens_total is None:
                 self._tokens_total = self.store.tokens_total(self.id)
@@ -213,6 +244,27 @@ class Run:
                                      f"({self._tokens_total} so far, adding {n})")
             self.store.add_tokens(self.id, span, self.clock.now(), n, kind)
             self._tokens_total += n
+
+    def _forked(self) -> None:
+        """In a child made by os.fork(): the sampler thread, and any lock another thread held, stayed in the
+        parent, and the parent's DB connection must not be used here. The child becomes a process that joined
+        the run: its own connection, spans on the same timeline, span edges written into the parent's wake
+        pipe; the spans open at the fork are the parent's to end."""
+        old = self.store
+        _fork_kept.append(old)
+        old.lock = threading.RLock()
+        self._home = self._stack()  # the forking thread's stack (the only thread the child has)
+        self._foreign = set(self._open)
+        self._tokens_total = None
+        self._report, self._report_final, self._edge = None, False, None
+        if self.sampler is not None:
+            self._wake_fd = self.sampler.wake_fd  # inherited: the parent's sampler reads the other end
+            self.await_s += self.sampler.interval_s
+            self.sampler = None
+        try:
+            self.store = Store(old.path, create=False)
+        except Exception as exc:  # not raised in the middle of fork(): said at the first use instead
+            self._unusable = f"run {self.id} cannot be used in this forked process: {exc}"
 
     # -- results --------------------------------------------------------------------------------
 
@@ -311,6 +363,17 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
         _abandon(store, run_id, opened, sampler, exc)
         raise
     return run
+
+
+def _after_fork_in_child() -> None:
+    global _enter_lock
+    _enter_lock = threading.Lock()
+    for run in list(_runs):
+        if not run.finished:
+            run._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _abandon(store: Store, run_id: int, probes: list[Probe], sampler: Sampler | None, exc: BaseException) -> None:
@@ -439,6 +502,32 @@ def inherited_wake_fd(token: str | None) -> int | None:
     return fd
 
 
+ENV_EXPORTED = (ENV_RUN_ID, ENV_DB, ENV_WAKE_FD)
+
+
+def _export(run: Run) -> dict[str, str | None] | None:
+    """While a run track() started is active, the processes this one starts (subprocess, multiprocessing's
+    spawn and forkserver workers, os.fork) find it in the environment and join it, as code inside
+    `footprint run` does, instead of starting runs that count the same machine again. Returns what the
+    variables were, for `_restore_env` when the run ends. Runs on a test clock or in memory are not shared."""
+    sampler = run.sampler
+    if sampler is None or sampler.clock.fake or run.store.path == ":memory:":
+        return None
+    saved = {k: os.environ.get(k) for k in ENV_EXPORTED}
+    os.environ[ENV_RUN_ID] = str(run.id)
+    os.environ[ENV_DB] = os.path.abspath(run.store.path)
+    os.environ[ENV_WAKE_FD] = wake_fd_token(sampler.wake_fd)  # reaches children that inherit the pipe only
+    return saved
+
+
+def _restore_env(saved: dict[str, str | None] | None) -> None:
+    for key, value in (saved or {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 class RunOptions(FrozenRecord):
     """What `track()` passes to `start_run` when it starts a run: never changed after construction, so one
     decorator's calls can share it."""
@@ -498,6 +587,9 @@ class track(contextlib.ContextDecorator):
         self._span: contextlib.AbstractContextManager[Run] | None = None
         self._owner = False
         self._ident: Identity | None = None
+        self._prev_active: Run | None = None
+        self._sets_process = False
+        self._saved_env: dict[str, str | None] | None = None
 
     def __call__(self, func: F) -> F:
         if self.name is None:
@@ -543,16 +635,28 @@ class track(contextlib.ContextDecorator):
         return inner  # type: ignore[return-value]
 
     def __enter__(self) -> Run:
+        global _process_run
+        self._prev_active = getattr(_active, "run", None)
+        with _enter_lock:
+            outer = current_run()
+            if outer is not None and outer.finished:
+                outer = None
+            outer = outer or attach_from_env()
+            if outer is None:
+                return self._start()
+            if _process_run is None:
+                _process_run, self._sets_process = outer, True
+        if self.sync_cuda is not None:
+            outer.sync_cuda = self.sync_cuda
+        self.run = outer
+        self._span = outer.span(self.name or "run")
+        self._span.__enter__()
+        _active.run = outer
+        return outer
+
+    def _start(self) -> Run:
+        global _process_run
         name = self.name or "run"
-        outer = current_run() or attach_from_env()
-        if outer is not None:
-            if self.sync_cuda is not None:
-                outer.sync_cuda = self.sync_cuda
-            self.run = outer
-            self._span = outer.span(name)
-            self._span.__enter__()
-            _active.run = outer
-            return outer
         options: dict[str, Any] = self.options.to_dict()
         options["probes"] = list(self.options.probes) if self.options.probes is not None else None
         options["clock"] = self.options.clock
@@ -564,20 +668,27 @@ class track(contextlib.ContextDecorator):
                                                    cuda_ordinals=distributed.gpu_ordinals(self._ident))
             options["db"] = options["db"] or distributed.default_db(self._ident)
             options["ident"] = self._ident
-        self.run = start_run(name, meta={"argv": sys.argv}, sync_cuda=self.sync_cuda, **options)
+        run = self.run = start_run(name, meta={"argv": sys.argv}, sync_cuda=self.sync_cuda, **options)
         self._owner = True
-        _active.run = self.run
-        return self.run
+        _active.run = run
+        if _process_run is None:
+            _process_run, self._sets_process = run, True
+        self._saved_env = _export(run)
+        return run
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        global _process_run
         run = self.run
         assert run is not None
+        _active.run = self._prev_active  # a nested track() leaves the outer one's run current
+        if self._sets_process and _process_run is run:
+            _process_run = None
         if self._span is not None:
             self._span.__exit__(exc_type, exc, tb)
-            if not self._owner and current_run() is run and run.attached:
-                _active.run = None
             return
-        _active.run = None
+        _restore_env(self._saved_env)
+        if run.attached:  # a forked child leaving the block its parent started the run in: the parent ends it
+            return
         if exc_type is None:
             status, code = "completed", 0
         elif issubclass(exc_type, KeyboardInterrupt):

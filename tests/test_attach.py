@@ -188,3 +188,85 @@ def test_a_span_wholly_outside_the_runs_readings_is_unknown_and_flagged_not_0_j(
             "unknown, not 0 (recorded by a process whose clock differs from the owner's?)"]
     line = next(x for x in render(rep, "console").splitlines() if "elsewhere" in x and "outside" not in x)
     assert "unknown" in line and " 0.00 J" not in line
+
+
+# -- threads, spawn workers and forked children join the run ----------------------------------------------
+
+FAMILY = """
+import json, multiprocessing, os, sys, threading, time
+import footprint
+
+
+def worker(tag):
+    with footprint.track(tag, summary=False) as run:  # joins the run of the process that started this one
+        time.sleep(0.5)
+        run.add_tokens(10)
+
+
+def generate():  # what model.generate does in its thread beside a streamer: no track() of its own
+    footprint.current_run().add_tokens(7)
+
+
+if __name__ == "__main__":
+    out = {}
+    with footprint.track("main", summary=False) as run:
+        with run.span("generate"):
+            t = threading.Thread(target=generate)
+            t.start()
+            t.join()
+        t = threading.Thread(target=worker, args=("thread",))
+        t.start()
+        t.join()
+        p = multiprocessing.get_context("spawn").Process(target=worker, args=("spawned",))
+        p.start()
+        p.join()
+        out["spawn_exit"] = p.exitcode
+        # fork while another thread holds the DB connection's lock (as the sampler does while it flushes)
+        held, done = threading.Event(), threading.Event()
+
+        def hold():
+            with run.store.lock:
+                held.set()
+                done.wait(5)
+
+        threading.Thread(target=hold).start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            worker("forked")
+            os._exit(0)
+        done.set()
+        _, status = os.waitpid(pid, 0)
+        out["fork_exit"] = os.waitstatus_to_exitcode(status)
+        out["id"] = run.id
+        out["env_during"] = os.environ.get("FOOTPRINT_RUN_ID")
+    out["env_after"] = os.environ.get("FOOTPRINT_RUN_ID")
+    print(json.dumps(out))
+"""
+
+
+def test_threads_spawn_workers_and_forked_children_join_the_run(powercap: PowercapTree,
+                                                                clean_env: dict[str, str], tmp_path: Path):
+    import subprocess
+
+    script = tmp_path / "family.py"
+    script.write_text(FAMILY)
+    env = dict(clean_env, FOOTPRINT_POWERCAP=str(powercap.root))
+    res = subprocess.run([PY, str(script)], env=env, capture_output=True, timeout=60, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr.decode()
+    out = json.loads(res.stdout)
+    assert out["spawn_exit"] == 0 and out["fork_exit"] == 0
+    assert out["env_during"] == str(out["id"]) and out["env_after"] is None  # set only while the run is active
+    data = report_json(env)
+    assert [r["id"] for r in data["runs"]] == [out["id"]]  # one run: nobody counted the machine again
+    run = data["runs"][0]
+    spans = {s["name"]: s for s in run["spans"]}
+    assert set(spans) == {"generate", "thread", "spawned", "forked"}
+    assert spans["generate"]["tokens"] == 7  # the generation thread's tokens go in the span its starter opened
+    assert run["tokens"] == 7 + 3 * 10
+    for name in ("thread", "spawned", "forked"):
+        sp = spans[name]
+        assert sp["tokens"] == 10
+        assert sp["duration_s"] == pytest.approx(0.5, abs=0.3)
+        assert sp["energy_j"]["total"] == pytest.approx(WATTS * sp["duration_s"], rel=REL), name
+    assert run["warnings"] == []
