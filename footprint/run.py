@@ -80,7 +80,8 @@ class Run:
 
     def __init__(self, store: Store, run_id: int, name: str, *, sampler: Sampler | None = None,
                  wake_fd: int | None = None, sync_cuda: bool | None = None, clock: Clock | None = None) -> None:
-        self.store = store
+        self._store = store
+        self._reopen: str | None = None  # a forked child opens its own connection at its first use of the DB
         # an attached run stamps its spans on the owner's timeline (attach_from_env gives it the owner's clock)
         self.clock: Clock = sampler.clock if sampler is not None else clock if clock is not None else SYSTEM
         # spans synchronise CUDA so queued kernels are billed where they were launched; off switch:
@@ -105,6 +106,21 @@ class Run:
         self._edge_woken = False
         self.await_s = 2 * FLUSH_EVERY_S + 1.0  # attach_from_env adds the owner's interval
         _runs.add(self)
+
+    @property
+    def store(self) -> Store:
+        if self._reopen is not None:
+            path, self._reopen = self._reopen, None
+            try:
+                self._store = Store(path, create=False)
+            except Exception as exc:
+                self._unusable = f"run {self.id} cannot be used in this forked process: {exc}"
+                raise FootprintError(self._unusable) from None
+        return self._store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store, self._reopen = store, None
 
     @property
     def attached(self) -> bool:
@@ -250,9 +266,10 @@ class Run:
         parent, and the parent's DB connection must not be used here. The child becomes a process that joined
         the run: its own connection, spans on the same timeline, span edges written into the parent's wake
         pipe; the spans open at the fork are the parent's to end."""
-        old = self.store
+        old = self._store
         _fork_kept.append(old)
         old.lock = threading.RLock()
+        self._reopen = old.path  # no I/O while forking: the new connection is opened at the first use
         self._home = self._stack()  # the forking thread's stack (the only thread the child has)
         self._foreign = set(self._open)
         self._tokens_total = None
@@ -261,10 +278,6 @@ class Run:
             self._wake_fd = self.sampler.wake_fd  # inherited: the parent's sampler reads the other end
             self.await_s += self.sampler.interval_s
             self.sampler = None
-        try:
-            self.store = Store(old.path, create=False)
-        except Exception as exc:  # not raised in the middle of fork(): said at the first use instead
-            self._unusable = f"run {self.id} cannot be used in this forked process: {exc}"
 
     # -- results --------------------------------------------------------------------------------
 
