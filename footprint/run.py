@@ -9,13 +9,15 @@ import sqlite3
 import sys
 import threading
 import time
+import weakref
 
-from footprint.common.clock import SYSTEM
+from footprint.common.clock import SYSTEM, owner_clock
+from footprint.common.clock import anchor as clock_anchor
 from footprint.common.errors import FootprintError
 from footprint.common.record import FrozenRecord
 from footprint.core import carbon
 from footprint.core.costs import resolve_costs
-from footprint.core.sampler import DEFAULT_INTERVAL_S, Sampler
+from footprint.core.sampler import DEFAULT_INTERVAL_S, FLUSH_EVERY_S, Sampler
 from footprint.core.settings import Resolver, Settings
 from footprint.core.store import ENV_DB, Store, default_db_path
 
@@ -38,11 +40,19 @@ ENV_RUN_ID = "FOOTPRINT_RUN_ID"
 ENV_WAKE_FD = "FOOTPRINT_WAKE_FD"
 
 _active = threading.local()
+# The run the outermost active track() of this process opened or joined: what threads that did not enter a
+# track() of their own find (the usual Thread(target=model.generate) beside a streamer), so they join it.
+_process_run: Run | None = None
+_enter_lock = threading.Lock()  # two threads entering track() at once: one starts the run, the other joins
+_runs: weakref.WeakSet[Run] = weakref.WeakSet()  # every Run of this process, for the fork handler
+_fork_kept: list[Store] = []  # the parent's DB connections in a forked child: never used nor closed there
 
 
 def current_run() -> Run | None:
-    """The run that `track()` opened or joined in this thread, if any."""
-    return getattr(_active, "run", None)
+    """The run that `track()` opened or joined in this thread, else the one this process's outermost active
+    `track()` opened or joined (from any thread), if any."""
+    run: Run | None = getattr(_active, "run", None)
+    return run if run is not None else _process_run
 
 
 # The floor for the sampling interval: NVML's energy counter updates at about 10-100 Hz; reads any faster
@@ -69,9 +79,11 @@ class Run:
     another process owns (code inside `footprint run`) and only records spans and tokens."""
 
     def __init__(self, store: Store, run_id: int, name: str, *, sampler: Sampler | None = None,
-                 wake_fd: int | None = None, sync_cuda: bool | None = None) -> None:
-        self.store = store
-        self.clock = sampler.clock if sampler is not None else SYSTEM
+                 wake_fd: int | None = None, sync_cuda: bool | None = None, clock: Clock | None = None) -> None:
+        self._store = store
+        self._reopen: str | None = None  # a forked child opens its own connection at its first use of the DB
+        # an attached run stamps its spans on the owner's timeline (attach_from_env gives it the owner's clock)
+        self.clock: Clock = sampler.clock if sampler is not None else clock if clock is not None else SYSTEM
         # spans synchronise CUDA so queued kernels are billed where they were launched; off switch:
         # sync_cuda=False or FOOTPRINT_SYNC_CUDA=0
         self.sync_cuda = cuda.enabled_by_env() if sync_cuda is None else sync_cuda
@@ -79,11 +91,36 @@ class Run:
         self.name = name
         self.sampler = sampler
         self._wake_fd = wake_fd
-        self._spans = threading.local()
+        self._spans = threading.local()  # a span stack per thread
+        self._home: list[int] = self._stack()  # the stack of the thread that made it: other threads' default
+        self._open: set[int] = set()  # spans open in any thread
+        self._foreign: set[int] = set()  # in a forked child: spans its parent opened (the parent ends them)
+        self._unusable: str | None = None
         self._report: RunReport | None = None
-        self._report_final = False
+        self._report_final = False  # _report was read after the run ended: it cannot change any more
         self._tokens_total: int | None = None  # what this run counts, read from the DB at the first add_tokens
         self.finished = False
+        # attached: the latest span edge this process marked and whether the owner was woken to read it;
+        # report() waits (bounded) until the owner has stored a reading at or after it
+        self._edge: float | None = None
+        self._edge_woken = False
+        self.await_s = 2 * FLUSH_EVERY_S + 1.0  # attach_from_env adds the owner's interval
+        _runs.add(self)
+
+    @property
+    def store(self) -> Store:
+        if self._reopen is not None:
+            path, self._reopen = self._reopen, None
+            try:
+                self._store = Store(path, create=False)
+            except Exception as exc:
+                self._unusable = f"run {self.id} cannot be used in this forked process: {exc}"
+                raise FootprintError(self._unusable) from None
+        return self._store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store, self._reopen = store, None
 
     @property
     def attached(self) -> bool:
@@ -97,16 +134,64 @@ class Run:
                 cuda.synchronize()
         if self.sampler is not None:
             return self.sampler.mark()
+        # the edge's time is taken before the owner is asked to read, so the owner's read comes at or after it
+        t = self.clock.now()
+        woken = False
         if self._wake_fd is not None:  # ask the owning process to read its counters now
+            # a full pipe (OSError): the owner is reading already; its periodic reads cover this edge
             with contextlib.suppress(OSError):
-                os.write(self._wake_fd, b"m")
-        return self.clock.now()
+                woken = os.write(self._wake_fd, b"m") == 1
+        if self._edge is None or t >= self._edge:
+            self._edge, self._edge_woken = t, woken
+        return t
+
+    def _await_owner(self) -> str | None:
+        """Attached: wait until the owning process has stored a reading at or after this process's latest span
+        edge (a read it was woken for, else a periodic one), so the figures read now are the ones the DB
+        will hold. Bounded: returns a warning if the owner did not store one in time."""
+        edge, woken = self._edge, self._edge_woken
+        if edge is None:
+            return None
+        deadline = time.monotonic() + self.await_s
+        delay = 0.001
+        while not self.store.reading_stored_since(self.id, edge, mark=woken):
+            if time.monotonic() >= deadline:
+                return (f"the process that owns run {self.id} stored no reading after this process's last span "
+                        f"edge within {self.await_s:.1f} s: the latest spans' figures may be low")
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
+        if self._edge == edge:
+            self._edge = None
+        return None
+
+    def _check_open(self) -> None:
+        """Spans and tokens after the run has ended would be stored outside it, and after the report it gave:
+        refuse them. An attached run asks the DB whether its owner has ended it."""
+        if self._unusable is not None:
+            raise FootprintError(self._unusable)
+        ended = self.finished
+        if not ended and self.attached:
+            status = self.store.run_status(self.id)
+            ended = status is not None and status != "running"
+            if ended:
+                self.finished = True
+        if ended:
+            raise FootprintError(f"run {self.id} ('{self.name}') has ended: spans and tokens can no longer be "
+                                 "added to it (start another with footprint.track())")
 
     def _stack(self) -> list[int]:
         stack: list[int] | None = getattr(self._spans, "stack", None)
         if stack is None:
             stack = self._spans.stack = []
         return stack
+
+    def _innermost(self, stack: list[int]) -> int | None:
+        """The span new spans and tokens of this thread go in: its own innermost open span, else (a thread
+        that opened none, such as a generation thread) the innermost one of the thread that made the run."""
+        for s in (stack, self._home):
+            with contextlib.suppress(IndexError):  # another thread's stack may shrink while we look
+                return s[-1]
+        return None
 
     @contextlib.contextmanager
     def span(self, name: str, *, tokens: int | None = None) -> Iterator[Run]:
@@ -122,20 +207,29 @@ class Run:
     def begin_span(self, name: str) -> int:
         """Open a span inside the innermost open one (for phases that do not fit a with-block, such as
         prefill ending when the first token streams out); close it with end_span."""
+        self._check_open()
         stack = self._stack()
-        span_id = self.store.start_span(self.id, name, stack[-1] if stack else None, self._mark())
+        span_id = self.store.start_span(self.id, name, self._innermost(stack), self._mark())
         stack.append(span_id)
+        self._open.add(span_id)
         return span_id
 
     def end_span(self, span_id: int) -> None:
         stack = self._stack()
+        if span_id in self._foreign:  # a forked child leaving its parent's span: the parent ends it
+            if span_id in stack:
+                stack.remove(span_id)
+            return
+        self._check_open()
         if span_id in stack:
             stack.remove(span_id)
+        self._open.discard(span_id)
         self.store.end_span(span_id, self._mark())
 
     def switch_span(self, span_id: int, name: str) -> int:
         """End `span_id` and open `name` in its place at the same instant, from one read of the counters:
         consecutive phases (prefill, then decode) share their edge, so their energies add up to the whole."""
+        self._check_open()
         stack = self._stack()
         at = stack.index(span_id) if span_id in stack else len(stack)
         parent = stack[at - 1] if at > 0 else None  # the new phase is a sibling of the one it ends
@@ -143,6 +237,8 @@ class Run:
         self.store.end_span(span_id, t)
         new_id = self.store.start_span(self.id, name, parent, t)
         stack[at:at + 1] = [new_id]  # in the ended span's place on the stack
+        self._open.discard(span_id)
+        self._open.add(new_id)
         return new_id
 
     def add_tokens(self, n: int, *, kind: str = "tokens", span: int | None = None) -> None:
@@ -153,9 +249,9 @@ class Run:
         """
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**63:
             raise FootprintError(f"tokens must be a non-negative integer below 2**63, got {n!r}")
+        self._check_open()
         if span is None:
-            stack = self._stack()
-            span = stack[-1] if stack else None
+            span = self._innermost(self._stack())
         with self.store.lock:  # reports add the counts up in SQLite's 64-bit INTEGER: keep the total below 2**63
             if self._tokens_total is None:
                 self._tokens_total = self.store.tokens_total(self.id)
@@ -165,19 +261,42 @@ class Run:
             self.store.add_tokens(self.id, span, self.clock.now(), n, kind)
             self._tokens_total += n
 
+    def _forked(self) -> None:
+        """In a child made by os.fork(): the sampler thread, and any lock another thread held, stayed in the
+        parent, and the parent's DB connection must not be used here. The child becomes a process that joined
+        the run: its own connection, spans on the same timeline, span edges written into the parent's wake
+        pipe; the spans open at the fork are the parent's to end."""
+        old = self._store
+        _fork_kept.append(old)
+        old.lock = threading.RLock()
+        self._reopen = old.path  # no I/O while forking: the new connection is opened at the first use
+        self._home = self._stack()  # the forking thread's stack (the only thread the child has)
+        self._foreign = set(self._open)
+        self._tokens_total = None
+        self._report, self._report_final, self._edge = None, False, None
+        if self.sampler is not None:
+            self._wake_fd = self.sampler.wake_fd  # inherited: the parent's sampler reads the other end
+            self.await_s += self.sampler.interval_s
+            self.sampler = None
+
     # -- results --------------------------------------------------------------------------------
 
     def report(self, *, power: bool = False) -> RunReport:
         """The run's figures (read from the store). `power=True` adds per-device power curves, for charts."""
         from footprint.core.model import load_run
 
-        # a report read before the run finished is not its final one: only a finished run's is kept
-        if self._report is None or not self._report_final or (power and not self._report.power):
-            if not self.finished and self.sampler is not None:
-                self.sampler.flush()  # what was read so far (the span edges included), not a second behind
+        # a report is kept only once the run has ended (one taken before is stale by then)
+        if not self._report_final or self._report is None or (power and not self._report.power):
             final = self.finished
+            late = None
+            if self.attached:
+                late = self._await_owner()
+            elif not self.finished and self.sampler is not None:
+                self.sampler.flush()  # the reads at this run's span edges are in the DB before it is read
             self._report = load_run(self.store, self.id, power=power)
-            self._report_final = final
+            if late:
+                self._report.warnings.append(late)
+            self._report_final = final and not late
         return self._report
 
     @property
@@ -245,6 +364,8 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
     pue_source = resolver.origin_text("pue", pue)
     if pue_source is not None:
         meta["pue_source"] = pue_source  # flag, variable or file: the summary says which
+    if clock is SYSTEM:  # processes that join the run put their spans on this process's timeline with it
+        meta["clock_anchor"] = clock_anchor()
     run_id = store.create_run(name, created_at=clock.now(), host=host, pid=os.getpid(), command=command,
                               interval_s=interval_s, country=intensity.country,
                               carbon_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source,
@@ -266,6 +387,17 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
         _abandon(store, run_id, opened, sampler, exc)
         raise
     return run
+
+
+def _after_fork_in_child() -> None:
+    global _enter_lock
+    _enter_lock = threading.Lock()
+    for run in list(_runs):
+        if not run.finished:
+            run._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _abandon(store: Store, run_id: int, probes: list[Probe], sampler: Sampler | None, exc: BaseException) -> None:
@@ -335,10 +467,40 @@ def attach_from_env() -> Run | None:
     except ValueError:
         raise FootprintError(f"{ENV_RUN_ID} must be a run id, got '{run_id}'") from None
     store = Store(os.environ.get(ENV_DB) or default_db_path(), create=False)
-    name = store.run_name(rid)
-    if name is None:
+    row = store.run_row(rid)
+    if row is None:
         raise FootprintError(f"{ENV_RUN_ID}={rid} names no run in {store.path}")
-    return Run(store, rid, name, wake_fd=inherited_wake_fd(os.environ.get(ENV_WAKE_FD)))
+    name = str(row["name"])
+    from footprint.core.model import effective_status
+
+    status = effective_status(row)
+    if status != "running":  # left over from a process that has ended: joining would count nothing
+        print(f"footprint: {ENV_RUN_ID}={rid} names a run that has ended ({status}) in {store.path}; "
+              "starting a new run", file=sys.stderr)
+        store.close()
+        return None
+    clock = owner_clock(_meta(row).get("clock_anchor"))
+    if clock is None and row["heartbeat_at"] is not None and abs(SYSTEM.now() - row["heartbeat_at"]) > CLOCK_SLACK_S:
+        # no shared monotonic clock (another boot, or an owner that recorded no anchor): say what we see
+        print(f"footprint: this process's clock is {SYSTEM.now() - row['heartbeat_at']:+.0f} s from that of the "
+              f"process that owns run {rid}: its spans may fall outside the run's readings", file=sys.stderr)
+    run = Run(store, rid, name, wake_fd=inherited_wake_fd(os.environ.get(ENV_WAKE_FD)), clock=clock)
+    if row["interval_s"]:
+        run.await_s += float(row["interval_s"])
+    return run
+
+
+CLOCK_SLACK_S = 5.0  # a live owner's heartbeat is at most a flush (1 s, more on a loaded machine) old
+
+
+def _meta(row: Any) -> dict[str, Any]:
+    import json
+
+    try:
+        meta = json.loads(row["meta"]) if row["meta"] else {}
+    except (TypeError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def wake_fd_token(fd: int) -> str:
@@ -362,6 +524,32 @@ def inherited_wake_fd(token: str | None) -> int | None:
     except OSError:
         return None  # not inherited: span edges are interpolated from the parent's samples instead
     return fd
+
+
+ENV_EXPORTED = (ENV_RUN_ID, ENV_DB, ENV_WAKE_FD)
+
+
+def _export(run: Run) -> dict[str, str | None] | None:
+    """While a run track() started is active, the processes this one starts (subprocess, multiprocessing's
+    spawn and forkserver workers, os.fork) find it in the environment and join it, as code inside
+    `footprint run` does, instead of starting runs that count the same machine again. Returns what the
+    variables were, for `_restore_env` when the run ends. Runs on a test clock or in memory are not shared."""
+    sampler = run.sampler
+    if sampler is None or sampler.clock.fake or run.store.path == ":memory:":
+        return None
+    saved = {k: os.environ.get(k) for k in ENV_EXPORTED}
+    os.environ[ENV_RUN_ID] = str(run.id)
+    os.environ[ENV_DB] = os.path.abspath(run.store.path)
+    os.environ[ENV_WAKE_FD] = wake_fd_token(sampler.wake_fd)  # reaches children that inherit the pipe only
+    return saved
+
+
+def _restore_env(saved: dict[str, str | None] | None) -> None:
+    for key, value in (saved or {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 class RunOptions(FrozenRecord):
@@ -421,6 +609,9 @@ class track(contextlib.ContextDecorator):
         self._span: contextlib.AbstractContextManager[Run] | None = None
         self._owner = False
         self._ident: Identity | None = None
+        self._prev_active: Run | None = None
+        self._sets_process = False
+        self._saved_env: dict[str, str | None] | None = None
 
     def __call__(self, func: F) -> F:
         if self.name is None:
@@ -466,17 +657,30 @@ class track(contextlib.ContextDecorator):
         return inner  # type: ignore[return-value]
 
     def __enter__(self) -> Run:
+        global _process_run
+        self._prev_active = getattr(_active, "run", None)
+        with _enter_lock:
+            outer = current_run()
+            if outer is not None and outer.finished:
+                outer = None
+            outer = outer or attach_from_env()
+            if outer is None:
+                return self._start()
+            if _process_run is None:
+                _process_run, self._sets_process = outer, True
+        if self.sync_cuda is not None:
+            outer.sync_cuda = self.sync_cuda
+        self.run = outer
+        # a rank joining a run another process owns (footprint run -- torchrun ...) says which rank it is
         name = self.name or "run"
-        outer = current_run() or attach_from_env()
-        if outer is not None:
-            if self.sync_cuda is not None:
-                outer.sync_cuda = self.sync_cuda
-            self.run = outer
-            # a rank joining a run another process owns (footprint run -- torchrun ...) says which rank it is
-            self._span = outer.span(distributed.span_name(name) if outer.attached else name)
-            self._span.__enter__()
-            _active.run = outer
-            return outer
+        self._span = outer.span(distributed.span_name(name) if outer.attached else name)
+        self._span.__enter__()
+        _active.run = outer
+        return outer
+
+    def _start(self) -> Run:
+        global _process_run
+        name = self.name or "run"
         options = self.options.start_kwargs()
         self._ident = distributed.identity()
         if self._ident is not None:
@@ -486,20 +690,27 @@ class track(contextlib.ContextDecorator):
                                                    cuda_ordinals=distributed.gpu_ordinals(self._ident))
             options["db"] = options["db"] or distributed.default_db(self._ident)
             options["ident"] = self._ident
-        self.run = start_run(name, meta={"argv": sys.argv}, sync_cuda=self.sync_cuda, **options)
+        run = self.run = start_run(name, meta={"argv": sys.argv}, sync_cuda=self.sync_cuda, **options)
         self._owner = True
-        _active.run = self.run
-        return self.run
+        _active.run = run
+        if _process_run is None:
+            _process_run, self._sets_process = run, True
+        self._saved_env = _export(run)
+        return run
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        global _process_run
         run = self.run
         assert run is not None
+        _active.run = self._prev_active  # a nested track() leaves the outer one's run current
+        if self._sets_process and _process_run is run:
+            _process_run = None
         if self._span is not None:
             self._span.__exit__(exc_type, exc, tb)
-            if not self._owner and current_run() is run and run.attached:
-                _active.run = None
             return
-        _active.run = None
+        _restore_env(self._saved_env)
+        if run.attached:  # a forked child leaving the block its parent started the run in: the parent ends it
+            return
         if exc_type is None:
             status, code = "completed", 0
         elif issubclass(exc_type, KeyboardInterrupt):

@@ -186,12 +186,28 @@ def effective_status(row: Any, now: float | None = None) -> str:
     status = str(row["status"])
     if status != "running":
         return status
-    now = time.time() if now is None else now
+    now = _owner_now(row) if now is None else now
     if row["host"] == os.uname().nodename and row["pid"] and not _pid_alive(int(row["pid"])):
         return "incomplete"
     if row["heartbeat_at"] is not None and now - float(row["heartbeat_at"]) > STALE_AFTER_S:
         return "incomplete"
     return "running"
+
+
+def _owner_now(row: Any) -> float:
+    """Now on the timeline of the process that owns the run (the one its heartbeat is on), when this process
+    shares its boot and so its monotonic clock; else this process's wall clock."""
+    import json
+
+    from footprint.common.clock import owner_clock
+
+    try:
+        text = row["meta"]
+        meta = json.loads(text) if text else {}
+    except (IndexError, KeyError, TypeError, ValueError):  # a row without meta (sqlite3.Row: IndexError)
+        meta = {}
+    clock = owner_clock(meta.get("clock_anchor")) if isinstance(meta, dict) else None
+    return clock.now() if clock is not None else time.time()
 
 
 def _sum(values: list[float | None]) -> float | None:
@@ -339,7 +355,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         c = units.co2e_g(e, intensity, pue) if e is not None and intensity is not None else None
         return c, cost_of(e, d, pue, price_kwh, price_hour, currency)
 
-    spans = _spans(store, run_id, dev_rows, by_span, ended, max_period)
+    spans = _spans(store, run_id, dev_rows, by_span, ended, max_period, warnings, live=status == "running")
     for sp in spans:
         sp.co2e_g, sp.cost = span_money(sp.energy_j["total"], sp.duration_s)
         sp.economics = economics_of(sp.energy_j["total"], sp.co2e_g, sp.cost, sp.tokens, sp.duration_s)
@@ -364,8 +380,13 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
 
 
 def _spans(store: Store, run_id: int, dev_rows: list[Any], tokens_by_span: dict[int | None, int],
-           run_end: float | None, max_period: float) -> list[SpanReport]:
+           run_end: float | None, max_period: float, warnings: list[str], *, live: bool = False) -> list[SpanReport]:
     rows = store.spans(run_id)
+    firsts = [d["first_t"] for d in dev_rows if d["first_t"] is not None]
+    lasts = [d["last_t"] for d in dev_rows if d["last_t"] is not None]
+    read_from, read_to = (min(firsts), max(lasts)) if firsts else (None, None)
+    # a live run's newest spans may lie past its last stored reading for a flush or so: not a clock problem
+    late_ok = STALE_AFTER_S if live else 1e-6
     children: dict[int | None, list[int]] = {}
     for r in rows:
         children.setdefault(r["parent_id"], []).append(r["id"])
@@ -376,10 +397,18 @@ def _spans(store: Store, run_id: int, dev_rows: list[Any], tokens_by_span: dict[
     out: list[SpanReport] = []
     for r in rows:
         start, end = r["started_at"], r["ended_at"] if r["ended_at"] is not None else run_end
+        outside = read_from is not None and read_to is not None and (
+            start > read_to + late_ok or (end is not None and end < read_from - 1e-6))
+        if outside:
+            assert read_from is not None and read_to is not None
+            where = f"{start - read_to:+.1f} s after the last" if start > read_to else \
+                f"{read_from - (end or start):.1f} s before the first"
+            warnings.append(f"span '{r['name']}' lies wholly outside the run's readings ({where}): its energy is "
+                            "unknown, not 0 (recorded by a process whose clock differs from the owner's?)")
         per_kind: dict[str, list[float | None]] = {}
         for d in dev_rows:
             e: float | None = None
-            if end is not None:
+            if end is not None and not outside:
                 a, b = store.energy_at(d["id"], start), store.energy_at(d["id"], end)
                 e = (b - a) if a is not None and b is not None else None
             per_kind.setdefault(d["kind"], []).append(e)
@@ -392,7 +421,7 @@ def _spans(store: Store, run_id: int, dev_rows: list[Any], tokens_by_span: dict[
             id=r["id"], name=r["name"], parent=r["parent_id"], started_at=start, ended_at=r["ended_at"],
             duration_s=duration, energy_j=energy, tokens=toks,
             j_per_token=units.per_token(energy["total"], toks),
-            reliable=not (duration is not None and max_period and duration < max_period),
+            reliable=not outside and not (duration is not None and max_period and duration < max_period),
         ))
     return out
 

@@ -50,6 +50,7 @@ class Sampler:
         self._reported: set[str] = set()
         self._stop = False
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)  # a full pipe skips a wake-up rather than stall whoever writes
         self._thread = threading.Thread(target=self._loop, name="footprint-sampler", daemon=True)
         self.last_flush_error: str | None = None
         self._failing_since: float | None = None
@@ -80,14 +81,16 @@ class Sampler:
                     self._event(None, "probe-error", f"{probe.name}: {type(exc).__name__}: {exc}")
                 for key, msg in Probe.take_errors(probe).items():
                     self._event(self.device_ids.get(key), "device-error", f"{key}: {msg}")
-        ids, flag = self.device_ids, int(mark)
-        with self._buf_lock:
-            samples, live = self._samples, self._live
-            for r in out:
-                key = r.device.key
-                samples.append((ids[key], r.t, r.energy_j, r.power_w, flag))
-                old = live.get(key)
-                live[key] = (r.energy_j, None, r) if old is None else (old[0], old[2], r)
+            # buffered before the read lock is let go, so reads reach the DB in the order they were taken: a
+            # flush never stores a later read while an earlier one is still on its way
+            ids, flag = self.device_ids, int(mark)
+            with self._buf_lock:
+                samples, live = self._samples, self._live
+                for r in out:
+                    key = r.device.key
+                    samples.append((ids[key], r.t, r.energy_j, r.power_w, flag))
+                    old = live.get(key)
+                    live[key] = (r.energy_j, None, r) if old is None else (old[0], old[2], r)
         return out
 
     def snapshot(self) -> dict[str, tuple[float, Reading | None, Reading]]:
@@ -161,14 +164,15 @@ class Sampler:
     def _tick(self, woken: bool) -> None:
         """One step of the loop, at the current time: a read if due (or asked for), a flush if due."""
         if woken:
-            # a wake from a child process is a span boundary: read everything, kept exact through compaction
+            # a wake from a child process is a span boundary: read everything, kept exact through compaction,
+            # and store it at once (below): the child may be waiting for it to read its span's figures
             self._read(self.probes, mark=True)
             self._next_read = self.clock.monotonic() + self._interval
         elif self.clock.monotonic() >= self._next_read:
             self._read(self._polled)
             self._next_read = self.clock.monotonic() + self._interval
         now = self.clock.monotonic()
-        if now >= self._last_flush + self.flush_every_s or (
+        if woken or now >= self._last_flush + self.flush_every_s or (
                 self._polled and self._next_read > self._last_flush + self.flush_every_s):
             if self._unpolled and not woken:
                 self._read(self._unpolled)

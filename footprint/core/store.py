@@ -543,6 +543,11 @@ class Store:
         rows = self.query("SELECT name FROM runs WHERE id = ?", (run_id,))
         return str(rows[0][0]) if rows else None
 
+    def run_status(self, run_id: int) -> str | None:
+        """The status column (running, completed, failed, interrupted), None for no such run."""
+        rows = self.query("SELECT status FROM runs WHERE id = ?", (run_id,))
+        return str(rows[0][0]) if rows else None
+
     def run_started_at(self, run_id: int) -> float | None:
         rows = self.query("SELECT started_at FROM runs WHERE id = ?", (run_id,))
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
@@ -672,6 +677,13 @@ class Store:
             """,
             (run_id,),
         )
+
+    def reading_stored_since(self, run_id: int, t: float, *, mark: bool = False) -> bool:
+        """Whether the run has a sample taken at or after t (with `mark`, a boundary read, which covers every
+        device): what a process that joined the run waits for before it reads its figures."""
+        return bool(self.query(
+            "SELECT 1 FROM devices d JOIN samples s ON s.device_id = d.id WHERE d.run_id = ? AND s.t >= ?"
+            + (" AND s.mark = 1" if mark else "") + " LIMIT 1", (run_id, t)))
 
     def energy_at(self, device_id: int, t: float) -> float | None:
         """Cumulative energy of a device at instant t, interpolated between the samples around it."""
