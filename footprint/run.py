@@ -728,6 +728,6 @@ class track(contextlib.ContextDecorator):
         if self._ident is not None and exc_type is None:
             return
         if self.summary:
-            from .reports import render
+            from .summary import print_summary
 
-            print(render(run.report(power=True), "console"), file=sys.stderr)
+            print_summary(run)

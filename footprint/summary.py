@@ -6,9 +6,12 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import TextIO
+    from typing import Protocol, TextIO
 
-    from footprint.run import Run
+    from footprint.core.model import RunReport
+
+    class Run(Protocol):  # what a summary needs of footprint.run.Run (which shows its summary from here)
+        def report(self, *, power: bool = False) -> RunReport: ...
 
 
 def summary_text(run: Run, *, color: bool = False) -> str:
