@@ -186,4 +186,5 @@ def resolve(country: str | None = None, g_per_kwh: float | None = None, region: 
                          f"{found_tz.source} (guessed from time zone {tz}; pass --country to be sure)")
     why = f"time zone {tz} names no country" if tz else "no time zone set"
     return Intensity(world_average(), None,
-                     f"world average (IEA 2019): no country given and {why}; pass --country ISO3 for your grid")
+                     f"world average (IEA 2019): no country given and {why}; pass --country (ISO3 or ISO2, "
+                     "e.g. FRA or FR) for your grid")
