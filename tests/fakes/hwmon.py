@@ -17,12 +17,13 @@ fake clock) a test controls every value the probe sees.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.fakes.writer import CounterWriter
 
 
 @dataclass(eq=False)
@@ -77,7 +78,7 @@ class _Segments:
         return e + p * max(0.0, t - t_from)
 
 
-class SysfsTree:
+class SysfsTree(CounterWriter):
     def __init__(self, root: Path, chips: list[Chip], *, period_s: float = 0.001, t0: float | None = None) -> None:
         self.root = root
         self.chips = chips
@@ -161,26 +162,13 @@ class SysfsTree:
                 # in place and fixed width, as sysfs behaves (see the powercap fake)
                 os.pwrite(fd, f"{value:<20}\n".encode(), 0)
 
-    def _loop(self) -> None:
-        with contextlib.suppress(OSError, AttributeError, PermissionError):
-            # a counter that lags its own power is no stand-in for hardware: on a busy machine (tests run in
-            # parallel) the writer thread keeps its time by real-time priority, where the user may set it
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-        while not self._stop.is_set():
-            self.write(time.time())
-            time.sleep(self.period_s)
+    def _tick(self, t: float) -> None:
+        self.write(t)
 
     def __enter__(self) -> SysfsTree:
         self._thread.start()
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
 
 
 def _link(link: Path, target: Path) -> None:

@@ -7,12 +7,13 @@ for packages with `intel-rapl:N:M` subzones inside, and top-level symlinks to ev
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.fakes.writer import CounterWriter
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Zone:
     range_uj: int = 262_143_328_850
 
 
-class PowercapTree:
+class PowercapTree(CounterWriter):
     def __init__(self, root: Path, zones: list[Zone], *, period_s: float = 0.001) -> None:
         self.root = root
         self.zones = zones
@@ -95,26 +96,13 @@ class PowercapTree:
                 fd = self._fds[z.path] = os.open(self.zone_dir(z) / "energy_uj", os.O_WRONLY | os.O_CREAT, 0o644)
             os.pwrite(fd, f"{total_uj % z.range_uj:<20}\n".encode(), 0)
 
-    def _loop(self) -> None:
-        with contextlib.suppress(OSError, AttributeError, PermissionError):
-            # a counter that lags its own power is no stand-in for hardware: on a busy machine (tests run in
-            # parallel) the writer thread keeps its time by real-time priority, where the user may set it
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-        while not self._stop.is_set():
-            self._write(time.time())
-            time.sleep(self.period_s)
+    def _tick(self, t: float) -> None:
+        self._write(t)
 
     def __enter__(self) -> PowercapTree:
         self._thread.start()
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
 
 
 def standard_zones(range_uj: int = 262_143_328_850) -> list[Zone]:

@@ -1,0 +1,40 @@
+"""What the fake sysfs trees share: a thread that rewrites their counters every `period_s`, on time."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from typing import Any
+
+
+class CounterWriter:
+    """Mixin: set `period_s`, `_stop` (an Event), `_thread` (targeting `_loop`), `_lock` and `_fds` (path -> fd),
+    and write every counter for wall time t in `_tick(t)`. A context manager runs the thread."""
+
+    period_s: float
+    _stop: threading.Event
+    _thread: threading.Thread
+    _lock: threading.Lock
+    _fds: dict[Any, int]
+
+    def _tick(self, t: float) -> None:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        with contextlib.suppress(OSError, AttributeError, PermissionError):
+            # a counter that lags its own power is no stand-in for hardware: on a busy machine (tests run in
+            # parallel) the writer thread keeps its time by real-time priority, where the user may set it
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        while not self._stop.is_set():
+            self._tick(time.time())
+            time.sleep(self.period_s)
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
