@@ -27,7 +27,7 @@ from footprint.common import clock
 from footprint.common.errors import FootprintError
 
 from . import cuda
-from .run import Run, attach_from_env, current_run, track
+from .run import Run, attach_from_env, current_run, end_training, track
 from .trackers import StepMeter, Writer, log_run
 
 
@@ -372,12 +372,8 @@ class FootprintCallback(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.run is None:
             return
-        for span in (self._step, self._epoch, self._train):
-            if span is not None:
-                self.run.end_span(span)
-        self._step = self._epoch = self._train = None
-        if self._track is not None:
-            self._track.__exit__(None, None, None)
-            self._track = None
+        spans, tracked = (self._step, self._epoch, self._train), self._track
+        self._step = self._epoch = self._train = self._track = None
+        end_training(self.run, spans, tracked)
         if self.writers:
             log_run(self.run, *self.writers, step=int(state.global_step))

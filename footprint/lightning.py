@@ -29,7 +29,7 @@ except ImportError:  # the older package name
         raise ModuleNotFoundError("footprint.lightning needs lightning: pip install 'footprint-profiler[lightning]'",
                                   name=exc.name) from None
 
-from .run import Run, attach_from_env, current_run, track
+from .run import Run, attach_from_env, current_run, end_training, track
 from .trackers import StepMeter, Writer, html_report, run_figures
 
 
@@ -143,23 +143,16 @@ class FootprintCallback(Callback):
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         if self._track is not None:  # the run ends as failed (or interrupted), not "running"
-            for span in (self._step, self._epoch, self._train):
-                if span is not None and self.run is not None:
-                    self.run.end_span(span)
-            self._step = self._epoch = self._train = None
-            tracked, self._track = self._track, None
-            tracked.__exit__(type(exception), exception, exception.__traceback__)
+            spans, tracked = (self._step, self._epoch, self._train), self._track
+            self._step = self._epoch = self._train = self._track = None
+            end_training(self.run, spans, tracked, exception)
 
     def _finish(self, trainer: Any) -> None:
         if self.run is None:
             return
-        for span in (self._step, self._epoch, self._train):
-            if span is not None:
-                self.run.end_span(span)
-        self._step = self._epoch = self._train = None
-        if self._track is not None:
-            self._track.__exit__(None, None, None)
-            self._track = None
+        spans, tracked = (self._step, self._epoch, self._train), self._track
+        self._step = self._epoch = self._train = self._track = None
+        end_training(self.run, spans, tracked)
         writers = self._writers(trainer)
         if not writers:
             return

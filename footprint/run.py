@@ -28,7 +28,7 @@ from .probes.base import Probe, ProbeError
 
 TYPE_CHECKING = False  # importing typing costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any, TypeVar
 
     from footprint.core.model import RunReport
@@ -731,3 +731,15 @@ class track(contextlib.ContextDecorator):
             from .summary import print_summary
 
             print_summary(run)
+
+
+def end_training(run: Run | None, spans: Iterable[int | None], tracker: track | None,
+                 exc: BaseException | None = None) -> None:
+    """What a training callback (HF Trainer, Lightning) does at the end, or on an exception: end its open spans,
+    innermost first, then the run it started itself, if it did (failed or interrupted when `exc` is given)."""
+    if run is not None:
+        for span in spans:
+            if span is not None:
+                run.end_span(span)
+    if tracker is not None:
+        tracker.__exit__(type(exc) if exc is not None else None, exc, exc.__traceback__ if exc is not None else None)
