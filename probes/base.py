@@ -9,6 +9,7 @@ from footprint.common.record import FrozenRecord, Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Protocol
 
     class Clock(Protocol):
@@ -95,6 +96,31 @@ class PowerIntegrator(Record):
                 self.energy_j += 0.5 * (power_w + self.last_p) * dt
         self.last_t, self.last_p = t, power_w
         return self.energy_j
+
+
+class EnergyCounter:
+    """A hardware energy counter in µJ that wraps (RAPL, hwmon): its last raw value, and the unwrapped total."""
+
+    __slots__ = ("counter", "last_uj", "last_t", "total_uj", "power_w")
+
+    def __init__(self, counter: str, last_uj: int, last_t: float) -> None:
+        self.counter = counter  # the file it is read from
+        self.last_uj = last_uj
+        self.last_t = last_t
+        self.total_uj = 0
+        self.power_w: float | None = None  # recent mean power: what tells a wrap from a restart
+
+    def advance(self, cur_uj: int, t: float, unwrap: Callable[[int, int, float | None], int]) -> float:
+        """Take a new raw read at time t; `unwrap(prev, cur, expected_uj)` gives the µJ in between. Returns the
+        total energy in joules."""
+        dt = t - self.last_t
+        expected = self.power_w * dt * 1e6 if self.power_w is not None and dt > 0 else None
+        delta = unwrap(self.last_uj, cur_uj, expected)
+        if dt >= 0.005:  # shorter windows give a noisy power, useless for unwrapping
+            self.power_w = delta / 1e6 / dt
+        self.total_uj += delta
+        self.last_uj, self.last_t = cur_uj, t
+        return self.total_uj / 1e6
 
 
 class Probe(abc.ABC):

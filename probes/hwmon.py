@@ -27,7 +27,7 @@ import os
 import re
 from pathlib import Path
 
-from .base import Availability, Device, Probe, ProbeError, Reading
+from .base import Availability, Device, EnergyCounter, Probe, ProbeError, Reading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -187,17 +187,6 @@ def _unmapped_hint(skipped: list[str]) -> str:
             f"{KINDS_ENV}=chip=kind if no other probe measures it)")
 
 
-class _Counter:
-    __slots__ = ("counter", "last_uj", "last_t", "total_uj", "power_w")
-
-    def __init__(self, path: Path, last_uj: int, last_t: float) -> None:
-        self.counter = str(path)
-        self.last_uj = last_uj
-        self.last_t = last_t
-        self.total_uj = 0
-        self.power_w: float | None = None
-
-
 class HwmonProbe(Probe):
     name = "hwmon"
     kinds = ("gpu", "cpu")  # and whatever FOOTPRINT_HWMON_KINDS maps to: see availability().kinds
@@ -208,7 +197,7 @@ class HwmonProbe(Probe):
         super().__init__(clock=clock)
         self.root = Path(root) if root is not None else sysfs_root()
         self.kind_map = kinds
-        self._counters: list[_Counter] = []
+        self._counters: list[EnergyCounter] = []
 
     @classmethod
     def availability(cls, root: str | Path | None = None, kinds: dict[str, str] | None = None) -> Availability:
@@ -253,7 +242,7 @@ class HwmonProbe(Probe):
                 raise ProbeError(_grant_hint([str(f.path)])) from exc
             except (OSError, ValueError) as exc:
                 raise ProbeError(f"cannot read {f.path}: {exc}") from exc
-            self._counters.append(_Counter(f.path, cur, self.clock.now()))
+            self._counters.append(EnergyCounter(str(f.path), cur, self.clock.now()))
             i = index[f.kind] = index.get(f.kind, -1) + 1
             self.devices.append(Device(kind=f.kind, index=i, name=f.name, source=f.source, measured=True,
                                        update_period_s=f.update_period_s, note=f.note))
@@ -268,14 +257,7 @@ class HwmonProbe(Probe):
                 self.errors[dev.key] = f"{c.counter}: {exc}"
                 continue
             t = self.clock.now()
-            dt = t - c.last_t
-            expected = c.power_w * dt * 1e6 if c.power_w is not None and dt > 0 else None
-            delta = unwrap_unknown_range(c.last_uj, cur, expected)
-            if dt >= 0.005:  # shorter windows give a noisy power, useless for unwrapping
-                c.power_w = delta / 1e6 / dt
-            c.total_uj += delta
-            c.last_uj, c.last_t = cur, t
-            out.append(Reading(dev, t, c.total_uj / 1e6, c.power_w))
+            out.append(Reading(dev, t, c.advance(cur, t, unwrap_unknown_range), c.power_w))
         if self._counters and not out:
             raise ProbeError("no hwmon energy counter could be read: " + "; ".join(self.errors.values()))
         return out

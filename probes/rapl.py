@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from .base import Availability, Device, Probe, ProbeError, Reading
+from .base import Availability, Device, EnergyCounter, Probe, ProbeError, Reading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,21 +54,20 @@ def unwrap(prev_uj: int, cur_uj: int, range_uj: int, expected_uj: float | None =
     return delta
 
 
-class _Zone:
-    __slots__ = ("path", "counter", "kind", "index", "name", "range_uj", "last_uj", "last_t", "total_uj", "power_w")
+class _Zone(EnergyCounter):
+    __slots__ = ("path", "kind", "index", "name", "range_uj")
 
     def __init__(self, path: Path, kind: str, index: int, name: str, range_uj: int, last_uj: int,
                  last_t: float) -> None:
+        super().__init__(str(path / "energy_uj"), last_uj, last_t)  # the counter's path, built once
         self.path = path
-        self.counter = str(path / "energy_uj")  # built once: read at every sample
         self.kind = kind
         self.index = index
         self.name = name
         self.range_uj = range_uj
-        self.last_uj = last_uj
-        self.last_t = last_t
-        self.total_uj = 0
-        self.power_w: float | None = None
+
+    def unwrap(self, prev: int, cur: int, expected_uj: float | None) -> int:
+        return unwrap(prev, cur, self.range_uj, expected_uj)
 
 
 def _read_int(path: Path | str) -> int:
@@ -178,14 +177,7 @@ class RaplProbe(Probe):
                 self.errors[dev.key] = f"{zone.counter}: {exc}"
                 continue
             t = self.clock.now()
-            dt = t - zone.last_t
-            expected = zone.power_w * dt * 1e6 if zone.power_w is not None and dt > 0 else None
-            delta = unwrap(zone.last_uj, cur, zone.range_uj, expected)
-            if dt >= 0.005:  # shorter windows give a noisy power, useless for unwrapping
-                zone.power_w = delta / 1e6 / dt
-            zone.total_uj += delta
-            zone.last_uj, zone.last_t = cur, t
-            out.append(Reading(dev, t, zone.total_uj / 1e6, zone.power_w))
+            out.append(Reading(dev, t, zone.advance(cur, t, zone.unwrap), zone.power_w))
         if self._zones and not out:
             raise ProbeError("no RAPL zone could be read: " + "; ".join(self.errors.values()))
         return out
