@@ -84,6 +84,7 @@ class Supervisor:
         self._phase = "setup"  # setup -> ready -> spawning -> running -> finishing -> closed
         self._held: list[tuple[int, bool | None]] = []  # (signal, from the kernel?) before the child exists
         self._lock = threading.RLock()  # the fallback path takes it from a handler in the main thread
+        self._signalled = threading.Event()  # a signal was held: for a service that runs without a child
         self._old_handlers: dict[int, Any] = {}
         self._old_mask: set[int | signal.Signals] | None = None
         self._watcher: threading.Thread | None = None
@@ -148,10 +149,22 @@ class Supervisor:
         with self._lock:
             if self._phase in ("setup", "ready", "spawning"):
                 self._held.append((signum, from_kernel))
+                self._signalled.set()
             elif self._phase == "running":
                 self._forward(signum, from_kernel)
             elif self._phase == "finishing":
                 self.late.append(signum)
+
+    def wait_for_signal(self) -> int:
+        """With no child (`footprint serve` in front of a server started elsewhere): wait for SIGINT, SIGTERM
+        or SIGHUP and return it."""
+        while not self._signalled.wait(0.5):  # a timeout, so the fallback handler can run in the main thread
+            pass
+        with self._lock:
+            self._phase = "finishing"
+        held = self.held
+        assert held is not None
+        return held
 
     @property
     def held(self) -> int | None:

@@ -81,7 +81,32 @@ def _settings(args: argparse.Namespace) -> Any:
                     price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency)
 
 
-COMMANDS = ("run", "report", "compare", "merge", "watch", "runs", "probes")
+def _run_options(r: argparse.ArgumentParser) -> None:
+    """The options of `footprint run`, which `footprint serve` shares."""
+    from footprint.core.sampler import DEFAULT_INTERVAL_S, FLUSH_EVERY_S  # `run` loads these next anyway
+
+    r.add_argument("--db", help="SQLite file to record to (default: $FOOTPRINT_DB or ./footprint.db)")
+    r.add_argument("--name", help="run name (default: the command's name)")
+    r.add_argument("--interval", type=_positive_float, default=DEFAULT_INTERVAL_S,
+                   help=f"seconds between reads of the hardware counters (default {DEFAULT_INTERVAL_S:g}); "
+                        f"estimates are read at run and span edges and every {FLUSH_EVERY_S:g} s")
+    _economics_options(r)
+    r.add_argument("--baseline", type=_positive_float, metavar="SECONDS",
+                   help="measure idle power for this long before starting CMD, to report dynamic energy")
+    r.add_argument("--tokens", type=_non_negative_int, metavar="N",
+                   help="tokens the command processes, for J/token when it does not count them itself")
+    r.add_argument("--prometheus", metavar="[HOST:]PORT",
+                   help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
+    r.add_argument("--prometheus-linger", type=_non_negative_float, default=0.0, metavar="SECONDS",
+                   help="keep serving the final metrics this long after CMD exits (default 0)")
+    r.add_argument("--no-summary", action="store_true", help="do not print the summary")
+    r.add_argument("--kill-group", action="store_true",
+                   help="run CMD in a process group of its own and send the signals footprint passes on to the "
+                        "whole group, so what CMD leaves running is signalled too (default: CMD only); the "
+                        "group is not the terminal's foreground, so not for commands that read the terminal")
+
+
+COMMANDS = ("run", "serve", "report", "compare", "merge", "watch", "runs", "probes")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -93,32 +118,31 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     if only in (None, "run"):
-        from footprint.core.sampler import DEFAULT_INTERVAL_S, FLUSH_EVERY_S  # `run` loads these next anyway
-
         r = sub.add_parser("run", help="run a command and profile it",
                            description="Run CMD (no shell) and profile it until it exits; stdin/stdout/stderr pass "
                                        "through, the summary goes to stderr, and footprint exits with CMD's code. "
                                        "footprint.track() inside CMD joins this run.", epilog=EPILOG)
-        r.add_argument("--db", help="SQLite file to record to (default: $FOOTPRINT_DB or ./footprint.db)")
-        r.add_argument("--name", help="run name (default: the command's name)")
-        r.add_argument("--interval", type=_positive_float, default=DEFAULT_INTERVAL_S,
-                       help=f"seconds between reads of the hardware counters (default {DEFAULT_INTERVAL_S:g}); "
-                            f"estimates are read at run and span edges and every {FLUSH_EVERY_S:g} s")
-        _economics_options(r)
-        r.add_argument("--baseline", type=_positive_float, metavar="SECONDS",
-                       help="measure idle power for this long before starting CMD, to report dynamic energy")
-        r.add_argument("--tokens", type=_non_negative_int, metavar="N",
-                       help="tokens the command processes, for J/token when it does not count them itself")
-        r.add_argument("--prometheus", metavar="[HOST:]PORT",
-                       help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
-        r.add_argument("--prometheus-linger", type=_non_negative_float, default=0.0, metavar="SECONDS",
-                       help="keep serving the final metrics this long after CMD exits (default 0)")
-        r.add_argument("--no-summary", action="store_true", help="do not print the summary")
-        r.add_argument("--kill-group", action="store_true",
-                       help="run CMD in a process group of its own and send the signals footprint passes on to the "
-                            "whole group, so what CMD leaves running is signalled too (default: CMD only); the "
-                            "group is not the terminal's foreground, so not for commands that read the terminal")
+        _run_options(r)
         r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
+
+    if only in (None, "serve"):
+        sv = sub.add_parser(
+            "serve", help="measure an inference server per request: a proxy in front of it, optionally starting it",
+            description="Start CMD (an OpenAI-compatible inference server) under footprint, as `footprint run` "
+                        "does, and a reverse proxy in front of it that records every completion, chat and "
+                        "embedding request: timings, tokens and its share of the energy. Without CMD, the proxy "
+                        "fronts a server started elsewhere on this machine, until Ctrl-C. Only counts and timings "
+                        "are stored, never request content. See docs/serving.md.", epilog=EPILOG)
+        sv.add_argument("--listen", default="127.0.0.1:8001", metavar="[HOST:]PORT",
+                        help="where clients connect (default 127.0.0.1:8001; another host is served on the "
+                             "network: an explicit choice, warned about)")
+        sv.add_argument("--upstream", default="http://127.0.0.1:8000", metavar="URL",
+                        help="the server's address (default http://127.0.0.1:8000)")
+        sv.add_argument("--headers", action="store_true",
+                        help="add X-Footprint-Energy-J and X-Footprint-CO2e-G to non-streamed responses: the "
+                             "request's provisional share, from a counter read at its end")
+        _run_options(sv)
+        sv.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the server command to start")
 
     if only in (None, "report"):
         rep = sub.add_parser("report", help="show recorded runs (default: the last one)",
@@ -134,6 +158,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         rep.add_argument("--datasette-metadata", action="store_true",
                          help="print datasette's metadata.json for the DB (descriptions and units of every table, "
                               "view and column): datasette footprint.db -m metadata.json")
+        rep.add_argument("--requests", action="store_true",
+                         help="the requests a `footprint serve` run served: figures per model, and with --json "
+                              "or -o FILE.csv each request's attributed energy")
         rep.add_argument("--job", nargs="?", const="", metavar="JOB_ID",
                          help="one job-wide view of a distributed job's runs (default: the last run's job)")
         _economics_options(rep, at_report=True)
@@ -147,6 +174,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         cmp.add_argument("--quality", action="append", default=[], metavar="RUN=VALUE",
                          help="a quality score for a run (accuracy, win rate...), repeatable")
         cmp.add_argument("--json", action="store_true", help="print JSON")
+        cmp.add_argument("--requests", action="store_true",
+                         help="compare the models served in these `footprint serve` runs, per request and per token")
         _economics_options(cmp, at_report=True)
 
     if only in (None, "merge"):
@@ -184,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "serve":
+            return cmd_serve(args)
         if args.command == "report":
             return cmd_report(args)
         if args.command == "runs":
@@ -232,7 +263,7 @@ def _sqlite_error(args: argparse.Namespace, exc: Exception) -> int:
 
     assert isinstance(exc, sqlite3.Error)
     path = args.output if args.command == "merge" else (getattr(args, "db", None) or default_db_path())
-    print(f"footprint: error: {dbfile.explain(exc, path, readonly=args.command not in ('run', 'merge'))}",
+    print(f"footprint: error: {dbfile.explain(exc, path, readonly=args.command not in ('run', 'serve', 'merge'))}",
           file=sys.stderr)
     return 2
 
@@ -283,6 +314,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     if args.job is not None:
         return _report_job(store, args)
+    if args.requests:
+        return _report_requests(store, args)
     ids = [store.resolve_run(ref) for ref in (args.runs or ["last"])]
     check_endpoints(store, ids)
     report = load_report(store, ids, _settings(args))
@@ -302,6 +335,33 @@ def cmd_report(args: argparse.Namespace) -> int:
         _write_emissions(text, args.output)
         return 0
     _write(text, args.output)
+    return 0
+
+
+def _serving_reports(store: Any, ids: list[int], args: argparse.Namespace) -> list[Any]:
+    from footprint.core.integrity import check_endpoints
+    from footprint.core.serving import load_serving
+
+    check_endpoints(store, ids)
+    out = []
+    for rid in ids:
+        report = load_serving(store, rid, _settings(args))
+        if report is None:
+            raise FootprintError(f"run {rid} served no requests (`footprint serve` records them)")
+        out.append(report)
+    return out
+
+
+def _report_requests(store: Any, args: argparse.Namespace) -> int:
+    from .reports.requests import render
+
+    if args.html or (args.format and args.format not in ("console", "json", "csv")):
+        raise FootprintError("--requests renders as console, json or csv")
+    fmt = "json" if args.json else args.format or (
+        "csv" if (args.output or "").lower().endswith(".csv") else
+        "json" if (args.output or "").lower().endswith(".json") else "console")
+    ids = [store.resolve_run(ref) for ref in (args.runs or ["last"])]
+    _write("".join(render(r, fmt) for r in _serving_reports(store, ids, args)), args.output)
     return 0
 
 
@@ -358,6 +418,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     store = Store(args.db or default_db_path(), create=False, readonly=True)
     ids = [store.resolve_run(ref) for ref in args.runs]
+    if args.requests:
+        from .reports.requests import compare_models
+
+        if args.quality:
+            raise FootprintError("--quality compares runs, not served models: leave it out with --requests")
+        sys.stdout.write(compare_models(_serving_reports(store, ids, args), as_json=args.json))
+        return 0
     quality: dict[int, float] = {}
     for item in args.quality:
         ref, sep, value = item.partition("=")
@@ -431,7 +498,28 @@ def cmd_probes() -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .proxy import LOOPBACK, Upstream, bind, parse_listen
+    from .service import ProxyService
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    upstream = Upstream(args.upstream)
+    host, port = parse_listen(args.listen)
+    sock = bind(host, port)  # a busy port is refused before any run exists
+    if host not in LOOPBACK:
+        print(f"footprint: warning: the proxy listens on {host}: anyone who reaches this host on port "
+              f"{sock.getsockname()[1]} can use the inference server through it", file=sys.stderr)
+    service = ProxyService(sock, upstream, headers=args.headers)
+    if not cmd:
+        args.name = args.name or f"serve {upstream.netloc}"
+    return cmd_run(args, services=[service], cmd=cmd)
+
+
+def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd: list[str] | None = None) -> int:
+    """`footprint run`; with `services` (the proxy of `footprint serve`), they serve the run while CMD runs,
+    or, with no CMD, until a signal."""
     import sqlite3
 
     from footprint.core.store import ENV_DB, default_db_path
@@ -441,16 +529,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .summary import print_summary
 
     guard_output()  # from here no write of footprint's can fail loudly: the child's exit code always wins
-    cmd = list(args.cmd)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
-    if not cmd:
+    services = list(services or [])
+    if cmd is None:
+        cmd = list(args.cmd)
+        if cmd and cmd[0] == "--":
+            cmd = cmd[1:]
+    if not cmd and not services:
         raise FootprintError("footprint run needs a command: footprint run [options] -- CMD ARGS...")
     server = None
     if args.prometheus:
         from .exporter import MetricsServer
 
         server = MetricsServer(args.prometheus)  # a bad address or a busy port is refused before any run exists
+        for service in services:
+            service.metrics_server = server
     from .distributed import run_options
 
     rank = run_options(args.db)  # one rank of a job: its own GPUs, CPU/RAM on local rank 0, its node's DB
@@ -461,25 +553,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             run = start_run(args.name or _default_name(cmd), db=db, interval=args.interval, country=args.country,
                             carbon_intensity=args.carbon_intensity, region=args.region, pue=args.pue,
                             price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
-                            baseline=args.baseline, command=cmd, **rank)
+                            baseline=args.baseline, command=cmd or None, **rank)
             sup.ready()
         except Interrupted as exc:  # during set-up or --baseline: start_run has finished the run
             if run is not None:  # it came just after start_run returned
                 finish_run(run, status="interrupted", exit_code=exc.exit_code)
             if server is not None:
                 server.close()
+            for service in services:
+                service.close()
             return exc.exit_code
         assert run.sampler is not None
         wake_fd = run.sampler.wake_fd
         if server is not None:
             server.serve(run)
             print(f"footprint: Prometheus metrics on http://{server.address}/metrics", file=sys.stderr, flush=True)
+        for service in services:
+            service.serve(run)
         env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: wake_fd_token(wake_fd)})
 
         started = False
         status, code = "failed", 1
         try:
-            if sup.held is not None:  # a signal came before the command started: it is not started
+            if not cmd:  # a service alone (footprint serve without CMD): until Ctrl-C or SIGTERM
+                sup.wait_for_signal()
+                started = True
+                status, code = "completed", 0
+            elif sup.held is not None:  # a signal came before the command started: it is not started
                 status, code = "interrupted", 128 + sup.held
             else:
                 try:
@@ -492,6 +592,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     status, code = sup.outcome(sup.wait())
         finally:
             unfinished: str | None = None
+            for service in services:  # what it recorded reaches the DB before the run's end attributes it
+                service.stop()
             try:
                 if args.tokens is not None:
                     run.add_tokens(args.tokens)
@@ -506,6 +608,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # no summary for a command that never ran, nor after a signal that came once it had ended
         if started and not args.no_summary and not sup.late:
             print_summary(run)
+            for service in services:
+                service.summary(run)
         return code
 
 

@@ -52,7 +52,7 @@ def run_labels(run: Run) -> str:
     return labels
 
 
-def metrics_text(run: Run, base: str | None = None) -> str:
+def metrics_text(run: Run, base: str | None = None, serving: ServingMetrics | None = None) -> str:
     sampler = run.sampler
     assert sampler is not None
     base = run_labels(run) if base is None else base
@@ -86,7 +86,67 @@ def metrics_text(run: Run, base: str | None = None) -> str:
         "# TYPE footprint_tokens_total counter",
         f"footprint_tokens_total{{{base}}} {tokens_total}",
     ]
-    return "\n".join(lines + power_lines + time_lines + tokens) + "\n"
+    text = "\n".join(lines + power_lines + time_lines + tokens) + "\n"
+    if serving is not None:
+        text += serving.text(base, sum(last.energy_j - first for first, _, last in sampler.snapshot().values()))
+    return text
+
+
+# J per request: from a short embedding to a long generation on a large model
+ENERGY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
+
+
+class ServingMetrics:
+    """Per-model request metrics of `footprint serve`: a histogram of each request's provisional energy,
+    prompt and completion tokens, requests by status, and the energy no request has taken so far (idle)."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self._lock = threading.Lock()
+        self._models: dict[str, dict[str, Any]] = {}
+        self._attributed = 0.0
+
+    def observe(self, model: str | None, usage: Any, energy_j: float | None) -> None:
+        name = model or "(none)"
+        with self._lock:
+            m = self._models.setdefault(name, {"buckets": [0] * len(ENERGY_BUCKETS), "count": 0, "sum": 0.0,
+                                               "prompt": 0, "completion": 0, "requests": 0})
+            m["requests"] += 1
+            m["prompt"] += usage.prompt_tokens or 0
+            m["completion"] += usage.completion_tokens or 0
+            if energy_j is not None:
+                m["count"] += 1
+                m["sum"] += energy_j
+                self._attributed += energy_j
+                for i, bound in enumerate(ENERGY_BUCKETS):
+                    if energy_j <= bound:
+                        m["buckets"][i] += 1
+
+    def text(self, base: str, total_j: float) -> str:
+        lines = [
+            "# HELP footprint_request_energy_joules Energy attributed to each request (provisional: at its end).",
+            "# TYPE footprint_request_energy_joules histogram",
+        ]
+        tokens = ["# HELP footprint_request_tokens_total Tokens of the requests served, by model and kind.",
+                  "# TYPE footprint_request_tokens_total counter"]
+        requests = ["# HELP footprint_requests_total Requests served, by model.",
+                    "# TYPE footprint_requests_total counter"]
+        with self._lock:
+            for name, m in sorted(self._models.items()):
+                labels = f'{base},served_model="{_label(name)}"'
+                for bound, n in zip(ENERGY_BUCKETS, m["buckets"], strict=True):
+                    lines.append(f'footprint_request_energy_joules_bucket{{{labels},le="{bound:g}"}} {n}')
+                lines.append(f'footprint_request_energy_joules_bucket{{{labels},le="+Inf"}} {m["count"]}')
+                lines.append(f"footprint_request_energy_joules_sum{{{labels}}} {m['sum']:.6f}")
+                lines.append(f"footprint_request_energy_joules_count{{{labels}}} {m['count']}")
+                tokens.append(f'footprint_request_tokens_total{{{labels},kind="prompt"}} {m["prompt"]}')
+                tokens.append(f'footprint_request_tokens_total{{{labels},kind="completion"}} {m["completion"]}')
+                requests.append(f"footprint_requests_total{{{labels}}} {m['requests']}")
+            idle = max(total_j - self._attributed, 0.0)
+        idle_lines = ["# HELP footprint_idle_energy_joules_total Energy no request has been attributed so far.",
+                      "# TYPE footprint_idle_energy_joules_total counter",
+                      f"footprint_idle_energy_joules_total{{{base}}} {idle:.6f}"]
+        return "\n".join(lines + tokens + requests + idle_lines) + "\n"
 
 
 class _Server(ThreadingHTTPServer):
@@ -115,7 +175,7 @@ class MetricsServer:
                 if run is None:
                     self.send_error(503, "no run yet")
                     return
-                body = metrics_text(run, exporter.labels).encode()
+                body = metrics_text(run, exporter.labels, exporter.serving).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -127,6 +187,7 @@ class MetricsServer:
 
         self.run: Run | None = None
         self.labels: str | None = None
+        self.serving: ServingMetrics | None = None  # footprint serve's per-request metrics
         try:  # the socket's family follows the address; a name that resolves both ways gets IPv4
             families = {info[0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
             family = socket.AF_INET if socket.AF_INET in families else families.pop()

@@ -449,12 +449,25 @@ def finish_run(run: Run, *, status: str = "completed", exit_code: int | None = N
                 sampler.flush()
             run.store.finish_run(run.id, status=status, exit_code=exit_code, ended_at=ended)
             if sampler.last_flush_error is None:
+                _attribute_requests(run)
                 return
         except sqlite3.Error as exc:
             sampler.last_flush_error = str(exc)
         time.sleep(0.2 * (attempt + 1))
     raise FootprintError(f"could not finish run {run.id} in {run.store.path}: {sampler.last_flush_error}; "
                          "samples written before this are kept (the run shows as incomplete)")
+
+
+def _attribute_requests(run: Run) -> None:
+    """A run that served requests stores each one's share of its energy (reports compute it again, so a
+    failure here loses nothing)."""
+    from footprint.core.serving import write_attribution
+
+    try:
+        write_attribution(run.store, run.id)
+    except Exception as exc:
+        print(f"footprint: warning: the requests' energy was not stored ({type(exc).__name__}: {exc}); "
+              "`footprint report --requests` computes it from the samples", file=sys.stderr)
 
 
 def attach_from_env() -> Run | None:

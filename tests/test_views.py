@@ -84,15 +84,19 @@ def test_old_db_stays_readable_and_gets_the_views_when_opened_for_writing(tmp_pa
     conn = sqlite3.connect(path)
     for name in VIEWS:
         conn.execute(f"DROP VIEW {name}")
+    conn.execute("DROP TABLE request_energy")  # schema 3's tables
+    conn.execute("DROP TABLE requests")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     store = Store(path, create=False, readonly=True)  # a report on a schema-1 DB: read as it is
     assert load_run(store, ids[0]).energy_j["total"] == pytest.approx(3125.0)
+    assert store.requests(ids[0]) == [] and store.request_counts(ids) == {}
     store.close()
     assert not rows(path, "SELECT name FROM sqlite_master WHERE type = 'view'")
     Store(path).close()  # a writer migrates: views only
-    assert rows(path, "PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 2
+    assert rows(path, "PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3
+    assert rows(path, "SELECT COUNT(*) AS n FROM requests")[0]["n"] == 0  # and the tables it lacked
     assert {r["name"] for r in rows(path, "SELECT name FROM sqlite_master WHERE type = 'view'")} == set(VIEWS)
     check_figures(path, ids)
 

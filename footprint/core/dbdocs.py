@@ -81,6 +81,28 @@ TABLES: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
     "spans": ("Named phases of a run (nested through parent_id).", {}),
     "tokens": ("Token counts, per run and span.", {"kind": (None, "tokens, prompt or generated")}),
     "events": ("What happened during a run: probe errors, devices that stopped.", {}),
+    "requests": ("Requests served under `footprint serve` or its ASGI middleware: counts and timings only, never "
+                 "their content.", {
+                     "started_at": ("s", "when the request's head arrived, epoch seconds (UTC)"),
+                     "first_token_at": ("s", "when the first streamed token went to the client (streams only)"),
+                     "ended_at": ("s", "when the response ended, failed or the client went away"),
+                     "model": (None, "the model the request asked for"),
+                     "endpoint": (None, "the path, e.g. /v1/chat/completions"),
+                     "status": (None, "HTTP status sent to the client; 499 when the client disconnected, 502 "
+                                      "when the upstream failed"),
+                     "stream": (None, "1 for a streamed (server-sent events) response"),
+                     "prompt_tokens": (None, "prompt tokens, from the response's usage"),
+                     "completion_tokens": (None, "completion tokens: from usage, or counted (usage_source)"),
+                     "usage_source": (None, "reported: the server's usage; counted: streamed chunks with text "
+                                            "counted by footprint (the server sent no usage); none"),
+                     "error": (None, "what went wrong, if anything"),
+                 }),
+    "request_energy": ("Each request's share of the run's energy per device kind (docs/serving.md: an "
+                       "attribution, not a measurement, when requests overlap), written when the run ends.", {
+                           "request_id": (None, "the request (requests.id); empty: the idle energy, when no "
+                                                "request was active"),
+                           "energy_j": ("J", "joules attributed"),
+                       }),
     "device_energy": ("Each device's energy over its run: last read minus first read.", {}),
     "run_energy": ("Each run's energy per device kind.",
                    {"measured": (None, "1 when every device of this kind was measured, 0 if one was estimated")}),

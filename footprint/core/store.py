@@ -21,7 +21,7 @@ TYPE_CHECKING = False  # importing typing costs start-up time; annotations need 
 if TYPE_CHECKING:
     from typing import Any
 
-SCHEMA_VERSION = 2  # 2: the views below (a schema-1 DB gets them when a writer opens it)
+SCHEMA_VERSION = 3  # 2: the views below (a schema-1 DB gets them when a writer opens it); 3: requests
 DEFAULT_DB = "footprint.db"
 ENV_DB = "FOOTPRINT_DB"
 MEMORY = ":memory:"  # Store(MEMORY): a private in-memory database, for tests and throwaway runs
@@ -104,7 +104,35 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,              -- e.g. probe-error
     message TEXT
 );
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    started_at REAL NOT NULL,        -- request head received
+    first_token_at REAL,             -- first streamed token sent on (streams only)
+    ended_at REAL NOT NULL,          -- response ended, failed or the client went away
+    model TEXT,
+    endpoint TEXT,                   -- e.g. /v1/chat/completions
+    status INTEGER,                  -- HTTP status (499: the client disconnected)
+    stream INTEGER NOT NULL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    usage_source TEXT,               -- reported (the server's usage) | counted (streamed chunks) | none
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_run ON requests(run_id, started_at);
+CREATE TABLE IF NOT EXISTS request_energy (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    request_id INTEGER REFERENCES requests(id),   -- NULL: the idle energy, with no request active
+    kind TEXT NOT NULL,
+    energy_j REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS request_energy_run ON request_energy(run_id);
 """
+
+
+# the columns a served request is recorded with (besides its id and run)
+REQUEST_COLUMNS = ("started_at", "first_token_at", "ended_at", "model", "endpoint", "status", "stream",
+                   "prompt_tokens", "completion_tokens", "usage_source", "error")
 
 
 def _iso(col: str) -> str:
@@ -299,6 +327,8 @@ SHIFTS: dict[str, dict[str, str]] = {
     "spans": {"id": "spans", "run_id": "runs", "parent_id": "spans"},
     "tokens": {"id": "tokens", "run_id": "runs", "span_id": "spans"},
     "events": {"id": "events", "run_id": "runs", "device_id": "devices"},
+    "requests": {"id": "requests", "run_id": "runs"},
+    "request_energy": {"run_id": "runs", "request_id": "requests"},
 }
 
 
@@ -447,6 +477,26 @@ class Store:
             c.execute("INSERT INTO tokens (run_id, span_id, t, n, kind) VALUES (?, ?, ?, ?, ?)",
                       (run_id, span_id, t, n, kind))
 
+    def add_requests(self, run_id: int, requests: Sequence[dict[str, Any]]) -> None:
+        """Record finished requests (dicts keyed by the `requests` columns) and their prompt and generated tokens
+        (kinds 'prompt' and 'generated', at the request's end), in one transaction."""
+        cols = REQUEST_COLUMNS
+        with self.lock, transaction(self.conn) as c:
+            for r in requests:
+                c.execute(f"INSERT INTO requests (run_id, {', '.join(cols)}) VALUES (?{', ?' * len(cols)})",
+                          (run_id, *(r.get(k) for k in cols)))
+                for kind, key in (("prompt", "prompt_tokens"), ("generated", "completion_tokens")):
+                    if r.get(key):
+                        c.execute("INSERT INTO tokens (run_id, span_id, t, n, kind) VALUES (?, NULL, ?, ?, ?)",
+                                  (run_id, r["ended_at"], int(r[key]), kind))
+
+    def set_request_energy(self, run_id: int, rows: Sequence[tuple[int | None, str, float]]) -> None:
+        """Replace the run's attributed energies: (request id or None for idle, device kind, J)."""
+        with self.lock, transaction(self.conn) as c:
+            c.execute("DELETE FROM request_energy WHERE run_id = ?", (run_id,))
+            c.executemany("INSERT INTO request_energy (run_id, request_id, kind, energy_j) VALUES (?, ?, ?, ?)",
+                          [(run_id, *r) for r in rows])
+
     def compact(self, run_id: int, *, since: float, until: float, bucket_s: float) -> int:
         """Thin the periodic samples of [since, until) to the last one per device per `bucket_s`.
 
@@ -492,10 +542,12 @@ class Store:
                     conn.execute(f"CREATE TEMP TABLE keep AS SELECT id FROM src.runs s WHERE NOT EXISTS "
                                  f"(SELECT 1 FROM main.runs m WHERE {same})")
                     offsets = {t: conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM main.{t}").fetchone()[0]
-                               for t in ("runs", "devices", "spans", "tokens", "events")}
+                               for t in {t for shifts in SHIFTS.values() for t in shifts.values()}}
                     for table, shifts in SHIFTS.items():
                         cols = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
                         src_cols = {r[1] for r in conn.execute(f"PRAGMA src.table_info({table})")}
+                        if not src_cols:  # an older schema without this table: nothing of it to copy
+                            continue
                         exprs = []
                         for c in cols:
                             if c not in src_cols:
@@ -521,13 +573,13 @@ class Store:
         """Remove a run and everything that hangs off it (inside the caller's transaction)."""
         c = self.conn
         c.execute("DELETE FROM samples WHERE device_id IN (SELECT id FROM devices WHERE run_id = ?)", (run_id,))
-        for table in ("events", "tokens", "spans", "devices"):
+        for table in ("request_energy", "requests", "events", "tokens", "spans", "devices"):
             c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self.lock:
             self.conn.row_factory = sqlite3.Row
             try:
@@ -595,6 +647,35 @@ class Store:
 
     def job_run_ids(self, job_id: str) -> list[int]:
         return [int(r[0]) for r in self.query("SELECT id FROM runs WHERE job_id = ? ORDER BY id", (job_id,))]
+
+    def requests(self, run_id: int) -> list[sqlite3.Row]:
+        """The run's served requests, in start order (an older DB has none)."""
+        if not self._has_table("requests"):
+            return []
+        return self.query("SELECT * FROM requests WHERE run_id = ? ORDER BY started_at, id", (run_id,))
+
+    def request_counts(self, run_ids: Sequence[int]) -> dict[int, int]:
+        """How many requests each run served (runs with none are left out)."""
+        if not run_ids or not self._has_table("requests"):
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        return {int(r[0]): int(r[1]) for r in self.query(
+            f"SELECT run_id, COUNT(*) FROM requests WHERE run_id IN ({marks}) GROUP BY run_id", list(run_ids))}
+
+    def series(self, device_id: int, *, since: float | None = None, until: float | None = None,
+               ) -> list[tuple[float, float]]:
+        """A device's cumulative (t, energy J) samples in time order, from the last one at or before `since` to the
+        first one at or after `until` (so the window is covered), or all of them."""
+        lo = "" if since is None else " AND t >= COALESCE((SELECT MAX(t) FROM samples WHERE device_id = :d " \
+            "AND t <= :since), :since)"
+        hi = "" if until is None else " AND t <= COALESCE((SELECT MIN(t) FROM samples WHERE device_id = :d " \
+            "AND t >= :until), :until)"
+        rows = self.query(f"SELECT t, energy_j FROM samples WHERE device_id = :d{lo}{hi} ORDER BY t, rowid",
+                          {"d": device_id, "since": since, "until": until})
+        return [(float(r[0]), float(r[1])) for r in rows]
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
 
     def sample_rows(self, run_ids: Sequence[int]) -> list[sqlite3.Row]:
         """Every sample of these runs with its device, in time order (for data frames)."""

@@ -1,0 +1,176 @@
+"""Recording served requests into a run: what the proxy (footprint.proxy) and the ASGI middleware
+(footprint.asgi) share.
+
+A request is begun when its head arrives and finished when its response ends (or fails); its row, with its
+token counts, is written in batches by a background thread, so the server's event loop never waits on the
+DB. Its energy is attributed when the run ends (footprint.core.serving), and on the spot, provisionally, for
+response headers and live metrics when those are asked for.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import sys
+import threading
+
+from footprint.core.serving import provisional_energy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .exporter import ServingMetrics
+    from .run import Run
+    from .wire import RequestInfo, Usage
+
+FLUSH_EVERY_S = 1.0
+
+
+class Request:
+    """One request in flight: times on the run's clock, what it asked, what it got."""
+
+    __slots__ = ("key", "info", "started_at", "first_token_at", "ended_at", "status", "usage", "error",
+                 "tokens_so_far")
+
+    def __init__(self, key: int, info: RequestInfo, started_at: float) -> None:
+        self.key = key
+        self.info = info
+        self.started_at = started_at
+        self.first_token_at: float | None = None
+        self.ended_at: float | None = None
+        self.status: int | None = None
+        self.usage: Usage | None = None
+        self.error: str | None = None
+        self.tokens_so_far = 0  # streamed text chunks, for provisional figures of requests still running
+
+    def row(self) -> dict[str, Any]:
+        u = self.usage
+        return {"started_at": self.started_at, "first_token_at": self.first_token_at, "ended_at": self.ended_at,
+                "model": self.info.model, "endpoint": self.info.endpoint, "status": self.status,
+                "stream": int(self.info.stream), "prompt_tokens": u.prompt_tokens if u else None,
+                "completion_tokens": u.completion_tokens if u else None,
+                "usage_source": u.source if u else "none", "error": self.error}
+
+
+class RequestLog:
+    """Requests of one run: begin/first_token/finish from any thread or event loop; rows written in batches."""
+
+    def __init__(self, run: Run, *, provisional: bool = False, metrics: ServingMetrics | None = None,
+                 flush_every_s: float = FLUSH_EVERY_S) -> None:
+        self.run = run
+        self.clock = run.clock
+        self.provisional = provisional or metrics is not None
+        self.metrics = metrics
+        self._keys = itertools.count(1)
+        self._lock = threading.Lock()
+        self._active: dict[int, Request] = {}
+        self._recent: list[Request] = []  # finished, kept while they may overlap an active request's window
+        self._pending: list[dict[str, Any]] = []
+        self._flush_every_s = flush_every_s
+        self._wake = threading.Event()
+        self._closed = False
+        self.write_error: str | None = None
+        self._thread = threading.Thread(target=self._loop, name="footprint-requests", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def begin(self, info: RequestInfo) -> Request:
+        req = Request(next(self._keys), info, self.clock.now())
+        with self._lock:
+            self._active[req.key] = req
+        return req
+
+    def token(self, req: Request) -> None:
+        """A streamed chunk with text went to the client."""
+        if req.first_token_at is None:
+            req.first_token_at = self.clock.now()
+        req.tokens_so_far += 1
+
+    def finish(self, req: Request, *, status: int | None, usage: Usage, error: str | None = None) -> float | None:
+        """The response has ended. Returns the request's provisional energy in J when asked for (headers,
+        metrics): an attribution over the counter reads up to now, with requests still running counted at
+        the work they have done so far."""
+        req.ended_at = self.clock.now()
+        req.status, req.usage, req.error = status, usage, error
+        with self._lock:
+            self._active.pop(req.key, None)
+            self._pending.append(req.row())
+            if self.provisional:
+                self._recent.append(req)
+        energy = self._provisional(req) if self.provisional else None
+        if self.metrics is not None:
+            self.metrics.observe(req.info.model, usage, energy)
+        return energy
+
+    def _provisional(self, req: Request) -> float | None:
+        run = self.run
+        if run.sampler is not None:
+            run.sampler.mark()  # a counter read at the request's end
+            run.sampler.flush()
+        with self._lock:
+            now = self.clock.now()
+            oldest = min([r.started_at for r in self._active.values()] + [req.started_at])
+            self._recent = [r for r in self._recent if (r.ended_at or now) >= oldest]
+            others = [r for r in self._recent if r is not req and (r.ended_at or now) > req.started_at]
+            running = [r for r in self._active.values() if r.started_at < (req.ended_at or now)]
+        try:
+            return provisional_energy(run.store, run.id, req, others, running, now=now)
+        except Exception as exc:  # a figure for a header must never fail the response
+            self.write_error = f"{type(exc).__name__}: {exc}"
+            return None
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._flush_every_s)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            rows, self._pending = self._pending, []
+        if not rows:
+            return
+        try:
+            self.run.store.add_requests(self.run.id, rows)
+            self.write_error = None
+        except Exception as exc:  # kept for the next flush: a busy or full disk must not lose requests
+            self.write_error = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._pending[:0] = rows
+
+    def close(self) -> None:
+        """Write what is left: before the run is finished, so its end attributes every request."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+        for _ in range(3):
+            self.flush()
+            if not self._pending:
+                break
+        with self._lock:
+            unfinished = list(self._active.values())
+        for req in unfinished:  # still running at the end (the server stopped mid-response): kept, with its time
+            req.ended_at = self.clock.now()
+            req.error = "still running when the run ended"
+            req.usage = req.usage or _counted(req.tokens_so_far)
+            self._pending.append(req.row())
+        if unfinished:
+            self.flush()
+        if self._pending:
+            print(f"footprint: warning: {len(self._pending)} request(s) could not be recorded: {self.write_error}",
+                  file=sys.stderr)
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.close)
+
+
+def _counted(chunks: int) -> Usage:
+    from .wire import Usage
+
+    return Usage(None, chunks, "counted") if chunks else Usage()
