@@ -203,14 +203,17 @@ class MetricsServer:
         if host in ALL_INTERFACES:
             print(f"footprint: warning: metrics on {shown} are served on every network interface: anyone "
                   "who reaches this host on that port can read them", file=sys.stderr)
+        # started by serve(): inside `footprint run` that is after its signals are blocked, so that this thread,
+        # and the one per scrape it starts, never take a SIGTERM meant for the command (footprint/child.py)
         self.thread = threading.Thread(target=self.server.serve_forever, name="footprint-metrics", daemon=True)
-        self.thread.start()
         if run is not None:
             self.serve(run)
 
     def serve(self, run: Run) -> None:
         self.labels = run_labels(run)
         self.run = run
+        if not self.thread.is_alive():
+            self.thread.start()
 
     def close(self, linger_s: float = 0.0) -> None:
         """Stop serving, after `linger_s` seconds of serving the final values (Ctrl-C cuts it short)."""
@@ -218,5 +221,6 @@ class MetricsServer:
             print(f"footprint: serving the final metrics for {linger_s:g} s more", file=sys.stderr, flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 time.sleep(linger_s)
-        self.server.shutdown()
+        if self.thread.is_alive():
+            self.server.shutdown()
         self.server.server_close()

@@ -69,7 +69,7 @@ def main() -> int:
             if model == "hang":
                 time.sleep(3600)
             prompt = words(doc)
-            time.sleep(prompt * opts.prefill_s)
+            time.sleep(min(prompt * opts.prefill_s, 0.1))
             if self.path.startswith("/v1/embeddings"):
                 self._json(200, {"object": "list", "model": model, "data": [{"embedding": [0.0, 1.0]}],
                                  "usage": {"prompt_tokens": prompt, "total_tokens": prompt}})
@@ -115,10 +115,14 @@ def main() -> int:
         daemon_threads = True
         request_queue_size = 256
 
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that left: nothing to say
+                super().handle_error(request, client_address)
+
     server = Server(("127.0.0.1", opts.port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"fake server on {server.server_address[1]}", file=sys.stderr, flush=True)
-    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+    with contextlib.suppress(SystemExit):  # SIGTERM ends it with 0; SIGINT kills it, as it would a real server
         server.serve_forever()
     return 0
 

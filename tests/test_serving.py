@@ -1,0 +1,406 @@
+"""`footprint serve`: the proxy with the real `openai` client, against a stand-in server, on the stand-in NVML.
+
+Energy is checked exactly: a request that ran alone on a GPU drawing a constant power holds that power times
+its duration, and at any concurrency the requests' shares plus the idle energy are the run's total.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from footprint import wire
+from tests.conftest import FAKES, footprint_cmd, nvml_env, run_cli
+
+openai = pytest.importorskip("openai")
+
+GPU_W = 200.0  # GPU 0 draws this, constantly
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, db: Path, env: dict[str, str]) -> None:
+        self.proc = proc
+        self.port = port
+        self.db = db
+        self.env = env
+        self.url = f"http://127.0.0.1:{port}/v1"
+
+    def client(self, **kw: Any) -> Any:
+        return openai.OpenAI(base_url=self.url, api_key="none", max_retries=0, **kw)
+
+    def stop(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, err.decode()
+
+    def rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        conn = sqlite3.connect(self.db)
+        conn.row_factory = sqlite3.Row
+        try:
+            return list(conn.execute(sql, args))
+        finally:
+            conn.close()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"footprint serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not come up")
+
+
+def serve(env: dict[str, str], *args: str, usage: str = "asked", upstream_args: tuple[str, ...] = ()) -> Served:
+    port, up = free_port(), free_port()
+    cmd = [*footprint_cmd(), "serve", "--listen", f"127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{up}",
+           "--interval", "0.05", *args, "--", sys.executable, str(FAKES / "openai_server.py"), str(up),
+           "--usage", usage, *upstream_args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    s = Served(proc, port, Path(env["FOOTPRINT_DB"]), env)
+    wait_ready(s.url, proc)
+    return s
+
+
+@pytest.fixture
+def gpu_env(nvml_lib_dir: Path, clean_env: dict[str, str]) -> dict[str, str]:
+    # constant powers: a request alone holds exactly power × its duration
+    return nvml_env(clean_env, nvml_lib_dir, gpus=2, power=f"{GPU_W},80")
+
+
+@pytest.fixture
+def served(gpu_env: dict[str, str]) -> Iterator[Served]:
+    s = serve(gpu_env)
+    yield s
+    if s.proc.poll() is None:
+        s.proc.kill()
+        s.proc.wait()
+
+
+def chat(client: Any, i: int, *, stream: bool, asked: bool = False, model: str = "small") -> dict[str, Any]:
+    words = " ".join(["w"] * (3 + i % 5))
+    kw: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": words}], "max_tokens": 4 + i % 7}
+    if not stream:
+        r = client.chat.completions.create(**kw)
+        return {"prompt": r.usage.prompt_tokens, "completion": r.usage.completion_tokens,
+                "text": r.choices[0].message.content}
+    if asked:
+        kw["stream_options"] = {"include_usage": True}
+    chunks = list(client.chat.completions.create(stream=True, **kw))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    return {"chunks": chunks, "text": text, "expect": (3 + i % 5, 4 + i % 7)}
+
+
+def check_conservation(s: Served) -> None:
+    """Per run and device kind: Σ request shares + idle = the device kind's total (last read minus first)."""
+    (run,) = s.rows("SELECT id FROM runs")
+    totals = {r["kind"]: r["e"] for r in s.rows(
+        "SELECT kind, SUM(e) AS e FROM (SELECT d.kind, (SELECT energy_j FROM samples WHERE device_id = d.id "
+        "ORDER BY t DESC LIMIT 1) - (SELECT energy_j FROM samples WHERE device_id = d.id ORDER BY t LIMIT 1) AS e "
+        "FROM devices d WHERE d.run_id = ?) GROUP BY kind", run["id"])}
+    shared = {r["kind"]: r["e"] for r in s.rows(
+        "SELECT kind, SUM(energy_j) AS e FROM request_energy WHERE run_id = ? GROUP BY kind", run["id"])}
+    assert set(shared) == set(totals) and "gpu" in totals
+    for kind, total in totals.items():
+        assert shared[kind] == pytest.approx(total, rel=1e-9), kind
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 16])
+def test_openai_client_through_the_proxy_streams_and_not_energy_conserved(served: Served, concurrency: int):
+    client = served.client()
+    results: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        out = chat(client, i, stream=i % 2 == 1, asked=i % 4 == 1)
+        with lock:
+            results.append({"i": i, **out})
+
+    n = max(4, concurrency * 2)
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:  # at most `concurrency` requests in flight
+        list(pool.map(work, range(n)))
+    assert len(results) == n
+    for r in results:
+        i = r["i"]
+        assert r["text"] == "tok " * (4 + i % 7)  # passed through unchanged
+        if "chunks" in r:
+            last = r["chunks"][-1]
+            if i % 4 == 1:  # asked for usage: gets the usage chunk
+                assert last.choices == [] and last.usage.completion_tokens == 4 + i % 7
+            else:  # did not ask: never sees the chunk footprint asked upstream for
+                assert all(c.choices and c.usage is None for c in r["chunks"])
+    code, err = served.stop()
+    assert code == 0, err
+    rows = served.rows("SELECT * FROM requests ORDER BY id")
+    assert len(rows) == n
+    by_tokens = sorted((r["prompt_tokens"], r["completion_tokens"], r["stream"]) for r in rows)
+    assert by_tokens == sorted((3 + i % 5, 4 + i % 7, i % 2) for i in range(n))
+    assert {r["usage_source"] for r in rows} == {"reported"}  # streams too: footprint asked for the usage
+    assert all(r["status"] == 200 and r["model"] == "small" and r["error"] is None for r in rows)
+    assert all(r["first_token_at"] is not None for r in rows if r["stream"])
+    tokens = {r["kind"]: r["n"] for r in served.rows("SELECT kind, SUM(n) AS n FROM tokens GROUP BY kind")}
+    assert tokens == {"prompt": sum(r["prompt_tokens"] for r in rows),
+                      "generated": sum(r["completion_tokens"] for r in rows)}
+    check_conservation(served)
+    if concurrency == 1:  # one at a time on a constant power: each request holds exactly power × its duration
+        gpu0 = served.rows("SELECT id FROM devices WHERE kind = 'gpu' AND idx = 0")[0]["id"]
+        samples = served.rows("SELECT t, energy_j FROM samples WHERE device_id = ? ORDER BY t", gpu0)
+        for r in rows:
+            # the attribution splits the GPUs' joint energy: take GPU 0's own by re-attributing on its samples
+            from footprint.core.attribution import attribute, phases
+
+            work = [phases(q["started_at"], q["ended_at"], first_token_at=q["first_token_at"],
+                           prompt_tokens=q["prompt_tokens"], completion_tokens=q["completion_tokens"]) for q in rows]
+            shares, _ = attribute([(x["t"], x["energy_j"]) for x in samples], work)
+            exact = GPU_W * (r["ended_at"] - r["started_at"])
+            assert shares[r["id"] - 1] == pytest.approx(exact, abs=0.005), r["id"]  # NVML counts whole mJ
+
+
+def test_report_and_compare_per_model(served: Served):
+    client = served.client()
+    for i in range(6):
+        chat(client, i, stream=i % 2 == 0, model="small" if i < 4 else "large")
+    code, err = served.stop()
+    assert code == 0, err
+    assert "footprint: small: 4 request(s)" in err and "footprint: large: 2 request(s)" in err
+    res = run_cli(["report", "--requests", "--json"], served.env)
+    assert res.returncode == 0, res.stderr.decode()
+    doc = json.loads(res.stdout)
+    models = {m["model"]: m for m in doc["models"]}
+    assert set(models) == {"small", "large"} and models["small"]["requests"] == 4
+    per_request = [r["energy_j"]["total"] for r in doc["requests"]]
+    total = doc["energy_j"]
+    assert sum(per_request) + doc["idle_energy_j"] == pytest.approx(total, rel=1e-9)
+    for name, m in models.items():
+        mine = [r for r in doc["requests"] if r["model"] == name]
+        assert m["energy_j"] == pytest.approx(sum(r["energy_j"]["total"] for r in mine))
+        assert m["j_per_output_token"] == pytest.approx(m["energy_j"] / sum(r["completion_tokens"] for r in mine))
+        assert m["tokens_per_s"] is not None and m["j_per_request_p50"] is not None
+    assert "under batching this is an attribution" in doc["attribution"]
+    console = run_cli(["report", "--requests"], served.env)
+    assert console.returncode == 0 and b"idle (no request active)" in console.stdout
+    csv_out = run_cli(["report", "--requests", "-o", str(served.db.parent / "req.csv")], served.env)
+    assert csv_out.returncode == 0
+    assert len((served.db.parent / "req.csv").read_text().splitlines()) == 7
+    cmp = run_cli(["compare", "--requests", "--json", "last", "last"], served.env)
+    assert cmp.returncode == 0, cmp.stderr.decode()
+    rows = json.loads(cmp.stdout)["rows"]
+    assert [r["model"] for r in rows] == ["large", "small", "large", "small"]
+    assert rows[1]["ratios"]["j_per_output_token"] == pytest.approx(
+        rows[1]["j_per_output_token"] / rows[0]["j_per_output_token"])
+
+
+def test_server_that_sends_no_stream_usage_has_its_tokens_counted_and_says_so(gpu_env: dict[str, str]):
+    s = serve(gpu_env, usage="never")
+    try:
+        out = chat(s.client(), 2, stream=True)
+        assert out["text"] == "tok " * 6
+    finally:
+        code, err = s.stop()
+    assert code == 0, err
+    (row,) = s.rows("SELECT * FROM requests")
+    assert (row["usage_source"], row["completion_tokens"], row["prompt_tokens"]) == ("counted", 6, None)
+    doc = json.loads(run_cli(["report", "--requests", "--json"], s.env).stdout)
+    assert any("counted from the chunks" in w for w in doc["warnings"])
+
+
+def test_headers_carry_the_provisional_energy_which_matches_the_final_one(gpu_env: dict[str, str]):
+    s = serve(gpu_env, "--headers", "--carbon-intensity", "100")
+    try:
+        raw = s.client().chat.completions.with_raw_response.create(
+            model="small", messages=[{"role": "user", "content": "a b c"}], max_tokens=20)
+        energy = float(raw.headers["x-footprint-energy-j"])
+        co2 = float(raw.headers["x-footprint-co2e-g"])
+    finally:
+        code, err = s.stop()
+    assert code == 0, err
+    final = s.rows("SELECT SUM(energy_j) AS e FROM request_energy WHERE request_id IS NOT NULL")[0]["e"]
+    assert energy == pytest.approx(final, rel=1e-4)  # alone, so nothing later changes its share
+    assert co2 == pytest.approx(energy / 3.6e6 * 100, rel=1e-4)
+
+
+def test_prometheus_metrics_per_model(gpu_env: dict[str, str]):
+    mport = free_port()
+    s = serve(gpu_env, "--prometheus", f"127.0.0.1:{mport}")
+    try:
+        client = s.client()
+        for i in range(3):
+            chat(client, i, stream=i == 1, model="m1")
+        chat(client, 0, stream=False, model="m2")
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    finally:
+        code, err = s.stop()
+    assert code == 0, err
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+    def value(prefix: str, *labels: str) -> float:
+        (hit,) = [float(v) for k, v in lines.items() if k.startswith(prefix + "{") and all(lb in k for lb in labels)]
+        return hit
+
+    assert value("footprint_request_energy_joules_count", 'served_model="m1"') == 3
+    assert value("footprint_request_energy_joules_bucket", 'served_model="m1"', 'le="+Inf"') == 3
+    assert value("footprint_request_tokens_total", 'served_model="m1"', 'kind="completion"') == 4 + 5 + 6
+    assert value("footprint_request_tokens_total", 'served_model="m2"', 'kind="prompt"') == 3
+    assert value("footprint_idle_energy_joules_total") > 0
+    promtool = __import__("shutil").which("promtool")
+    if promtool:
+        check = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def raw_request(port: int, body: dict[str, Any], path: str = "/v1/chat/completions") -> socket.socket:
+    data = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (path.encode(), len(data), data))
+    return sock
+
+
+def test_disconnects_failures_hangs_and_big_bodies_are_recorded_and_block_nothing(gpu_env: dict[str, str]):
+    # a square wave on top: conservation holds on a power that varies inside sampling intervals too
+    s = serve({**gpu_env, "FAKE_NVML_SQUARE": "0.3,150"}, upstream_args=("--token-s", "0.05"))
+    try:
+        # a client that goes away mid-stream
+        sock = raw_request(s.port, {"model": "gone", "stream": True, "max_tokens": 40,
+                                    "messages": [{"role": "user", "content": "x"}]})
+        got = b""
+        while got.count(b"data:") < 3:
+            got += sock.recv(4096)
+        sock.close()
+        # a hung upstream request holds up nobody else
+        hung = raw_request(s.port, {"model": "hang", "messages": [{"role": "user", "content": "x"}]})
+        t = time.monotonic()
+        fast = chat(s.client(), 0, stream=False)
+        assert fast["completion"] == 4 and time.monotonic() - t < 10
+        # an upstream that cuts the stream, and one that fails
+        with pytest.raises(Exception):  # noqa: B017 - the client's error type varies: the stream is cut
+            chat(s.client(), 0, stream=True, model="cut")
+        with pytest.raises(openai.InternalServerError):
+            chat(s.client(), 0, stream=False, model="fail")
+        # a 5 MB prompt passes through whole
+        big = " ".join(["w"] * 2_500_000)
+        r = s.client().chat.completions.create(model="big", messages=[{"role": "user", "content": big}], max_tokens=1)
+        assert r.usage.prompt_tokens == 2_500_000
+        hung.close()
+        time.sleep(0.3)
+    finally:
+        code, err = s.stop()
+    assert code == 0, err
+    assert "Traceback" not in err
+    rows = {r["model"]: r for r in s.rows("SELECT * FROM requests")}
+    assert rows["gone"]["status"] == 499 and 0 < rows["gone"]["completion_tokens"] < 40
+    assert rows["gone"]["usage_source"] == "counted"
+    assert rows["cut"]["error"].startswith("upstream broke off") and rows["cut"]["completion_tokens"] == 2
+    assert rows["fail"]["status"] == 500
+    assert rows["big"]["prompt_tokens"] == 2_500_000
+    # its client left, then the server stopped: recorded either way
+    assert rows["hang"]["status"] in (499, 502) and rows["hang"]["error"]
+    check_conservation(s)
+
+
+def test_upstream_down_is_a_502_and_bad_addresses_are_one_line_errors(clean_env: dict[str, str]):
+    port, up = free_port(), free_port()
+    proc = subprocess.Popen([*footprint_cmd(), "serve", "--listen", str(port), "--upstream", f"127.0.0.1:{up}"],
+                            env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                sock = raw_request(port, {"model": "x", "messages": []})
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        reply = sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 502 ") and b"unreachable" in reply
+        sock.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    conn = sqlite3.connect(clean_env["FOOTPRINT_DB"])
+    assert conn.execute("SELECT status FROM requests").fetchall() == [(502,)]
+    conn.close()
+    for args, message in ((["--upstream", "https://x:1"], b"http:// URL"), (["--listen", "nope"], b"[HOST:]PORT"),
+                          (["--listen", f"127.0.0.1:{port}", "--upstream", "http://:9"], b"needs a host")):
+        res = run_cli(["serve", *args], clean_env)
+        assert res.returncode == 2 and res.stderr.count(b"\n") == 1 and message in res.stderr, res.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        res = run_cli(["serve", "--listen", str(busy.getsockname()[1])], clean_env)
+        assert res.returncode == 2 and b"cannot listen" in res.stderr and res.stderr.count(b"\n") == 1
+
+
+def test_signals_and_exit_code_pass_through_to_the_server(gpu_env: dict[str, str]):
+    s = serve(gpu_env)
+    os.kill(s.proc.pid, signal.SIGINT)  # forwarded (not from a terminal): the server's Ctrl-C
+    _, err = s.proc.communicate(timeout=60)
+    assert s.proc.returncode == 130, err.decode()  # the stand-in dies of the SIGINT, and footprint says so
+    assert s.rows("SELECT status FROM runs")[0]["status"] == "interrupted"
+
+
+# -- the wire format, in isolation ----------------------------------------------------------------
+
+def test_stream_usage_is_asked_for_and_hidden_whatever_the_read_boundaries():
+    info, body = wire.prepare("/v1/chat/completions", b'{"model": "m", "stream": true, "messages": []}')
+    assert info.injected and info.model == "m" and body is not None
+    assert json.loads(body)["stream_options"] == {"include_usage": True}
+    asked = b'{"stream": true, "stream_options": {"include_usage": true}}'
+    assert wire.prepare("/v1/completions", asked)[1] is None
+    assert wire.prepare("/v1/completions", b"not json")[1] is None
+    events = [b'data: {"choices":[{"delta":{"content":"a"}}],"usage":null}\n\n',
+              b'data: {"choices":[{"delta":{"content":"b"}}],"usage":null}\r\n\r\n',
+              b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n',
+              b"data: [DONE]\n\n"]
+    stream = b"".join(events)
+    for size in (1, 2, 7, len(stream)):
+        for hide in (True, False):
+            reader = wire.StreamReader(hide_usage=hide)
+            out = b"".join(reader.feed(stream[i:i + size]) for i in range(0, len(stream), size)) + reader.finish()
+            assert out == (stream.replace(events[2], b"") if hide else stream)
+            assert reader.text_chunks == 2 and reader.result().to_dict() == \
+                {"prompt_tokens": 3, "completion_tokens": 2, "source": "reported"}
+
+
+def test_sigterm_reaches_the_command_while_metrics_are_scraped(clean_env: dict[str, str]):
+    """The metrics server's threads start after footprint blocks its signals: a SIGTERM they took instead of the
+    watcher would never reach the command."""
+    mport = free_port()
+    script = ("import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n"
+              "print('up', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([*footprint_cmd(), "run", "--prometheus", str(mport), "--", sys.executable, "-c", script],
+                            env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+    for _ in range(3):  # each scrape runs on a thread of its own
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as r:
+            assert r.status == 200
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 7, err.decode()
