@@ -199,19 +199,21 @@ class Supervisor:
 
     # -- the child --------------------------------------------------------------------------------
 
-    def spawn(self, cmd: Sequence[str], env: dict[str, str], pass_fds: Sequence[int]) -> subprocess.Popen[bytes]:
-        """Start the command, or raise SpawnError with a shell's message and exit status."""
+    def spawn(self, cmd: Sequence[str], env: dict[str, str], pass_fds: Sequence[int],
+              stdio: dict[int, int] | None = None) -> subprocess.Popen[bytes]:
+        """Start the command, or raise SpawnError with a shell's message and exit status. `stdio` gives it
+        other descriptors as its stdout (1) and stderr (2) (`--tokens-from`); the others are inherited."""
         with self._lock:
             self._phase = "spawning"
         try:
             try:
-                child = self._popen(cmd, env, pass_fds)
+                child = self._popen(cmd, env, pass_fds, stdio)
             except OSError as exc:
                 if exc.errno != errno.ENOEXEC:
                     raise
                 # No #! line: run it with sh, as POSIX execvp and every shell do.
                 path = cmd[0] if "/" in cmd[0] else shutil.which(cmd[0], path=env.get("PATH", os.defpath))
-                child = self._popen(["/bin/sh", path or cmd[0], *cmd[1:]], env, pass_fds)
+                child = self._popen(["/bin/sh", path or cmd[0], *cmd[1:]], env, pass_fds, stdio)
         except OSError as exc:
             with self._lock:
                 self._phase = "finishing"
@@ -224,8 +226,9 @@ class Supervisor:
                 self._forward(signum, False)  # the terminal's Ctrl-C may have missed it; send it on
         return child
 
-    def _popen(self, cmd: Sequence[str], env: dict[str, str], pass_fds: Sequence[int]) -> subprocess.Popen[bytes]:
-        kw: dict[str, Any] = {}
+    def _popen(self, cmd: Sequence[str], env: dict[str, str], pass_fds: Sequence[int],
+               stdio: dict[int, int] | None) -> subprocess.Popen[bytes]:
+        kw: dict[str, Any] = {"stdout": (stdio or {}).get(1), "stderr": (stdio or {}).get(2)}
         if self.kill_group:
             if sys.version_info >= (3, 11):
                 kw["process_group"] = 0

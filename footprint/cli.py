@@ -47,6 +47,15 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _tokens_from(text: str) -> Any:
+    from .runtimes import parse_tokens_from
+
+    try:
+        return parse_tokens_from(text)
+    except FootprintError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # one line, no usage dump: the usage is one `--help` away
@@ -95,6 +104,11 @@ def _run_options(r: argparse.ArgumentParser) -> None:
                    help="measure idle power for this long before starting CMD, to report dynamic energy")
     r.add_argument("--tokens", type=_non_negative_int, metavar="N",
                    help="tokens the command processes, for J/token when it does not count them itself")
+    r.add_argument("--tokens-from", type=_tokens_from, metavar="FORMAT[:STREAM]",
+                   help="count prompt and generated tokens from what CMD prints: llama.cpp (its timing lines, "
+                        "stderr), llama-bench (-o json/jsonl, stdout) or ollama (API JSON or run --verbose); "
+                        "the stream(s) read reach footprint's own unchanged but CMD sees a pipe there; "
+                        ":stdout, :stderr or :both picks others")
     r.add_argument("--prometheus", metavar="[HOST:]PORT",
                    help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
     r.add_argument("--prometheus-linger", type=_non_negative_float, default=0.0, metavar="SECONDS",
@@ -547,6 +561,7 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
 
     rank = run_options(args.db)  # one rank of a job: its own GPUs, CPU/RAM on local rank 0, its node's DB
     db = os.path.abspath(rank.pop("db", None) or args.db or default_db_path())
+    tap = _token_tap(args.tokens_from)
     with Supervisor(kill_group=args.kill_group) as sup:  # signals, see footprint/child.py
         run = None
         try:
@@ -562,6 +577,8 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
                 server.close()
             for service in services:
                 service.close()
+            if tap is not None:
+                tap.finish()
             return exc.exit_code
         assert run.sampler is not None
         wake_fd = run.sampler.wake_fd
@@ -582,18 +599,26 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
             elif sup.held is not None:  # a signal came before the command started: it is not started
                 status, code = "interrupted", 128 + sup.held
             else:
+                if tap is not None:
+                    tap.add = run.add_tokens
                 try:
-                    sup.spawn(cmd, env, pass_fds=(wake_fd,))
+                    sup.spawn(cmd, env, pass_fds=(wake_fd,), stdio=tap.tee.child_fds() if tap else None)
                     started = True
                 except SpawnError as exc:
                     print(exc, file=sys.stderr)
                     status, code = "failed", exc.code
                 else:
+                    if tap is not None:
+                        tap.tee.started()
                     status, code = sup.outcome(sup.wait())
         finally:
             unfinished: str | None = None
             for service in services:  # what it recorded reaches the DB before the run's end attributes it
                 service.stop()
+            if tap is not None:  # the last counts go in before the run ends
+                warnings = tap.finish()
+                for warning in warnings if started else ():  # a command that never ran printed nothing
+                    print(f"footprint: warning: {warning}", file=sys.stderr)
             try:
                 if args.tokens is not None:
                     run.add_tokens(args.tokens)
@@ -611,6 +636,19 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
             for service in services:
                 service.summary(run)
         return code
+
+
+def _token_tap(spec: Any) -> Any:
+    """--tokens-from: the pipes the command's streams go through, made before any run exists."""
+    if spec is None:
+        return None
+    from .tee import TokenTap
+
+    fmt, streams = spec
+    try:
+        return TokenTap(fmt, streams)
+    except OSError as exc:
+        raise FootprintError(f"--tokens-from: cannot make a pipe: {exc.strerror}") from None
 
 
 def _default_name(cmd: list[str]) -> str:

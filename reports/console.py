@@ -138,8 +138,10 @@ class ConsoleRenderer(Renderer):
                 kinds = " (" + ", ".join(f"{n:,} {k}" for k, n in run.tokens_by_kind.items()) + ")"
             lines.append(f"tokens {run.tokens:,}{kinds} · {jpt}"
                          + (f" · {e.tokens_per_s:,.1f} tokens/s" if e.tokens_per_s is not None else ""))
-            if run.j_per_generated_token is not None:
-                lines.append(f"per generated token: {run.j_per_generated_token:.4g} J (whole run's energy)")
+            per_kind = [f"per {k} token: {j:.4g} J" for k, j in (("generated", run.j_per_generated_token),
+                                                                  ("prompt", run.j_per_prompt_token)) if j is not None]
+            if per_kind:
+                lines.append(" · ".join(per_kind) + " (whole run's energy)")
             per = []
             if e.wh_per_1k_tokens is not None:
                 per.append(f"{e.wh_per_1k_tokens:.4g} Wh")

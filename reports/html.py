@@ -299,7 +299,11 @@ class HtmlRenderer(Renderer):
             if run.j_per_token is not None:
                 line += f" · {run.j_per_token:.4g} J/token over all of them"
             if run.j_per_generated_token is not None:
-                line += f" · per generated token: {run.j_per_generated_token:.4g} J (whole run's energy)"
+                line += f" · per generated token: {run.j_per_generated_token:.4g} J"
+            if run.j_per_prompt_token is not None:
+                line += f" · per prompt token: {run.j_per_prompt_token:.4g} J"
+            if run.j_per_generated_token is not None or run.j_per_prompt_token is not None:
+                line += " (whole run's energy)"
             out.append(f"<p>{_e(line)}</p>")
         out.append("<h2>Where the energy went</h2><table><tr><th>device</th><th>name</th><th>energy</th>"
                    "<th>source</th></tr>")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from footprint.cli import build_parser
+from footprint.core.store import SCHEMA_VERSION
 from tests.conftest import ROOT, report_json, run_cli
 
 PY = sys.executable
@@ -169,9 +170,10 @@ def test_db_is_private_wal_and_readable_by_sqlite_utils(clean_env: dict[str, str
     path = clean_env["FOOTPRINT_DB"]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     db = sqlite_utils.Database(path)
-    assert {"runs", "devices", "samples", "spans", "tokens", "events"} <= set(db.table_names())
+    tables = {"runs", "devices", "samples", "spans", "tokens", "events", "requests", "request_energy"}
+    assert tables <= set(db.table_names())
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert {"run_figures", "span_figures", "run_energy"} <= set(db.view_names())
     (row,) = db.query("SELECT energy_j_total, kwh FROM run_figures")  # sqlite-utils users get figures directly
     assert row["energy_j_total"] is not None and row["kwh"] == row["energy_j_total"] / 3.6e6

@@ -81,6 +81,7 @@ def test_json_is_the_contract():
     assert run["energy_j"]["total"] == pytest.approx(3125.0)
     assert run["tokens_by_kind"] == {"generated": 192, "prompt": 64}
     assert run["j_per_generated_token"] == pytest.approx(3125.0 / 192)
+    assert run["j_per_prompt_token"] == pytest.approx(3125.0 / 64)
 
 
 def test_html_report_is_self_contained():

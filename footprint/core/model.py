@@ -100,7 +100,7 @@ class RunReport(Record):
                  "devices", "kwh", "co2e_g", "carbon_intensity_g_per_kwh", "carbon_source", "country", "tokens",
                  "j_per_token", "spans", "host", "command", "warnings", "events", "region", "pue", "cost",
                  "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
-                 "j_per_generated_token", "job_id", "rank", "node", "created_at", "pue_source")
+                 "j_per_generated_token", "j_per_prompt_token", "job_id", "rank", "node", "created_at", "pue_source")
 
     def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
                  ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
@@ -114,6 +114,7 @@ class RunReport(Record):
                  dynamic_energy_j: dict[str, float | None] | None = None,
                  power: dict[str, list[tuple[float, float]]] | None = None, meta: dict[str, Any] | None = None,
                  tokens_by_kind: dict[str, int] | None = None, j_per_generated_token: float | None = None,
+                 j_per_prompt_token: float | None = None,
                  job_id: str | None = None, rank: int | None = None, node: str | None = None,
                  created_at: float | None = None, pue_source: str | None = None) -> None:
         self.id = id
@@ -148,6 +149,7 @@ class RunReport(Record):
         self.meta = meta if meta is not None else {}
         self.tokens_by_kind = tokens_by_kind if tokens_by_kind is not None else {}
         self.j_per_generated_token = j_per_generated_token
+        self.j_per_prompt_token = j_per_prompt_token
         self.job_id = job_id
         self.rank = rank
         self.node = node
@@ -374,6 +376,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         economics=economics_of(total, co2, cost, tokens_total, duration), baseline_w=baseline,
         dynamic_energy_j=dynamic, power=curves, meta=meta,
         tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
+        j_per_prompt_token=units.per_token(total, by_kind.get("prompt")),
         job_id=row["job_id"], rank=row["rank"], node=row["node"], created_at=row["created_at"],
         pue_source=pue_source,
     )
