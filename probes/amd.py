@@ -212,6 +212,44 @@ def _pick_mode(smi: Any, handle: Any) -> tuple[str, float] | None:
     return None
 
 
+def _visible() -> tuple[list[int], list[_Gpu]] | None:
+    """(HIP indices this process sees, in its order; every GPU), None without AMD SMI."""
+    if library_path() is None:
+        return None
+    try:
+        smi = _amdsmi()
+        smi.amdsmi_init(smi.AmdSmiInitFlags.INIT_AMD_GPUS)
+    except Exception:
+        return None
+    try:
+        gpus = _inventory(smi)
+        return visible_hip_indices(os.environ, [g.uuid or "" for g in gpus]), gpus
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            smi.amdsmi_shut_down()
+
+
+def visible_layout() -> tuple[int, int] | None:
+    """(GPUs this process sees through ROCR/HIP_VISIBLE_DEVICES, GPUs on the machine); None without AMD SMI.
+    The dies of an MI250 count as two, as HIP counts them."""
+    found = _visible()
+    return None if found is None else (len(found[0]), len(found[1]))
+
+
+def cuda_ordinals_of(hip_indices: list[int]) -> set[int]:
+    """The cuda:N ordinals (HIP's, in this process) of measured GPUs' indices; an MI250 card's index stands for
+    both its dies. GPUs this process cannot see are left out."""
+    found = _visible()
+    if found is None:
+        return set(hip_indices)
+    visible, gpus = found
+    dies = _dies(gpus)
+    covered = {d for i in hip_indices for d in dies.get(i, (i,))}
+    return {visible.index(i) for i in covered if i in visible}
+
+
 class AmdSmiProbe(Probe):
     """Energy from amdsmi_get_energy_count where the GPU has an accumulator, else its socket power integrated
     over the reads; one device per MI250-class card."""

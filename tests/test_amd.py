@@ -197,6 +197,28 @@ def test_a_rank_measures_the_gpus_of_its_cuda_ordinals(amd_root: Path, clean_env
     assert [d["key"] for d in out["devices"]] == ["gpu:1"]
 
 
+LAYOUT_SCRIPT = """
+import json
+from footprint.probes.amd import cuda_ordinals_of, visible_layout
+print(json.dumps({"layout": visible_layout(), "card0": sorted(cuda_ordinals_of([0])),
+                  "card2": sorted(cuda_ordinals_of([2]))}))
+"""
+
+
+@pytest.mark.parametrize("mi250, visible, expected", [
+    (0, "3,2", {"layout": [2, 4], "card0": [], "card2": [1]}),
+    (1, "3,2", {"layout": [2, 4], "card0": [], "card2": [0, 1]}),  # both dies of card 1 are the card's device
+    (1, "1", {"layout": [1, 4], "card0": [0], "card2": []}),  # the silent die: measured as card 0's device
+])
+def test_layout_and_cuda_ordinals_for_distributed_jobs(amd_root: Path, clean_env: dict[str, str], mi250: int,
+                                                       visible: str, expected: dict[str, Any]):
+    env = amd_env(clean_env, amd_root, gpus=4, mi250=mi250)
+    env["ROCR_VISIBLE_DEVICES"] = visible
+    res = subprocess.run([sys.executable, "-c", LAYOUT_SCRIPT], env=env, capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr.decode()
+    assert json.loads(res.stdout) == expected
+
+
 def test_mi250_dies_are_attributed_per_card(amd_root: Path, clean_env: dict[str, str]):
     from footprint.probes.amd import mi250_note
 
