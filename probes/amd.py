@@ -139,7 +139,7 @@ def _inventory(smi: Any) -> list[_Gpu]:
     for k, h in enumerate(handles):
         hip: Any = k
         uuid: str | None = None
-        with contextlib.suppress(Exception):  # amdsmi before ROCm 6.4 has no enumeration info
+        with contextlib.suppress(Exception):  # older amdsmi releases have no enumeration info
             enum = smi.amdsmi_get_gpu_enumeration_info(h)
             hip = enum["hip_id"]
             uuid = enum["hip_uuid"] if str(enum["hip_uuid"]).startswith("GPU-") else None
@@ -273,7 +273,7 @@ class AmdSmiProbe(Probe):
         self._resolutions: list[float] = []
         self._counters: list[EnergyCounter | None] = []
         self._integrators: list[PowerIntegrator] = []
-        self._open = False
+        self._smi: Any = None  # the amdsmi module while open
 
     @classmethod
     def availability(cls) -> Availability:
@@ -327,7 +327,7 @@ class AmdSmiProbe(Probe):
             smi.amdsmi_init(smi.AmdSmiInitFlags.INIT_AMD_GPUS)
         except Exception as exc:
             raise ProbeError(f"AMD SMI unavailable: {_why(exc)}") from exc
-        self._open = True
+        self._smi = smi
         gpus = _inventory(smi)
         dies = _dies(gpus)
         cards: dict[int, list[int]] = {}  # the card's first die (or the GPU) -> the dies of it this process uses
@@ -360,7 +360,7 @@ class AmdSmiProbe(Probe):
         return self.devices
 
     def read(self) -> list[Reading]:
-        smi = _amdsmi()
+        smi = self._smi
         out: list[Reading] = []
         for k, dev in enumerate(self.devices):
             h = self._handles[k]
@@ -390,10 +390,10 @@ class AmdSmiProbe(Probe):
         return out
 
     def close(self) -> None:
-        if self._open:
-            self._open = False
+        smi, self._smi = self._smi, None
+        if smi is not None:
             with contextlib.suppress(Exception):
-                _amdsmi().amdsmi_shut_down()
+                smi.amdsmi_shut_down()
 
 
 PROBES = (AmdSmiProbe,)
