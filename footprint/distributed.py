@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 ENV_GATHER_TIMEOUT = "FOOTPRINT_GATHER_TIMEOUT"
+# how launchers give each rank its GPUs: CUDA for NVIDIA; the ROCm runtime's and HIP's for AMD
+VISIBLE_DEVICES_ENV = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
 DEFAULT_GATHER_TIMEOUT_S = 30.0
 STORE_TIMEOUT_S = 10.0  # connecting to the job's store, and any one call on it
 _KEY = "footprint"
@@ -172,28 +174,30 @@ def job_store(env: Mapping[str, str] | None = None) -> Any:
 
 def gpu_ordinals(ident: Identity, env: Mapping[str, str] | None = None,
                  layout: tuple[int, int] | None = None) -> list[int] | None:
-    """The CUDA ordinals (positions in CUDA_VISIBLE_DEVICES) this rank measures; None: all it sees.
+    """The CUDA ordinals (positions in CUDA_VISIBLE_DEVICES; on AMD, HIP's ordinals after ROCR_VISIBLE_DEVICES
+    and HIP_VISIBLE_DEVICES) this rank measures; None: all it sees.
 
     - FOOTPRINT_GPUS ("0,1") says so explicitly;
     - the only rank on its node measures every GPU it sees (one task using several GPUs);
-    - when the launcher gave each rank its own CUDA_VISIBLE_DEVICES (Slurm --gpus-per-task or --gpu-bind,
-      Kubernetes device plugins): every GPU it sees. That is the case when cuda:LOCAL_RANK does not exist, or
-      when the ranks' visible sets fit side by side on the node (visible × local ranks <= the node's GPUs);
+    - when the launcher gave each rank its own CUDA_VISIBLE_DEVICES or ROCR/HIP_VISIBLE_DEVICES (Slurm
+      --gpus-per-task or --gpu-bind, Kubernetes device plugins): every GPU it sees. That is the case when
+      cuda:LOCAL_RANK does not exist, or when the ranks' visible sets fit side by side on the node (visible ×
+      local ranks <= the node's GPUs);
     - otherwise cuda:LOCAL_RANK (a rank beyond the node's GPUs shares one with a lower rank, which
       measures it, and measures none).
-    `layout`: (GPUs visible here, GPUs on the node), asked of NVML when not given."""
+    `layout`: (GPUs visible here, GPUs on the node), asked of NVML, else AMD SMI, when not given."""
     env = os.environ if env is None else env
     given = env.get("FOOTPRINT_GPUS")
     if given is not None:
         return [int(x) for x in given.split(",") if x.strip().isdigit()]
     if ident.local_world_size <= 1:
         return None
-    if env.get("CUDA_VISIBLE_DEVICES") is None:
+    if all(env.get(name) is None for name in VISIBLE_DEVICES_ENV):
         return [ident.local_rank]
     if layout is None:
-        from .probes.nvml import visible_layout
+        from .probes import amd, nvml
 
-        layout = visible_layout()
+        layout = nvml.visible_layout() or amd.visible_layout()
         if layout is None:
             return [ident.local_rank]
     visible, total = layout
@@ -322,12 +326,16 @@ def finish_job(report: Callable[[], dict[str, Any]], ident: Identity, *, failed:
 
 def _finish_job(report: Callable[[], dict[str, Any]], ident: Identity, *, failed: bool, summary: bool) -> None:
     payload = report()  # the rank's run as RunReport.to_dict(): what every rank sends and the job view reads
-    measured = [d["index"] for d in payload.get("devices", []) if d.get("kind") == "gpu"]
+    gpus = [d for d in payload.get("devices", []) if d.get("kind") == "gpu"]
+    measured = [d["index"] for d in gpus]
     used = used_cuda_ordinals()
     if used is not None:
-        from .probes.nvml import cuda_ordinals_of
+        from .probes import amd, nvml
 
-        warning = gpu_mismatch(ident.rank, cuda_ordinals_of(measured), used)
+        # AMD GPUs are numbered by HIP, and an MI250 card's one device stands for both its dies
+        on_amd = any(str(d.get("source", "")).startswith("amdsmi") for d in gpus)
+        ordinals = amd.cuda_ordinals_of(measured) if on_amd else nvml.cuda_ordinals_of(measured)
+        warning = gpu_mismatch(ident.rank, ordinals, used)
         if warning:
             print(f"footprint: {warning}", file=sys.stderr)
             payload.setdefault("warnings", []).append(warning)

@@ -1,5 +1,5 @@
-"""Hardware probes: NVML (GPU), RAPL (CPU, DRAM), hwmon energy counters (Intel GPUs, amd_energy), Jetson
-power rails, and labelled estimates.
+"""Hardware probes: NVML (NVIDIA GPUs), AMD SMI (AMD GPUs), RAPL (CPU, DRAM), hwmon energy counters (Intel
+GPUs, amd_energy), Jetson power rails, and labelled estimates.
 
 Probes are registered by declaration: each module named in `PROBE_MODULES` lists its probe classes in
 `PROBES`. Adding a probe is one new module plus its name here. Order matters only among probes that measure
@@ -17,6 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .amd import AmdSmiProbe
     from .estimate import CpuEstimateProbe, RamEstimateProbe
     from .hwmon import HwmonProbe
     from .jetson import JetsonProbe
@@ -24,16 +25,16 @@ if TYPE_CHECKING:
     from .rapl import RaplProbe
 
 # rapl before hwmon: a CPU with RAPL is never counted again through amd_energy
-PROBE_MODULES = ("nvml", "rapl", "hwmon", "jetson", "estimate")
+PROBE_MODULES = ("nvml", "amd", "rapl", "hwmon", "jetson", "estimate")
 NODE_KINDS = ("cpu", "ram")  # measured once per node (by local rank 0 in distributed jobs)
 
 __all__ = [
-    "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "HwmonProbe", "JetsonProbe", "NvmlProbe",
-    "PROBE_MODULES", "Probe",
+    "AmdSmiProbe", "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "HwmonProbe", "JetsonProbe",
+    "NvmlProbe", "PROBE_MODULES", "Probe",
     "ProbeError", "RamEstimateProbe", "RaplProbe", "Reading", "default_probes", "probe_status", "registered",
 ]
 _LAZY = {"CpuEstimateProbe": "estimate", "RamEstimateProbe": "estimate", "NvmlProbe": "nvml", "RaplProbe": "rapl",
-         "HwmonProbe": "hwmon", "JetsonProbe": "jetson"}
+         "HwmonProbe": "hwmon", "JetsonProbe": "jetson", "AmdSmiProbe": "amd"}
 
 
 def __getattr__(name: str) -> Any:

@@ -99,28 +99,34 @@ class PowerIntegrator(Record):
 
 
 class EnergyCounter:
-    """A hardware energy counter in µJ that wraps (RAPL, hwmon): its last raw value, and the unwrapped total."""
+    """A hardware energy counter that wraps (RAPL, hwmon, AMD SMI): its last raw value, and the unwrapped total.
 
-    __slots__ = ("counter", "last_uj", "last_t", "total_uj", "power_w")
+    The counter counts units of `scale_uj` µJ: 1 for the µJ counters of sysfs, AMD SMI's counter resolution
+    (15.3 µJ on MI200 and MI300) for its accumulator. `last_uj`, `total_uj` and the `unwrap` function's
+    arguments are in those counts.
+    """
 
-    def __init__(self, counter: str, last_uj: int, last_t: float) -> None:
-        self.counter = counter  # the file it is read from
+    __slots__ = ("counter", "last_uj", "last_t", "total_uj", "power_w", "scale_uj")
+
+    def __init__(self, counter: str, last_uj: int, last_t: float, scale_uj: float = 1.0) -> None:
+        self.counter = counter  # the file (or function) it is read from
         self.last_uj = last_uj
         self.last_t = last_t
         self.total_uj = 0
         self.power_w: float | None = None  # recent mean power: what tells a wrap from a restart
+        self.scale_uj = scale_uj
 
     def advance(self, cur_uj: int, t: float, unwrap: Callable[[int, int, float | None], int]) -> float:
-        """Take a new raw read at time t; `unwrap(prev, cur, expected_uj)` gives the µJ in between. Returns the
+        """Take a new raw read at time t; `unwrap(prev, cur, expected)` gives the counts in between. Returns the
         total energy in joules."""
         dt = t - self.last_t
-        expected = self.power_w * dt * 1e6 if self.power_w is not None and dt > 0 else None
+        expected = self.power_w * dt * 1e6 / self.scale_uj if self.power_w is not None and dt > 0 else None
         delta = unwrap(self.last_uj, cur_uj, expected)
         if dt >= 0.005:  # shorter windows give a noisy power, useless for unwrapping
-            self.power_w = delta / 1e6 / dt
+            self.power_w = delta * self.scale_uj / 1e6 / dt
         self.total_uj += delta
         self.last_uj, self.last_t = cur_uj, t
-        return self.total_uj / 1e6
+        return self.total_uj * self.scale_uj / 1e6
 
 
 class Probe(abc.ABC):

@@ -36,7 +36,9 @@ def nvml_lib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clean_env(tmp_path: Path) -> dict[str, str]:
     """An environment for subprocesses with no footprint or fake-hardware settings leaking in."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FOOTPRINT_", "FAKE_NVML_", "CUDA_VISIBLE")) and k != "LD_LIBRARY_PATH"}
+           if not k.startswith(("FOOTPRINT_", "FAKE_NVML_", "CUDA_VISIBLE", "FAKE_AMDSMI_", "ROCR_VISIBLE",
+                                "HIP_VISIBLE"))
+           and k not in ("LD_LIBRARY_PATH", "ROCM_PATH", "ROCM_HOME")}
     env["FOOTPRINT_DB"] = str(tmp_path / "fp.db")
     env["FOOTPRINT_POWERCAP"] = str(tmp_path / "no-powercap")  # this machine has none; be explicit
     env["FOOTPRINT_SYSFS"] = str(tmp_path / "no-sysfs")  # nor hwmon counters or Jetson rails

@@ -93,6 +93,16 @@ def test_gpu_ordinals_per_launch_pattern():
     assert ranks(4, None, (2, 2))[3] == [3]  # beyond the node's GPUs: shares, measures none (the probe skips it)
 
 
+def test_gpu_ordinals_follow_rocr_and_hip_visible_devices():
+    def ranks(local_world: int, env: dict[str, str], layout: tuple[int, int]) -> list[list[int] | None]:
+        return [gpu_ordinals(Identity(r, r, local_world, local_world, "n", "j"), env, layout)
+                for r in range(local_world)]
+
+    assert ranks(2, {"ROCR_VISIBLE_DEVICES": "1"}, (1, 2)) == [[0], [0]]  # Slurm binds one GPU per task
+    assert ranks(2, {"HIP_VISIBLE_DEVICES": "2,3"}, (2, 4)) == [[0, 1], [0, 1]]
+    assert ranks(2, {"ROCR_VISIBLE_DEVICES": "0,1"}, (2, 2)) == [[0], [1]]  # all visible: cuda:LOCAL_RANK
+
+
 def test_gpu_mismatch_is_said():
     assert gpu_mismatch(1, {0}, None) is None and gpu_mismatch(1, {0}, {0}) is None
     text = gpu_mismatch(1, {0}, {0, 1})

@@ -40,7 +40,7 @@ COLUMNS: dict[str, tuple[str | None, str]] = {
     "meta": (None, "JSON object: os, python, cpu_count, ram_total_gb and anything the caller added"),
     "kind": (None, "device kind (cpu, ram, gpu, or another) or token kind (tokens, prompt, generated)"),
     "idx": (None, "index of the device among those of its kind"),
-    "source": (None, "what measured it: nvml, rapl, or estimate:... for labelled estimates"),
+    "source": (None, "what measured it: nvml, amdsmi, rapl, or estimate:... for labelled estimates"),
     "measured": (None, "1 when read from a hardware counter, 0 for an estimate"),
     "update_period_s": ("s", "how often the counter updates; windows shorter than this are unreliable"),
     "uuid": (None, "the device's UUID (GPUs)"),
