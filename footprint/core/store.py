@@ -21,7 +21,7 @@ TYPE_CHECKING = False  # importing typing costs start-up time; annotations need 
 if TYPE_CHECKING:
     from typing import Any
 
-SCHEMA_VERSION = 2  # 2: the views below (a schema-1 DB gets them when a writer opens it)
+SCHEMA_VERSION = 3  # 2: the views below (a schema-1 DB gets them when a writer opens it); 3: new tables only
 DEFAULT_DB = "footprint.db"
 ENV_DB = "FOOTPRINT_DB"
 MEMORY = ":memory:"  # Store(MEMORY): a private in-memory database, for tests and throwaway runs
@@ -103,6 +103,32 @@ CREATE TABLE IF NOT EXISTS events (
     t REAL NOT NULL,
     kind TEXT NOT NULL,              -- e.g. probe-error
     message TEXT
+);
+CREATE TABLE IF NOT EXISTS power_limits (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    t REAL NOT NULL,                 -- end of its profiling window, or when --power-limit set it
+    limit_w REAL NOT NULL,           -- the GPU power limit (W), the same on every GPU of the run
+    steps INTEGER,                   -- training steps profiled at it (NULL: set for the whole run)
+    energy_j REAL,                   -- GPU energy of those steps, summed over GPUs and ranks
+    time_s REAL,                     -- their duration (the slowest rank's)
+    gpus INTEGER,                    -- GPUs (all ranks) the energy covers
+    score REAL,                      -- the objective per step, lower is better (NULL: ruled out)
+    objective TEXT,                  -- energy | time | cost (eta=...) | least energy within X % slowdown
+    chosen INTEGER NOT NULL DEFAULT 0,  -- 1: the limit kept for the rest of the run
+    source TEXT                      -- profiled | profile:<path> (a saved profile) | --power-limit
+);
+CREATE INDEX IF NOT EXISTS power_limits_run ON power_limits(run_id);
+CREATE TABLE IF NOT EXISTS power_limit_changes (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    t REAL NOT NULL,
+    idx INTEGER NOT NULL,            -- the GPU's NVML index (what nvidia-smi -i takes)
+    limit_w REAL,                    -- the limit it was given (W)
+    previous_w REAL,                 -- the limit it had before (W)
+    action TEXT NOT NULL,            -- set | restored
+    actor TEXT,                      -- footprint run | tuner | watchdog
+    restore_command TEXT             -- the command that puts the original limit back by hand
 );
 """
 
@@ -299,6 +325,8 @@ SHIFTS: dict[str, dict[str, str]] = {
     "spans": {"id": "spans", "run_id": "runs", "parent_id": "spans"},
     "tokens": {"id": "tokens", "run_id": "runs", "span_id": "spans"},
     "events": {"id": "events", "run_id": "runs", "device_id": "devices"},
+    "power_limits": {"id": "power_limits", "run_id": "runs"},
+    "power_limit_changes": {"id": "power_limit_changes", "run_id": "runs"},
 }
 
 
@@ -447,6 +475,36 @@ class Store:
             c.execute("INSERT INTO tokens (run_id, span_id, t, n, kind) VALUES (?, ?, ?, ?, ?)",
                       (run_id, span_id, t, n, kind))
 
+    def add_power_limits(self, run_id: int, rows: Sequence[dict[str, Any]]) -> None:
+        """Profiled (or set) GPU power limits of a run: dicts with the power_limits columns but id and run_id."""
+        cols = ("t", "limit_w", "steps", "energy_j", "time_s", "gpus", "score", "objective", "chosen", "source")
+        with self.lock, transaction(self.conn) as c:
+            c.executemany(f"INSERT INTO power_limits (run_id, {', '.join(cols)}) VALUES (?{', ?' * len(cols)})",
+                          [(run_id, *(r.get(k) for k in cols)) for r in rows])
+
+    def add_power_limit_change(self, run_id: int, *, t: float, idx: int, limit_w: float | None,
+                               previous_w: float | None, action: str, actor: str,
+                               restore_command: str | None = None) -> None:
+        with self.lock, transaction(self.conn) as c:
+            c.execute("INSERT INTO power_limit_changes (run_id, t, idx, limit_w, previous_w, action, actor, "
+                      "restore_command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (run_id, t, idx, limit_w, previous_w, action, actor, restore_command))
+
+    def power_limits(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's power_limits rows in the order they were recorded ([] in a DB from before schema 3)."""
+        return self._rows_if_table("SELECT * FROM power_limits WHERE run_id = ? ORDER BY id", (run_id,))
+
+    def power_limit_changes(self, run_id: int) -> list[dict[str, Any]]:
+        return self._rows_if_table("SELECT * FROM power_limit_changes WHERE run_id = ? ORDER BY t, id", (run_id,))
+
+    def _rows_if_table(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        try:
+            return [dict(r) for r in self.query(sql, params)]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # an older DB opened read-only: it has none of these rows
+                return []
+            raise
+
     def compact(self, run_id: int, *, since: float, until: float, bucket_s: float) -> int:
         """Thin the periodic samples of [since, until) to the last one per device per `bucket_s`.
 
@@ -492,7 +550,7 @@ class Store:
                     conn.execute(f"CREATE TEMP TABLE keep AS SELECT id FROM src.runs s WHERE NOT EXISTS "
                                  f"(SELECT 1 FROM main.runs m WHERE {same})")
                     offsets = {t: conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM main.{t}").fetchone()[0]
-                               for t in ("runs", "devices", "spans", "tokens", "events")}
+                               for t in dict.fromkeys(v for sh in SHIFTS.values() for v in sh.values())}
                     for table, shifts in SHIFTS.items():
                         cols = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
                         src_cols = {r[1] for r in conn.execute(f"PRAGMA src.table_info({table})")}
@@ -521,7 +579,7 @@ class Store:
         """Remove a run and everything that hangs off it (inside the caller's transaction)."""
         c = self.conn
         c.execute("DELETE FROM samples WHERE device_id IN (SELECT id FROM devices WHERE run_id = ?)", (run_id,))
-        for table in ("events", "tokens", "spans", "devices"):
+        for table in reversed([t for t, sh in SHIFTS.items() if sh.get("run_id") == "runs"]):  # dependents first
             c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
