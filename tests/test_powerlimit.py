@@ -1,0 +1,241 @@
+"""GPU power limits: the tuner and `footprint run --power-limit`, against the stand-in NVML (tests/fakes/fake_nvml.c,
+loaded by the real pynvml) whose GPUs draw min(demand, limit), and a stand-in training loop whose steps take
+longer at lower limits (tests/fakes/limit_train.py). The stand-in's clock is a file the loop advances, so every
+energy and time below is exact, and the true optimum of each objective is known in closed form."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from footprint.common import objective as obj
+from tests.conftest import FAKES, nvml_env, report_json, run_cli
+from tests.fakes.limit_train import step_s
+
+PY = sys.executable
+DEMAND_W = 800.0  # above every limit: the GPU draws exactly its limit
+GRID = [700.0, 600.0, 500.0, 400.0, 300.0, 200.0]  # the stand-in's 200-700 W range, 100 W apart
+PROFILE_STEPS = 3
+NO_PERMISSION = "footprint: cannot set the GPU power limit (needs root or CAP_SYS_ADMIN)"
+
+
+def limit_env(clean_env: dict[str, str], lib: Path, tmp_path: Path, *, allow: bool = True, gpus: int = 1,
+              time_file: bool = True) -> dict[str, str]:
+    state = tmp_path / "gpu-state"
+    state.mkdir(exist_ok=True)
+    settings: dict[str, Any] = {"gpus": gpus, "power": DEMAND_W, "state": state}
+    if allow:
+        settings["allow_set"] = 1
+    env = nvml_env(clean_env, lib, **settings)
+    if time_file:
+        clock = tmp_path / "clock"
+        clock.write_text(f"{float(env['FAKE_NVML_T0']) + 100:.6f}")
+        env["TEST_TIME_FILE"] = str(clock)
+    return env
+
+
+def limit_now(tmp_path: Path, gpu: int = 0) -> float | None:
+    """The limit in the stand-in's shared state (what any process on the machine would read), W."""
+    f = tmp_path / "gpu-state" / f"gpu{gpu}"
+    return int(f.read_text().split()[0]) / 1000.0 if f.exists() else None
+
+
+def train(env: dict[str, str], *args: str, steps: int = 40, fake_time: bool = True,
+          check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    cmd = [PY, str(FAKES / "limit_train.py"), str(steps), "--profile-steps", str(PROFILE_STEPS), *args]
+    if fake_time:
+        cmd += ["--time-file", env["TEST_TIME_FILE"]]
+    res = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    if check:
+        assert res.returncode == 0, res.stderr.decode()
+    return res
+
+
+def out_json(res: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(res.stdout.decode().strip().splitlines()[-1])
+    return data
+
+
+# -- the objective's maths --------------------------------------------------------------------------
+
+def test_objective_maths():
+    assert obj.zeus_cost(100.0, 2.0, eta=0.25, max_power_w=300.0) == 0.25 * 100 + 0.75 * 300 * 2
+    ps = [obj.LimitProfile(300, 10, 3000, 10.0, 2), obj.LimitProfile(200, 10, 2400, 12.0, 2),
+          obj.LimitProfile(100, 10, 2500, 25.0, 2)]
+    assert [ps[obj.best(ps, o)].limit_w for o in ("energy", "time")] == [200, 300]
+    # Zeus: max_power is the highest limit times the GPUs: 600 W
+    assert obj.scores(ps, "cost", eta=0.5) == [0.5 * 300 + 0.5 * 600 * 1.0, 0.5 * 240 + 0.5 * 600 * 1.2,
+                                              0.5 * 250 + 0.5 * 600 * 2.5]
+    assert obj.scores(ps, "slowdown", max_slowdown=0.1) == [300, None, None]
+    assert ps[obj.best(ps, "slowdown", max_slowdown=0.2)].limit_w == 200
+    assert obj.best([obj.LimitProfile(300, 1, 5, 1), obj.LimitProfile(200, 1, 5, 1)], "energy") == 1  # tie: lower
+    assert obj.limits_to_profile(200, 700, 100) == GRID
+    assert obj.limits_to_profile(210, 300, 25) == [300, 275, 250, 225, 210]
+    with pytest.raises(ValueError, match="eta"):
+        obj.scores(ps, "cost", eta=1.5)
+
+
+# -- the stand-in NVML's limits ----------------------------------------------------------------------
+
+STAND_IN = """
+import json, os, sys, pynvml
+pynvml.nvmlInit()
+h = pynvml.nvmlDeviceGetHandleByIndex(0)
+out = {"limit": pynvml.nvmlDeviceGetPowerManagementLimit(h), "default": pynvml.nvmlDeviceGetPowerManagementDefaultLimit(h),
+       "range": pynvml.nvmlDeviceGetPowerManagementLimitConstraints(h)}
+clock = os.environ["FAKE_NVML_TIME_FILE"]
+def at(t):
+    open(clock, "w").write(repr(t))
+    return pynvml.nvmlDeviceGetTotalEnergyConsumption(h)
+t = float(open(clock).read())
+e0 = at(t)
+e1 = at(t + 2.0)
+for w in sys.argv[1:]:
+    try:
+        pynvml.nvmlDeviceSetPowerManagementLimit(h, int(w))
+        out[w] = "ok"
+    except pynvml.NVMLError as exc:
+        out[w] = str(exc)
+e2 = at(t + 5.0)
+out.update(first=e1 - e0, second=e2 - e1, instant=pynvml.nvmlDeviceGetFieldValues(h, [186])[0].value.uiVal)
+print(json.dumps(out))
+"""
+
+
+def stand_in(env: dict[str, str], *watts: int) -> dict[str, Any]:
+    env = dict(env, FAKE_NVML_TIME_FILE=env["TEST_TIME_FILE"])
+    res = subprocess.run([PY, "-c", STAND_IN, *map(str, watts)], env=env, capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr.decode()
+    data: dict[str, Any] = json.loads(res.stdout)
+    return data
+
+
+def test_stand_in_limits(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path):
+    denied = stand_in(limit_env(clean_env, nvml_lib_dir, tmp_path, allow=False), 300000)
+    assert denied["300000"] == "Insufficient Permissions"
+    assert (denied["limit"], denied["default"], denied["range"]) == (700000, 700000, [200000, 700000])
+    assert limit_now(tmp_path) is None  # nothing changed
+
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path)
+    got = stand_in(env, 100000, 300000)
+    assert got["100000"] == "Invalid Argument" and got["300000"] == "ok"
+    # 2 s at the default 700 W (the demand is 800 W), then 3 s at 300 W: mJ, exactly
+    assert (got["first"], got["second"], got["instant"]) == (1_400_000, 900_000, 300_000)
+    again = stand_in(env)  # another process sees the limit the first one set: it is the GPU's
+    assert again["limit"] == 300000 and again["second"] == 900_000
+
+
+# -- the tuner ---------------------------------------------------------------------------------------
+
+def true_optimum(objective: str, eta: float = 0.5, max_slowdown: float = 0.1) -> float:
+    """The optimum in closed form: per step, the GPU draws L (its limit, below the demand) for step_s(L)."""
+    t = {L: step_s(L) for L in GRID}
+    e = {L: L * t[L] for L in GRID}
+    if objective == "energy":
+        return min(GRID, key=e.__getitem__)
+    if objective == "time":
+        return min(GRID, key=t.__getitem__)
+    if objective == "cost":
+        return min(GRID, key=lambda L: eta * e[L] + (1 - eta) * max(GRID) * t[L])
+    fastest = min(t.values())
+    return min((L for L in GRID if t[L] <= (1 + max_slowdown) * fastest), key=e.__getitem__)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--objective", "energy"], 400.0),
+    (["--objective", "time"], 700.0),
+    (["--objective", "cost", "--eta", "0.5"], 700.0),
+    (["--objective", "cost", "--eta", "0.7"], 400.0),
+    (["--objective", "slowdown", "--max-slowdown", "0.2"], 500.0),
+    (["--objective", "slowdown", "--max-slowdown", "0.1"], 600.0),
+])
+def test_tuner_finds_the_known_optimum(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path,
+                                       args: list[str], expected: float):
+    knobs = {"eta": 0.5, "max_slowdown": 0.1}
+    for k in knobs:
+        flag = "--" + k.replace("_", "-")
+        if flag in args:
+            knobs[k] = float(args[args.index(flag) + 1])
+    assert true_optimum(args[1], **knobs) == expected  # the model puts each objective's optimum there
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path)
+    res = train(env, *args, "--track")
+    out = out_json(res)
+    assert out["state"] == "done" and out["chosen_w"] == expected
+    assert out["limit_at_end_w"] == expected  # kept for the rest of training
+    assert out["limit_after_close_w"] == 700.0 and limit_now(tmp_path) == 700.0  # and the original is back
+    assert [p["limit_w"] for p in out["profiles"]] == GRID
+    for p in out["profiles"]:
+        exact_t = PROFILE_STEPS * step_s(p["limit_w"])
+        assert p["time_s"] == pytest.approx(exact_t, rel=1e-5)  # the clock file keeps ~1e-7 s at epoch times
+        assert p["energy_j"] == pytest.approx(p["limit_w"] * exact_t, rel=1e-5)  # NVML's counter: mJ
+    assert NO_PERMISSION not in res.stderr.decode()
+    assert f"GPU power limit tuned for {obj.describe(args[1], knobs['eta'], knobs['max_slowdown'])}: " \
+           f"{expected:g} W on gpu:0 (6 limits profiled)" in res.stderr.decode()
+
+    with sqlite3.connect(env["FOOTPRINT_DB"]) as db:
+        rows = db.execute("SELECT limit_w, steps, energy_j, time_s, gpus, chosen, source FROM power_limits "
+                          "WHERE run_id = ? ORDER BY id", (out["run_id"],)).fetchall()
+        changes = db.execute("SELECT idx, limit_w, previous_w, action, actor FROM power_limit_changes "
+                             "ORDER BY id").fetchall()
+    assert [(r[0], r[1], r[4], r[5], r[6]) for r in rows] == [
+        (L, PROFILE_STEPS, 1, int(L == expected), "profiled") for L in GRID]
+    assert changes[0] == (0, 700.0, 700.0, "set", "tuner")
+    assert changes[-1] == (0, 700.0, expected, "restored", "tuner")
+
+
+def test_sigkill_of_the_workload_restores_the_limit(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path):
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path, time_file=False)
+    # real time here: the watchdog is another process, on the machine's clock; step 6 is 600 W's warm-up
+    res = train(env, "--track", "--kill-at", "6", fake_time=False, check=False)
+    assert res.returncode == -9
+    assert json.loads(res.stdout.decode().splitlines()[0]) == {"killing": 6, "limit_w": 600.0}
+    deadline = time.monotonic() + 20
+    while limit_now(tmp_path) != 700.0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert limit_now(tmp_path) == 700.0
+    with sqlite3.connect(env["FOOTPRINT_DB"]) as db:
+        while time.monotonic() < deadline:
+            last = db.execute("SELECT idx, limit_w, previous_w, action, actor, restore_command FROM "
+                              "power_limit_changes ORDER BY id DESC LIMIT 1").fetchone()
+            if last is not None and last[4] == "watchdog":
+                break
+            time.sleep(0.05)
+    assert last == (0, 700.0, 600.0, "restored", "watchdog", "sudo nvidia-smi -i 0 -pl 700")
+
+
+def test_no_permission_says_one_line_and_training_goes_on(nvml_lib_dir: Path, clean_env: dict[str, str],
+                                                          tmp_path: Path):
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path, allow=False)
+    res = train(env, "--objective", "energy")
+    out = out_json(res)
+    assert out["state"] == "off" and out["chosen_w"] is None and out["profiles"] == []
+    lines = [ln for ln in res.stderr.decode().splitlines() if ln.startswith("footprint:")]
+    assert lines == [f"{NO_PERMISSION}: gpu:0: Insufficient Permissions; measuring without it"]
+    assert out["limit_at_end_w"] == 700.0 and limit_now(tmp_path) is None
+
+
+def test_saved_profile_is_reused(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path):
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path)
+    profile = tmp_path / "profile.json"
+    first = out_json(train(env, "--objective", "energy", "--profile", str(profile)))
+    saved = json.loads(profile.read_text())
+    assert saved["chosen_w"] == 400.0 and saved["measurements"] == first["profiles"]
+    # the same measurements, chosen again for another objective: no profiling, the limit is set at once
+    res = train(env, "--objective", "time", "--profile", str(profile), "--track", steps=2)
+    second = out_json(res)
+    assert second["chosen_w"] == 700.0 and second["profiles"] == first["profiles"]
+    assert "from profile:" in res.stderr.decode()
+    with sqlite3.connect(env["FOOTPRINT_DB"]) as db:
+        sources = {r[0] for r in db.execute("SELECT source FROM power_limits WHERE run_id = ?", (second["run_id"],))}
+    assert sources == {f"profile:{profile}"}
+    profile.write_text("{}")
+    bad = train(env, "--profile", str(profile), check=False)
+    assert bad.returncode != 0 and b"is not a usable power-limit profile" in bad.stderr
