@@ -218,6 +218,29 @@ class LimitGuard:
                 dog.stdin.close()  # end of file without "done": it restores
 
 
+def limit_run(run: Run, watts: float) -> LimitGuard | None:
+    """`footprint run --power-limit`: set the run's measured NVIDIA GPUs to `watts`; the caller restores with the
+    returned guard's restore(). None when nothing was set (said in one line); FootprintError (nothing set) for a
+    limit a GPU does not accept."""
+    sampler = run.sampler
+    indices = [d.index for p in (sampler.probes if sampler is not None else []) if p.name == "nvml" for d in p.devices]
+    if not indices:
+        print("footprint: --power-limit: no NVIDIA GPU is measured here; running without it", file=sys.stderr)
+        return None
+    guard = LimitGuard(indices, actor="footprint run", run=run)
+    try:
+        ok = guard.set(watts)
+    except LimitError as exc:
+        print(f"footprint: --power-limit: {exc}; running without it", file=sys.stderr)
+        return None
+    if not ok:
+        return None
+    with contextlib.suppress(Exception):
+        run.store.add_power_limits(run.id, [{"t": run.clock.now(), "limit_w": watts, "gpus": len(indices),
+                                             "chosen": 1, "source": "--power-limit"}])
+    return guard
+
+
 def _distributed() -> Any:
     """torch.distributed when this process is in an initialised process group, else None."""
     torch = sys.modules.get("torch")

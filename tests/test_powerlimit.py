@@ -189,6 +189,11 @@ def test_tuner_finds_the_known_optimum(nvml_lib_dir: Path, clean_env: dict[str, 
         (L, PROFILE_STEPS, 1, int(L == expected), "profiled") for L in GRID]
     assert changes[0] == (0, 700.0, 700.0, "set", "tuner")
     assert changes[-1] == (0, 700.0, expected, "restored", "tuner")
+    report = " ".join(run_cli(["report", str(out["run_id"])], env).stdout.decode().split())  # as if unwrapped
+    what = obj.describe(args[1], knobs["eta"], knobs["max_slowdown"])
+    assert f"GPU power limit {expected:g} W, tuned for {what}, 6 limits profiled; original restored" in report
+    per_step = {L: f"{PROFILE_STEPS * L * step_s(L) / PROFILE_STEPS:.2f} J" for L in GRID}
+    assert all(f"{L:g} W" in report and per_step[L] in report for L in GRID)
 
 
 def test_sigkill_of_the_workload_restores_the_limit(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path):
@@ -209,6 +214,9 @@ def test_sigkill_of_the_workload_restores_the_limit(nvml_lib_dir: Path, clean_en
                 break
             time.sleep(0.05)
     assert last == (0, 700.0, 600.0, "restored", "watchdog", "sudo nvidia-smi -i 0 -pl 700")
+    report = report_json(env)["runs"][0]
+    assert report["power_limits"]["restored"] is True and report["power_limits"]["chosen_w"] is None
+    assert not any("power limit" in w for w in report["warnings"])
 
 
 def test_no_permission_says_one_line_and_training_goes_on(nvml_lib_dir: Path, clean_env: dict[str, str],
@@ -239,3 +247,76 @@ def test_saved_profile_is_reused(nvml_lib_dir: Path, clean_env: dict[str, str], 
     profile.write_text("{}")
     bad = train(env, "--profile", str(profile), check=False)
     assert bad.returncode != 0 and b"is not a usable power-limit profile" in bad.stderr
+
+
+# -- footprint run --power-limit --------------------------------------------------------------------
+
+SHOW_LIMITS = """
+import json, os, signal, sys, time, pynvml
+pynvml.nvmlInit()
+print(json.dumps([pynvml.nvmlDeviceGetPowerManagementLimit(pynvml.nvmlDeviceGetHandleByIndex(i)) / 1000
+                  for i in range(pynvml.nvmlDeviceGetCount())]), flush=True)
+time.sleep(float(sys.argv[1]))
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def run_limited(env: dict[str, str], watts: str, *child: str) -> subprocess.CompletedProcess[bytes]:
+    return run_cli(["run", "--interval", "0.05", "--power-limit", watts, "--", PY, "-c", SHOW_LIMITS, *child], env)
+
+
+def test_footprint_run_sets_the_limit_and_restores_it(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path):
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path, gpus=2, time_file=False)
+    res = run_limited(env, "300", "1.0", "3")
+    assert res.returncode == 3, res.stderr.decode()  # the command's own exit code
+    assert json.loads(res.stdout) == [300.0, 300.0]  # the command ran under the limit
+    assert limit_now(tmp_path, 0) == limit_now(tmp_path, 1) == 700.0
+    err = res.stderr.decode()
+    assert ("footprint: GPU power limit set to 300 W on gpu:0, gpu:1 (was 700 W; put back at the end, by hand: "
+            "sudo nvidia-smi -i 0 -pl 700; sudo nvidia-smi -i 1 -pl 700)") in err
+    assert "footprint: GPU power limit restored to 700 W on gpu:0, gpu:1" in err
+    run = report_json(env)["runs"][0]
+    with sqlite3.connect(env["FOOTPRINT_DB"]) as db:
+        changes = db.execute("SELECT idx, t, limit_w, action, actor FROM power_limit_changes ORDER BY id").fetchall()
+    assert [(c[0], c[2], c[3], c[4]) for c in changes] == [
+        (0, 300.0, "set", "footprint run"), (1, 300.0, "set", "footprint run"),
+        (0, 700.0, "restored", "footprint run"), (1, 700.0, "restored", "footprint run")]
+    for gpu in (0, 1):
+        t_set, t_back = (c[1] for c in changes if c[0] == gpu)
+        a, b = run["started_at"], run["ended_at"]
+        exact = 700.0 * (t_set - a) + 300.0 * (t_back - t_set) + 700.0 * (b - t_back)  # min(800 W, limit)
+        device = next(d for d in run["devices"] if d["kind"] == "gpu" and d["index"] == gpu)
+        assert device["energy_j"] == pytest.approx(exact, rel=0.01)
+    assert run["power_limits"]["chosen_w"] == 300.0 and run["power_limits"]["source"] == "--power-limit"
+    assert run["power_limits"]["restored"] is True and run["power_limits"]["profiled"] == []
+    console = run_cli(["report"], env).stdout.decode()
+    assert "GPU power limit 300 W, set by --power-limit; original restored" in console
+
+
+def test_footprint_run_restores_after_sigkill_of_the_command(nvml_lib_dir: Path, clean_env: dict[str, str],
+                                                            tmp_path: Path):
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path, time_file=False)
+    res = run_limited(env, "250", "0.2", "kill")
+    assert res.returncode == 137 and json.loads(res.stdout) == [250.0]
+    assert limit_now(tmp_path) == 700.0  # footprint outlived its command and put the limit back
+
+
+def test_footprint_run_without_permission_runs_the_command_as_is(nvml_lib_dir: Path, clean_env: dict[str, str],
+                                                                 tmp_path: Path):
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path, allow=False, time_file=False)
+    res = run_limited(env, "300", "0", "0")
+    assert res.returncode == 0 and json.loads(res.stdout) == [700.0]
+    assert [ln for ln in res.stderr.decode().splitlines() if "power limit" in ln] == [
+        f"{NO_PERMISSION}: gpu:0: Insufficient Permissions; measuring without it"]
+    assert "power_limits" not in report_json(env)["runs"][0] or report_json(env)["runs"][0]["power_limits"] is None
+
+
+def test_footprint_run_refuses_a_limit_out_of_range(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path):
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path, time_file=False)
+    res = run_limited(env, "150", "0", "0")
+    assert res.returncode == 2 and res.stdout == b""  # the command did not run
+    assert res.stderr.decode().splitlines()[-1] == \
+        "footprint: error: power limit 150 W is outside what gpu:0 accepts (200-700 W)"
+    assert limit_now(tmp_path) is None
