@@ -320,3 +320,22 @@ def test_footprint_run_refuses_a_limit_out_of_range(nvml_lib_dir: Path, clean_en
     assert res.stderr.decode().splitlines()[-1] == \
         "footprint: error: power limit 150 W is outside what gpu:0 accepts (200-700 W)"
     assert limit_now(tmp_path) is None
+
+
+# -- the trainers' callbacks -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("trainer", ["hf", "lightning"])
+def test_trainer_callbacks_tune_and_restore(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path,
+                                            trainer: str):
+    pytest.importorskip("transformers" if trainer == "hf" else "lightning")
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path)
+    res = subprocess.run([PY, str(FAKES / "limit_trainers.py"), trainer, env["TEST_TIME_FILE"]], env=env,
+                         capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr.decode()
+    out = out_json(res)
+    assert out["state"] == "done" and out["chosen_w"] == true_optimum("energy") == 400.0
+    # every step ran under the limit being profiled (1 warm-up + 3 measured each), then under the chosen one
+    assert out["seen"][:24] == [L for L in GRID for _ in range(4)] and set(out["seen"][24:]) == {400.0}
+    for p in out["profiles"]:
+        assert p["energy_j"] == pytest.approx(p["limit_w"] * PROFILE_STEPS * step_s(p["limit_w"]), rel=1e-4)
+    assert out["after_w"] == 700.0 and limit_now(tmp_path) == 700.0
