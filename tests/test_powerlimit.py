@@ -339,3 +339,35 @@ def test_trainer_callbacks_tune_and_restore(nvml_lib_dir: Path, clean_env: dict[
     for p in out["profiles"]:
         assert p["energy_j"] == pytest.approx(p["limit_w"] * PROFILE_STEPS * step_s(p["limit_w"]), rel=1e-4)
     assert out["after_w"] == 700.0 and limit_now(tmp_path) == 700.0
+
+
+# -- a distributed job ------------------------------------------------------------------------------
+
+def test_ranks_apply_the_same_limit_summing_energy_and_taking_the_slowest_time(nvml_lib_dir: Path,
+                                                                               clean_env: dict[str, str],
+                                                                               tmp_path: Path):
+    pytest.importorskip("torch")
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path, gpus=2)
+    for rank in (0, 1):  # each rank's GPU on a clock of its own (the rank's steps drive it)
+        Path(f"{env['TEST_TIME_FILE']}.{rank}").write_text(Path(env["TEST_TIME_FILE"]).read_text())
+    eta = 0.6
+    res = subprocess.run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(FAKES / "limit_train.py"), "40", "--distributed", "--objective", "cost", "--eta",
+                          str(eta), "--profile-steps", str(PROFILE_STEPS), "--time-file", env["TEST_TIME_FILE"]],
+                         env=env, capture_output=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    outs = [json.loads(line) for line in res.stdout.decode().splitlines() if line.startswith('{"chosen_w"')]
+    assert len(outs) == 2
+    # rank 1's steps take 1.25 times as long: energy adds both GPUs', time is rank 1's
+    t = {L: PROFILE_STEPS * step_s(L) for L in GRID}
+    energy = {L: L * t[L] * (1.0 + 1.25) for L in GRID}
+    time_s = {L: t[L] * 1.25 for L in GRID}
+    cost = {L: eta * energy[L] + (1 - eta) * max(GRID) * 2 * time_s[L] for L in GRID}  # Zeus: max power x GPUs
+    expected = min(GRID, key=cost.__getitem__)
+    for out in outs:
+        assert out["chosen_w"] == expected and out["limit_at_end_w"] == expected
+        assert [p["limit_w"] for p in out["profiles"]] == GRID and {p["gpus"] for p in out["profiles"]} == {2}
+        for p in out["profiles"]:
+            assert p["energy_j"] == pytest.approx(energy[p["limit_w"]], rel=1e-5)
+            assert p["time_s"] == pytest.approx(time_s[p["limit_w"]], rel=1e-5)
+    assert limit_now(tmp_path, 0) == limit_now(tmp_path, 1) == 700.0
