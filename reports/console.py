@@ -8,13 +8,13 @@ from datetime import datetime
 
 from footprint.core.model import Report, RunReport, SpanReport, components
 
+from .base import Renderer
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rich.console import Console
 
     from footprint.core.limits import PowerLimitReport
-
-from .base import Renderer
 
 
 def fmt_j(j: float | None) -> str:
@@ -193,9 +193,9 @@ class ConsoleRenderer(Renderer):
             for col in ("limit", "steps", "energy/step", "time/step", "score", ""):
                 table.add_column(col, justify="right" if col else "left")
             for p in pl.profiled:
+                score = "ruled out" if p["score"] is None else f"{p['score']:.4g}"
                 table.add_row(f"{p['limit_w']:g} W", str(p["steps"]), fmt_j(p["energy_j"] / p["steps"]),
-                              f"{p['time_s'] / p['steps'] * 1000:.4g} ms", "ruled out" if p["score"] is None else f"{p['score']:.4g}",
-                              "chosen" if p["chosen"] else "")
+                              f"{p['time_s'] / p['steps'] * 1000:.4g} ms", score, "chosen" if p["chosen"] else "")
             console.print(table)
 
     @staticmethod

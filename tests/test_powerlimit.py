@@ -6,7 +6,6 @@ energy and time below is exact, and the true optimum of each objective is known 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -89,7 +88,8 @@ STAND_IN = """
 import json, os, sys, pynvml
 pynvml.nvmlInit()
 h = pynvml.nvmlDeviceGetHandleByIndex(0)
-out = {"limit": pynvml.nvmlDeviceGetPowerManagementLimit(h), "default": pynvml.nvmlDeviceGetPowerManagementDefaultLimit(h),
+out = {"limit": pynvml.nvmlDeviceGetPowerManagementLimit(h),
+       "default": pynvml.nvmlDeviceGetPowerManagementDefaultLimit(h),
        "range": pynvml.nvmlDeviceGetPowerManagementLimitConstraints(h)}
 clock = os.environ["FAKE_NVML_TIME_FILE"]
 def at(t):
@@ -186,7 +186,7 @@ def test_tuner_finds_the_known_optimum(nvml_lib_dir: Path, clean_env: dict[str, 
         changes = db.execute("SELECT idx, limit_w, previous_w, action, actor FROM power_limit_changes "
                              "ORDER BY id").fetchall()
     assert [(r[0], r[1], r[4], r[5], r[6]) for r in rows] == [
-        (L, PROFILE_STEPS, 1, int(L == expected), "profiled") for L in GRID]
+        (L, PROFILE_STEPS, 1, int(expected == L), "profiled") for L in GRID]
     assert changes[0] == (0, 700.0, 700.0, "set", "tuner")
     assert changes[-1] == (0, 700.0, expected, "restored", "tuner")
     report = " ".join(run_cli(["report", str(out["run_id"])], env).stdout.decode().split())  # as if unwrapped
