@@ -319,6 +319,8 @@ class PowerLimitTuner:
         self._guard: LimitGuard | None = None
         self._limits: list[float] = []
         self._range = (0.0, 0.0)  # (lowest, highest) limit this process's GPUs accept, W
+        self._period_s = 0.0  # the energy counters' update period
+        self._warned_short = False
         self._i = 0
         self._count = 0
         self._window: tuple[float, float] | None = None
@@ -354,6 +356,12 @@ class PowerLimitTuner:
             print(f"footprint: power-limit tuning off: {exc}", file=sys.stderr)
             return False
         self._probe = probe
+        coarse = [d for d in devices if d.source != "nvml-energy"]
+        if coarse:  # two reads of a power figure at a window's edges are no measure of the energy between them
+            print(f"footprint: power-limit tuning off: {_gpus_text([d.index for d in coarse])} has no energy counter "
+                  "(NVML's total energy needs a Volta or newer GPU)", file=sys.stderr)
+            return False
+        self._period_s = max((d.update_period_s for d in devices), default=0.0)
         if self.run is None:
             self.run = current_run() or attach_from_env()
         self._guard = LimitGuard([d.index for d in devices], actor="tuner", run=self.run, watchdog=self._watchdog,
@@ -448,6 +456,10 @@ class PowerLimitTuner:
         energy, gpus, time_s = *_reduce([e1 - e0, float(len(self._guard.indices))], "sum"), \
             _reduce([t1 - t0], "max")[0]
         self.profiles.append(obj.LimitProfile(self._limits[self._i], self._count, energy, time_s, int(gpus)))
+        if time_s < 10 * self._period_s and not self._warned_short and _rank() == 0:
+            self._warned_short = True  # the counter's steps are then more than a tenth of what is compared
+            print(f"footprint: power-limit profiles of {time_s:.3g} s are short for an energy counter that updates "
+                  f"every {self._period_s:g} s: their energies are unreliable (raise profile_steps)", file=sys.stderr)
         self._ended.append(self.clock.now())
         self._i += 1
         self._count, self._window = 0, None

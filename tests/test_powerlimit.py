@@ -371,3 +371,27 @@ def test_ranks_apply_the_same_limit_summing_energy_and_taking_the_slowest_time(n
             assert p["energy_j"] == pytest.approx(energy[p["limit_w"]], rel=1e-5)
             assert p["time_s"] == pytest.approx(time_s[p["limit_w"]], rel=1e-5)
     assert limit_now(tmp_path, 0) == limit_now(tmp_path, 1) == 700.0
+
+
+def test_power_limits_travel_with_merge(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path):
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path, time_file=False)
+    assert run_limited(env, "300", "0", "0").returncode == 0
+    old = tmp_path / "old.db"  # a DB from before these tables: merging it still works
+    assert run_cli(["run", "--db", str(old), "--", PY, "-c", "pass"], env).returncode == 0
+    with sqlite3.connect(old) as db:
+        db.execute("DROP TABLE power_limits")
+        db.execute("DROP TABLE power_limit_changes")
+    out = tmp_path / "merged.db"
+    res = run_cli(["merge", str(old), env["FOOTPRINT_DB"], "-o", str(out)], env)
+    assert res.returncode == 0, res.stderr.decode()
+    runs = report_json(dict(env, FOOTPRINT_DB=str(out)), "1", "2")["runs"]
+    assert "power_limits" not in runs[0]
+    assert runs[1]["power_limits"]["chosen_w"] == 300.0 and runs[1]["power_limits"]["restored"] is True
+    assert [c["action"] for c in runs[1]["power_limits"]["changes"]] == ["set", "restored"]
+
+
+def test_tuner_needs_an_energy_counter(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path):
+    env = dict(limit_env(clean_env, nvml_lib_dir, tmp_path), FAKE_NVML_NO_ENERGY="1")  # a pre-Volta GPU
+    res = train(env, "--objective", "energy")
+    assert out_json(res)["state"] == "off" and limit_now(tmp_path) is None
+    assert "footprint: power-limit tuning off: gpu:0 has no energy counter" in res.stderr.decode()

@@ -554,6 +554,8 @@ class Store:
                     for table, shifts in SHIFTS.items():
                         cols = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
                         src_cols = {r[1] for r in conn.execute(f"PRAGMA src.table_info({table})")}
+                        if not src_cols:  # a table newer than the source's schema: it has no such rows
+                            continue
                         exprs = []
                         for c in cols:
                             if c not in src_cols:
