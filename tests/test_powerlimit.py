@@ -395,3 +395,19 @@ def test_tuner_needs_an_energy_counter(nvml_lib_dir: Path, clean_env: dict[str, 
     res = train(env, "--objective", "energy")
     assert out_json(res)["state"] == "off" and limit_now(tmp_path) is None
     assert "footprint: power-limit tuning off: gpu:0 has no energy counter" in res.stderr.decode()
+
+
+def test_footprint_run_restores_after_sigterm(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path):
+    import signal
+
+    from tests.conftest import footprint_cmd
+
+    env = limit_env(clean_env, nvml_lib_dir, tmp_path, time_file=False)
+    proc = subprocess.Popen(footprint_cmd() + ["run", "--power-limit", "350", "--", PY, "-c", SHOW_LIMITS, "30", "0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline()) == [350.0]  # the command is running under the limit
+    proc.send_signal(signal.SIGTERM)  # footprint passes it on; the command dies of it
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()
+    assert limit_now(tmp_path) == 700.0 and b"GPU power limit restored to 700 W on gpu:0" in err
