@@ -11,13 +11,15 @@ from importlib import import_module
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .common.errors import FootprintError
+    from .powerlimit import PowerLimitTuner
     from .run import Run, current_run, track
 
-__all__ = ["FootprintError", "Run", "current_run", "load_ipython_extension", "track", "__version__"]
+__all__ = ["FootprintError", "PowerLimitTuner", "Run", "current_run", "load_ipython_extension", "track",
+           "__version__"]
 __version__ = "0.1.0"
 
 _LAZY = {"FootprintError": "footprint.common.errors", "Run": "footprint.run", "track": "footprint.run",
-         "current_run": "footprint.run"}
+         "current_run": "footprint.run", "PowerLimitTuner": "footprint.powerlimit"}
 
 
 def __getattr__(name: str) -> object:

@@ -118,6 +118,10 @@ def _run_options(r: argparse.ArgumentParser) -> None:
                    help="run CMD in a process group of its own and send the signals footprint passes on to the "
                         "whole group, so what CMD leaves running is signalled too (default: CMD only); the "
                         "group is not the terminal's foreground, so not for commands that read the terminal")
+    r.add_argument("--power-limit", type=_positive_float, metavar="WATTS",
+                   help="set every measured NVIDIA GPU's power limit to WATTS for the run, and put the original "
+                        "back when CMD ends, however it ends (needs root or CAP_SYS_ADMIN; without, CMD runs "
+                        "with the limit as it is)")
 
 
 COMMANDS = ("run", "serve", "report", "compare", "merge", "watch", "runs", "probes")
@@ -589,6 +593,17 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
             service.serve(run)
         env = dict(os.environ, **{ENV_RUN_ID: str(run.id), ENV_DB: db, ENV_WAKE_FD: wake_fd_token(wake_fd)})
 
+        limit = None
+        if args.power_limit is not None:
+            from .powerlimit import limit_run
+
+            try:
+                limit = limit_run(run, args.power_limit)
+            except FootprintError:  # a limit the GPUs do not accept: the command is not started
+                finish_run(run, status="failed", exit_code=2)
+                if server is not None:
+                    server.close()
+                raise
         started = False
         status, code = "failed", 1
         try:
@@ -612,6 +627,8 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
                         tap.tee.started()
                     status, code = sup.outcome(sup.wait())
         finally:
+            if limit is not None:  # the command has ended, whatever the way: its GPUs get their limits back
+                limit.restore()
             unfinished: str | None = None
             for service in services:  # what it recorded reaches the DB before the run's end attributes it
                 service.stop()

@@ -8,6 +8,7 @@
 
     trainer = Trainer(..., callbacks=[FootprintCallback()])   # spans per epoch and step, tokens seen
     FootprintCallback(writers=[MLflowWriter()])                # and each step's energy in MLflow (footprint.trackers)
+    Trainer(..., callbacks=[PowerLimitCallback(objective="energy")])  # tune the GPU power limit while training
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from footprint.common import clock
 from footprint.common.errors import FootprintError
 
 from . import cuda
+from .powerlimit import PowerLimitTuner
 from .run import Run, attach_from_env, current_run, end_training, track
 from .trackers import StepMeter, Writer, log_run
 
@@ -377,3 +379,24 @@ class FootprintCallback(TrainerCallback):
         end_training(self.run, spans, tracked)
         if self.writers:
             log_run(self.run, *self.writers, step=int(state.global_step))
+
+
+class PowerLimitCallback(TrainerCallback):
+    """Tune the GPU power limit during `Trainer.train` with footprint.PowerLimitTuner (keyword options as its own:
+    objective=, eta=, max_slowdown=, warmup_steps=, profile_steps=, step_w=, profile=...), or with `tuner`. The
+    original limits are back at the end of training."""
+
+    def __init__(self, tuner: PowerLimitTuner | None = None, **options: Any) -> None:
+        self.tuner = tuner if tuner is not None else PowerLimitTuner(**options)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.tuner.on_step_begin()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.tuner.on_step_end()
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.tuner.on_epoch_end()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.tuner.close()

@@ -8,7 +8,8 @@ Spans `train` > `epoch-N` > `step`, with the tokens each step saw. Each step's e
 run's energy, kWh and CO2e so far) goes to every logger of the Trainer (MLflow, TensorBoard, W&B, CSV...) at
 the Trainer's global step; at the end of `fit`, the run's figures (`footprint.trackers.run_figures`) and the
 HTML report as an artifact (MLflow, W&B; copied into the log folder of the others). Works with `lightning`
-and with `pytorch_lightning`.
+and with `pytorch_lightning`. `PowerLimitCallback(objective="energy")` tunes the GPU power limit during `fit`
+(footprint.PowerLimitTuner).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ except ImportError:  # the older package name
         raise ModuleNotFoundError("footprint.lightning needs lightning: pip install 'footprint-profiler[lightning]'",
                                   name=exc.name) from None
 
+from .powerlimit import PowerLimitTuner
 from .run import Run, attach_from_env, current_run, end_training, track
 from .trackers import StepMeter, Writer, html_report, run_figures
 
@@ -168,3 +170,27 @@ class FootprintCallback(Callback):
                 w.artifact(path)
             if isinstance(w, LoggerWriter):
                 w.close()
+
+
+class PowerLimitCallback(Callback):
+    """Tune the GPU power limit during `Trainer.fit` with footprint.PowerLimitTuner (keyword options as its own:
+    objective=, eta=, max_slowdown=, warmup_steps=, profile_steps=, step_w=, profile=...), or with `tuner`. The
+    original limits are back at the end of fit, or when it fails."""
+
+    def __init__(self, tuner: PowerLimitTuner | None = None, **options: Any) -> None:
+        self.tuner = tuner if tuner is not None else PowerLimitTuner(**options)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self.tuner.on_step_begin()
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.tuner.on_step_end()
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self.tuner.on_epoch_end()
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self.tuner.close()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self.tuner.close()

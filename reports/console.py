@@ -10,6 +10,12 @@ from footprint.core.model import Report, RunReport, SpanReport, components
 
 from .base import Renderer
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from footprint.core.limits import PowerLimitReport
+
 
 def fmt_j(j: float | None) -> str:
     if j is None:
@@ -153,6 +159,8 @@ class ConsoleRenderer(Renderer):
                                 if e.cost_per_1m_tokens is not None and run.cost else ""))
         for line in lines:
             console.print(line)
+        if run.power_limits is not None:
+            self._power_limits(console, run.power_limits)
         for key, series in run.power.items():
             if len(series) >= 2:
                 watts = [p for _, p in series]
@@ -169,6 +177,28 @@ class ConsoleRenderer(Renderer):
         for d in run.devices:
             if d.note:
                 console.print(f"[dim]{d.kind}:{d.index}: {d.note}[/]")
+
+    @staticmethod
+    def _power_limits(console: Console, pl: PowerLimitReport) -> None:
+        """The GPU power limit the run kept, how it was chosen, and each profiled limit's figures per step."""
+        from rich.table import Table
+
+        if pl.chosen_w is not None:
+            how = "set by --power-limit" if pl.source == "--power-limit" else f"tuned for {pl.objective}, " + (
+                f"{len(pl.profiled)} limits profiled" if pl.source == "profiled" else f"from {pl.source}")
+            back = {c["actor"] for c in pl.changes if c["action"] == "restored"}
+            tail = ("original restored" + (" by the watchdog" if back == {"watchdog"} else "")) if pl.restored \
+                else "original NOT restored"
+            console.print(f"GPU power limit {pl.chosen_w:g} W, {how}; {tail}")
+        if pl.profiled:
+            table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+            for col in ("limit", "steps", "energy/step", "time/step", "score", ""):
+                table.add_column(col, justify="right" if col else "left")
+            for p in pl.profiled:
+                score = "ruled out" if p["score"] is None else f"{p['score']:.4g}"
+                table.add_row(f"{p['limit_w']:g} W", str(p["steps"]), fmt_j(p["energy_j"] / p["steps"]),
+                              f"{p['time_s'] / p['steps'] * 1000:.4g} ms", score, "chosen" if p["chosen"] else "")
+            console.print(table)
 
     @staticmethod
     def _span_label(s: SpanReport) -> str:

@@ -70,6 +70,17 @@ COLUMNS: dict[str, tuple[str | None, str]] = {
     "j_per_token": ("J", "joules per token (energy_j_total / tokens)"),
     "tokens_per_s": (None, "tokens per second of the run"),
     "path": (None, "the span's names from the top, joined by '/' (train/epoch/step)"),
+    "limit_w": ("W", "GPU power limit, watts"),
+    "steps": (None, "training steps profiled at this limit; empty when it was set for the whole run"),
+    "time_s": ("s", "duration of the profiled steps (the slowest rank's), seconds"),
+    "gpus": (None, "number of GPUs, over all ranks, whose energy is summed"),
+    "score": (None, "the objective per step (J, s or Zeus' cost in J), lower is better; empty: ruled out"),
+    "objective": (None, "what the tuner minimised: energy, time, cost (eta=...), least energy within X % slowdown"),
+    "chosen": (None, "1 for the limit kept for the rest of the run"),
+    "previous_w": ("W", "the GPU's power limit before this change"),
+    "action": (None, "set, or restored (the original limit put back)"),
+    "actor": (None, "who made the change: footprint run, tuner, or watchdog (after the tuner's process died)"),
+    "restore_command": (None, "the command that puts the original limit back by hand"),
 }
 
 TABLES: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
@@ -103,6 +114,14 @@ TABLES: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
                                                 "request was active"),
                            "energy_j": ("J", "joules attributed"),
                        }),
+    "power_limits": ("GPU power limits a run used: each limit the tuner profiled (energy and time of the same "
+                     "number of steps) and the one it chose, or the one `footprint run --power-limit` set.",
+                     {"source": (None, "profiled, profile:<path> (a saved profile reused), or --power-limit"),
+                      "energy_j": ("J", "GPU energy of the profiled steps, summed over GPUs and ranks"),
+                      "t": ("s", "end of the profiling window, or when the limit was set, epoch seconds")}),
+    "power_limit_changes": ("Every change footprint made to a GPU's power limit, and its restoration.",
+                            {"idx": (None, "the GPU's NVML index (what nvidia-smi -i takes)"),
+                             "limit_w": ("W", "the limit the GPU was given")}),
     "device_energy": ("Each device's energy over its run: last read minus first read.", {}),
     "run_energy": ("Each run's energy per device kind.",
                    {"measured": (None, "1 when every device of this kind was measured, 0 if one was estimated")}),

@@ -14,6 +14,8 @@ TYPE_CHECKING = False  # typing and dataclasses would cost start-up time: report
 if TYPE_CHECKING:
     from typing import Any
 
+    from footprint.core.limits import PowerLimitReport
+
 # Device kinds every report shows, in this order, even when nothing measured them (the JSON contract's keys);
 # any other kind a probe reports (an SoC, an accelerator...) follows them and counts in the total.
 COMPONENTS = ("cpu", "ram", "gpu")
@@ -100,7 +102,8 @@ class RunReport(Record):
                  "devices", "kwh", "co2e_g", "carbon_intensity_g_per_kwh", "carbon_source", "country", "tokens",
                  "j_per_token", "spans", "host", "command", "warnings", "events", "region", "pue", "cost",
                  "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
-                 "j_per_generated_token", "j_per_prompt_token", "job_id", "rank", "node", "created_at", "pue_source")
+                 "j_per_generated_token", "j_per_prompt_token", "job_id", "rank", "node", "created_at", "pue_source",
+                 "power_limits")
 
     def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
                  ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
@@ -116,7 +119,8 @@ class RunReport(Record):
                  tokens_by_kind: dict[str, int] | None = None, j_per_generated_token: float | None = None,
                  j_per_prompt_token: float | None = None,
                  job_id: str | None = None, rank: int | None = None, node: str | None = None,
-                 created_at: float | None = None, pue_source: str | None = None) -> None:
+                 created_at: float | None = None, pue_source: str | None = None,
+                 power_limits: PowerLimitReport | None = None) -> None:
         self.id = id
         self.name = name
         self.status = status
@@ -155,11 +159,14 @@ class RunReport(Record):
         self.node = node
         self.created_at = created_at  # when the run was created (identifies it, with host and id)
         self.pue_source = pue_source  # where the PUE came from: "given", "from FOOTPRINT_PUE", "from <file>"
+        self.power_limits = power_limits  # footprint.core.limits.PowerLimitReport, when GPU limits were changed
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         out.pop("power")  # a chart's data, not part of the JSON contract
         out.pop("created_at")  # an identity field, not a figure: not part of the JSON contract either
+        if out["power_limits"] is None:  # present only for a run that set or tuned a GPU power limit
+            out.pop("power_limits")
         return out
 
 
@@ -362,6 +369,10 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         sp.co2e_g, sp.cost = span_money(sp.energy_j["total"], sp.duration_s)
         sp.economics = economics_of(sp.energy_j["total"], sp.co2e_g, sp.cost, sp.tokens, sp.duration_s)
     curves = {f"{d['kind']}:{d['idx']}": store.power_series(d["id"]) for d in dev_rows} if power else {}
+    from footprint.core.limits import load_power_limits
+
+    power_limits, limit_warnings = load_power_limits(store, run_id, live=status == "running")
+    warnings.extend(limit_warnings)
     events = store.events(run_id)
     for ev in events:
         warnings.append(f"{ev['kind']} at +{ev['t'] - started:.1f} s: {ev['message']}" if started
@@ -378,7 +389,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
         j_per_prompt_token=units.per_token(total, by_kind.get("prompt")),
         job_id=row["job_id"], rank=row["rank"], node=row["node"], created_at=row["created_at"],
-        pue_source=pue_source,
+        pue_source=pue_source, power_limits=power_limits,
     )
 
 

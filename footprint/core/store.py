@@ -21,7 +21,8 @@ TYPE_CHECKING = False  # importing typing costs start-up time; annotations need 
 if TYPE_CHECKING:
     from typing import Any
 
-SCHEMA_VERSION = 3  # 2: the views below (a schema-1 DB gets them when a writer opens it); 3: requests
+# 2: the views below (a schema-1 DB gets them when a writer opens it); 3: new tables only (requests, power limits)
+SCHEMA_VERSION = 3
 DEFAULT_DB = "footprint.db"
 ENV_DB = "FOOTPRINT_DB"
 MEMORY = ":memory:"  # Store(MEMORY): a private in-memory database, for tests and throwaway runs
@@ -127,6 +128,32 @@ CREATE TABLE IF NOT EXISTS request_energy (
     energy_j REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS request_energy_run ON request_energy(run_id);
+CREATE TABLE IF NOT EXISTS power_limits (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    t REAL NOT NULL,                 -- end of its profiling window, or when --power-limit set it
+    limit_w REAL NOT NULL,           -- the GPU power limit (W), the same on every GPU of the run
+    steps INTEGER,                   -- training steps profiled at it (NULL: set for the whole run)
+    energy_j REAL,                   -- GPU energy of those steps, summed over GPUs and ranks
+    time_s REAL,                     -- their duration (the slowest rank's)
+    gpus INTEGER,                    -- GPUs (all ranks) the energy covers
+    score REAL,                      -- the objective per step, lower is better (NULL: ruled out)
+    objective TEXT,                  -- energy | time | cost (eta=...) | least energy within X % slowdown
+    chosen INTEGER NOT NULL DEFAULT 0,  -- 1: the limit kept for the rest of the run
+    source TEXT                      -- profiled | profile:<path> (a saved profile) | --power-limit
+);
+CREATE INDEX IF NOT EXISTS power_limits_run ON power_limits(run_id);
+CREATE TABLE IF NOT EXISTS power_limit_changes (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    t REAL NOT NULL,
+    idx INTEGER NOT NULL,            -- the GPU's NVML index (what nvidia-smi -i takes)
+    limit_w REAL,                    -- the limit it was given (W)
+    previous_w REAL,                 -- the limit it had before (W)
+    action TEXT NOT NULL,            -- set | restored
+    actor TEXT,                      -- footprint run | tuner | watchdog
+    restore_command TEXT             -- the command that puts the original limit back by hand
+);
 """
 
 
@@ -329,6 +356,8 @@ SHIFTS: dict[str, dict[str, str]] = {
     "events": {"id": "events", "run_id": "runs", "device_id": "devices"},
     "requests": {"id": "requests", "run_id": "runs"},
     "request_energy": {"run_id": "runs", "request_id": "requests"},
+    "power_limits": {"id": "power_limits", "run_id": "runs"},
+    "power_limit_changes": {"id": "power_limit_changes", "run_id": "runs"},
 }
 
 
@@ -496,6 +525,35 @@ class Store:
             c.execute("DELETE FROM request_energy WHERE run_id = ?", (run_id,))
             c.executemany("INSERT INTO request_energy (run_id, request_id, kind, energy_j) VALUES (?, ?, ?, ?)",
                           [(run_id, *r) for r in rows])
+    def add_power_limits(self, run_id: int, rows: Sequence[dict[str, Any]]) -> None:
+        """Profiled (or set) GPU power limits of a run: dicts with the power_limits columns but id and run_id."""
+        cols = ("t", "limit_w", "steps", "energy_j", "time_s", "gpus", "score", "objective", "chosen", "source")
+        with self.lock, transaction(self.conn) as c:
+            c.executemany(f"INSERT INTO power_limits (run_id, {', '.join(cols)}) VALUES (?{', ?' * len(cols)})",
+                          [(run_id, *(r.get(k) for k in cols)) for r in rows])
+
+    def add_power_limit_change(self, run_id: int, *, t: float, idx: int, limit_w: float | None,
+                               previous_w: float | None, action: str, actor: str,
+                               restore_command: str | None = None) -> None:
+        with self.lock, transaction(self.conn) as c:
+            c.execute("INSERT INTO power_limit_changes (run_id, t, idx, limit_w, previous_w, action, actor, "
+                      "restore_command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (run_id, t, idx, limit_w, previous_w, action, actor, restore_command))
+
+    def power_limits(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's power_limits rows in the order they were recorded ([] in a DB from before schema 3)."""
+        return self._rows_if_table("SELECT * FROM power_limits WHERE run_id = ? ORDER BY id", (run_id,))
+
+    def power_limit_changes(self, run_id: int) -> list[dict[str, Any]]:
+        return self._rows_if_table("SELECT * FROM power_limit_changes WHERE run_id = ? ORDER BY t, id", (run_id,))
+
+    def _rows_if_table(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        try:
+            return [dict(r) for r in self.query(sql, params)]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # an older DB opened read-only: it has none of these rows
+                return []
+            raise
 
     def compact(self, run_id: int, *, since: float, until: float, bucket_s: float) -> int:
         """Thin the periodic samples of [since, until) to the last one per device per `bucket_s`.
@@ -546,7 +604,7 @@ class Store:
                     for table, shifts in SHIFTS.items():
                         cols = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
                         src_cols = {r[1] for r in conn.execute(f"PRAGMA src.table_info({table})")}
-                        if not src_cols:  # an older schema without this table: nothing of it to copy
+                        if not src_cols:  # a table newer than the source's schema: it has no such rows
                             continue
                         exprs = []
                         for c in cols:
@@ -573,7 +631,7 @@ class Store:
         """Remove a run and everything that hangs off it (inside the caller's transaction)."""
         c = self.conn
         c.execute("DELETE FROM samples WHERE device_id IN (SELECT id FROM devices WHERE run_id = ?)", (run_id,))
-        for table in ("request_energy", "requests", "events", "tokens", "spans", "devices"):
+        for table in reversed([t for t, sh in SHIFTS.items() if sh.get("run_id") == "runs"]):  # dependents first
             c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 

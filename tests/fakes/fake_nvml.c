@@ -13,6 +13,16 @@
  *   FAKE_NVML_MIG        comma list of GPU indices in MIG mode
  *   FAKE_NVML_LOST       "index,seconds_after_T0": that GPU answers GPU_IS_LOST from then on
  *   FAKE_NVML_CALL_LOG   a file; every call appends its name (to check what was called)
+ *   FAKE_NVML_LIMITS     "min,max,default" power limit constraints and default limit in W (default 200,700,700)
+ *   FAKE_NVML_ALLOW_SET  "1": nvmlDeviceSetPowerManagementLimit is allowed (models root / CAP_SYS_ADMIN);
+ *                        otherwise it answers NO_PERMISSION, as the driver does for other users
+ *   FAKE_NVML_STATE      a directory: each GPU's limit (and the energy counter at its last change) lives in
+ *                        the file gpu<i> there, so every process sees a limit another one set, as limits are
+ *                        global to a real GPU. Unset: limits are per process.
+ *   FAKE_NVML_TIME_FILE  a file holding the current time (epoch seconds, text): time is what the test writes
+ *                        there instead of the wall clock, so a stand-in workload can drive it
+ * Power limits: a GPU draws min(profile power, its limit); the energy counter is the exact integral of that,
+ * piecewise over the limit changes (the state keeps the counter at the last change).
  * nvmlDeviceGetPowerUsage answers the mean power of the last second (as Ampere and newer do);
  * NVML_FI_DEV_POWER_INSTANT the instantaneous power.
  * The Python twin of the maths is tests/fakes/profile.py.
@@ -23,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef int nvmlReturn_t;
 typedef void *nvmlDevice_t;
@@ -31,8 +42,10 @@ typedef void *nvmlDevice_t;
 #define NVML_ERROR_UNINITIALIZED 1
 #define NVML_ERROR_INVALID_ARGUMENT 2
 #define NVML_ERROR_NOT_SUPPORTED 3
+#define NVML_ERROR_NO_PERMISSION 4
 #define NVML_ERROR_INSUFFICIENT_SIZE 7
 #define NVML_ERROR_GPU_IS_LOST 15
+#define NVML_ERROR_UNKNOWN 999
 #define NVML_FI_DEV_POWER_INSTANT 186
 #define MAX_GPUS 16
 
@@ -66,6 +79,12 @@ static int mig[MAX_GPUS];
 static int lost_index = -1;
 static double lost_after = 0.0;
 static const char *call_log = NULL;
+static unsigned int limit_min_mw = 200000, limit_max_mw = 700000, limit_default_mw = 700000;
+static int allow_set = 0;
+static const char *state_dir = NULL, *time_file = NULL;
+/* per process when there is no FAKE_NVML_STATE: limit (mW), time of its last change, counter then (J) */
+static unsigned int mem_limit[MAX_GPUS];
+static double mem_since[MAX_GPUS], mem_energy[MAX_GPUS];
 
 static void log_call(const char *name) {
     if (!call_log) return;
@@ -74,6 +93,12 @@ static void log_call(const char *name) {
 }
 
 static double now(void) {
+    if (time_file) {
+        FILE *f = fopen(time_file, "r");
+        double t = 0.0;
+        if (f) { if (fscanf(f, "%lf", &t) != 1) t = 0.0; fclose(f); }
+        return t;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
@@ -88,18 +113,52 @@ static double power_at(int i, double t) {
     return p;
 }
 
-/* Exact integral of power_at(i, .) over [t0, t]. */
-static double energy_j(int i, double t) {
+/* Exact integral over [t0, t] of the profile with its base and high levels capped at cap_w. */
+static double profile_energy_j(int i, double t, double cap_w) {
     double s = t - t0;
     if (s <= 0) return 0.0;
-    double e = base_w[i] * s;
+    double lo = base_w[i] < cap_w ? base_w[i] : cap_w;
+    double e = lo * s;
     if (square_period > 0) {
+        double hi = base_w[i] + square_amp < cap_w ? base_w[i] + square_amp : cap_w;
         double half = square_period / 2;
         double full = floor(s / square_period);
         double rest = s - full * square_period;
-        e += square_amp * (full * half + (rest < half ? rest : half));
+        e += (hi - lo) * (full * half + (rest < half ? rest : half));
     }
     return e;
+}
+
+/* The GPU's limit (mW), when it was last changed and its counter then: from FAKE_NVML_STATE/gpu<i>, else
+ * this process's memory; never changed: the default limit since t0. */
+static void limit_state(int i, unsigned int *mw, double *since, double *energy) {
+    *mw = mem_limit[i] ? mem_limit[i] : limit_default_mw;
+    *since = mem_limit[i] ? mem_since[i] : t0;
+    *energy = mem_limit[i] ? mem_energy[i] : 0.0;
+    if (!state_dir) return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/gpu%d", state_dir, i);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    unsigned int m; double a, e;
+    if (fscanf(f, "%u %lf %lf", &m, &a, &e) == 3) { *mw = m; *since = a; *energy = e; }
+    fclose(f);
+}
+
+/* Exact integral of min(power_at(i, .), limit) over [t0, t], piecewise over the limit's changes. (For t
+ * before the last change, the current limit is assumed: only the 1 s mean of nvmlDeviceGetPowerUsage asks.) */
+static double energy_j(int i, double t) {
+    unsigned int mw; double since, e;
+    limit_state(i, &mw, &since, &e);
+    double cap = mw / 1000.0;
+    return e + profile_energy_j(i, t, cap) - profile_energy_j(i, since, cap);
+}
+
+static double power_at_limited(int i, double t) {
+    unsigned int mw; double since, e;
+    limit_state(i, &mw, &since, &e);
+    double p = power_at(i, t);
+    return p < mw / 1000.0 ? p : mw / 1000.0;
 }
 
 static int index_of(nvmlDevice_t d) { return (int)((intptr_t)d - 1); }
@@ -123,11 +182,14 @@ static void parse_list(const char *s, double *out, int n, double dflt) {
     }
 }
 
+/* Reference counted, like the driver's: each nvmlInit needs its nvmlShutdown, so one library in a process
+ * (footprint's tuner) shutting NVML down leaves another (the workload's pynvml) working. */
 nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
     (void)flags;
     const char *v;
     call_log = getenv("FAKE_NVML_CALL_LOG");
     log_call("nvmlInitWithFlags");
+    if (initialised) { initialised++; return NVML_SUCCESS; }
     if ((v = getenv("FAKE_NVML_T0"))) t0 = strtod(v, NULL);
     if ((v = getenv("FAKE_NVML_GPUS"))) gpu_count = atoi(v);
     if (gpu_count < 0) gpu_count = 0;
@@ -152,6 +214,19 @@ nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
         lost_index = (int)strtol(v, (char **)&v, 10);
         if (*v == ',') lost_after = strtod(v + 1, NULL);
     }
+    if ((v = getenv("FAKE_NVML_LIMITS"))) {
+        double lo = strtod(v, (char **)&v), hi = 0, dflt = 0;
+        if (*v == ',') hi = strtod(v + 1, (char **)&v);
+        if (*v == ',') dflt = strtod(v + 1, (char **)&v);
+        limit_min_mw = (unsigned int)llround(lo * 1000);
+        limit_max_mw = (unsigned int)llround(hi * 1000);
+        limit_default_mw = dflt > 0 ? (unsigned int)llround(dflt * 1000) : limit_max_mw;
+    }
+    allow_set = (v = getenv("FAKE_NVML_ALLOW_SET")) && strcmp(v, "1") == 0;
+    state_dir = getenv("FAKE_NVML_STATE");
+    if (state_dir && !*state_dir) state_dir = NULL;
+    time_file = getenv("FAKE_NVML_TIME_FILE");
+    if (time_file && !*time_file) time_file = NULL;
     initialised = 1;
     return NVML_SUCCESS;
 }
@@ -161,7 +236,8 @@ nvmlReturn_t nvmlInit(void) { return nvmlInitWithFlags(0); }
 
 nvmlReturn_t nvmlShutdown(void) {
     log_call("nvmlShutdown");
-    initialised = 0;
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    initialised--;
     return NVML_SUCCESS;
 }
 
@@ -171,6 +247,7 @@ const char *nvmlErrorString(nvmlReturn_t r) {
     case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
     case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
     case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
+    case NVML_ERROR_NO_PERMISSION: return "Insufficient Permissions";
     case NVML_ERROR_GPU_IS_LOST: return "GPU is lost";
     default: return "Unknown Error";
     }
@@ -226,12 +303,36 @@ nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *buf, unsigned int len) {
 nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t d, unsigned int *mw) {
     int i; nvmlReturn_t r = check(d, &i);
     if (r) return r;
-    *mw = 700000;
+    double since, e;
+    limit_state(i, mw, &since, &e);
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetPowerManagementLimit(nvmlDevice_t d, unsigned int *mw) {
+    log_call("nvmlDeviceGetPowerManagementLimit");
     return nvmlDeviceGetEnforcedPowerLimit(d, mw);
+}
+
+/* Like the driver: root only, and within the constraints. The counter so far is kept with the new limit. */
+nvmlReturn_t nvmlDeviceSetPowerManagementLimit(nvmlDevice_t d, unsigned int mw) {
+    log_call("nvmlDeviceSetPowerManagementLimit");
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    if (!allow_set) return NVML_ERROR_NO_PERMISSION;
+    if (mw < limit_min_mw || mw > limit_max_mw) return NVML_ERROR_INVALID_ARGUMENT;
+    double t = now(), e = energy_j(i, t);
+    mem_limit[i] = mw; mem_since[i] = t; mem_energy[i] = e;
+    if (state_dir) {
+        char path[4096], tmp[4200];
+        snprintf(path, sizeof path, "%s/gpu%d", state_dir, i);
+        snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+        FILE *f = fopen(tmp, "w");
+        if (!f) return NVML_ERROR_UNKNOWN;
+        fprintf(f, "%u %.9f %.9f\n", mw, t, e);
+        fclose(f);
+        if (rename(tmp, path) != 0) return NVML_ERROR_UNKNOWN;  /* atomic: a reader sees old or new */
+    }
+    return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t d, unsigned int *current, unsigned int *pending) {
@@ -315,13 +416,16 @@ nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsigned in
 nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t d, unsigned int *c, void *p) { return no_processes(d, c, p); }
 
 nvmlReturn_t nvmlDeviceGetPowerManagementDefaultLimit(nvmlDevice_t d, unsigned int *mw) {
-    return nvmlDeviceGetEnforcedPowerLimit(d, mw);
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    *mw = limit_default_mw;
+    return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t d, unsigned int *lo, unsigned int *hi) {
     int i; nvmlReturn_t r = check(d, &i);
     if (r) return r;
-    *lo = 200000; *hi = 700000;
+    *lo = limit_min_mw; *hi = limit_max_mw;
     return NVML_SUCCESS;
 }
 
@@ -337,7 +441,7 @@ nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFieldValue_
         if (values[k].fieldId == NVML_FI_DEV_POWER_INSTANT) {
             values[k].valueType = 1; /* unsigned int */
             values[k].nvmlReturn = NVML_SUCCESS;
-            values[k].value.uiVal = (unsigned int)llround(power_at(i, t) * 1000.0);
+            values[k].value.uiVal = (unsigned int)llround(power_at_limited(i, t) * 1000.0);
         } else {
             values[k].nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
         }
