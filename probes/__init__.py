@@ -1,5 +1,5 @@
 """Hardware probes: NVML (GPU), RAPL (CPU, DRAM), hwmon energy counters (Intel GPUs, amd_energy), Jetson
-power rails, Apple Silicon (macmon, powermetrics), and labelled estimates.
+power rails, Raspberry Pi 5 PMIC rails, Apple Silicon (macmon, powermetrics), and labelled estimates.
 
 Probes are registered by declaration: each module named in `PROBE_MODULES` lists its probe classes in
 `PROBES`. Adding a probe is one new module plus its name here. Order matters only among probes that measure
@@ -24,21 +24,22 @@ if TYPE_CHECKING:
     from .nvml import NvmlProbe
     from .powermetrics import PowermetricsProbe
     from .rapl import RaplProbe
+    from .rpi import RpiProbe
 
 # rapl before hwmon: a CPU with RAPL is never counted again through amd_energy; macmon (no root, and DRAM too)
 # before powermetrics: a Mac with both is read through macmon only
-PROBE_MODULES = ("nvml", "rapl", "hwmon", "jetson", "macmon", "powermetrics", "estimate")
+PROBE_MODULES = ("nvml", "rapl", "hwmon", "jetson", "rpi", "macmon", "powermetrics", "estimate")
 NODE_KINDS = ("cpu", "ram")  # measured once per node (by local rank 0 in distributed jobs)
 
 __all__ = [
     "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "HwmonProbe", "JetsonProbe", "MacmonProbe",
     "NvmlProbe", "PROBE_MODULES", "PowermetricsProbe", "Probe",
-    "ProbeError", "RamEstimateProbe", "RaplProbe", "Reading", "default_probes", "probe_status",
+    "ProbeError", "RamEstimateProbe", "RaplProbe", "Reading", "RpiProbe", "default_probes", "probe_status",
     "registered",
 ]
 _LAZY = {"CpuEstimateProbe": "estimate", "RamEstimateProbe": "estimate", "NvmlProbe": "nvml", "RaplProbe": "rapl",
          "HwmonProbe": "hwmon", "JetsonProbe": "jetson", "MacmonProbe": "macmon",
-         "PowermetricsProbe": "powermetrics"}
+         "PowermetricsProbe": "powermetrics", "RpiProbe": "rpi"}
 
 
 def __getattr__(name: str) -> Any:
