@@ -153,14 +153,19 @@ def test_cli_end_to_end_with_macmon(tmp_path: Path, clean_env: dict[str, str]):
     assert run["sources"] == {"cpu": "macmon:cpu_power", "ram": "macmon:ram_power",
                               "gpu": "macmon:gpu_power+gpu_ram_power", "ane": "macmon:ane_power"}
     dur = run["ended_at"] - run["started_at"]
-    # constant power: the samples and the latest power carried to the run's edges are the exact integral; 1 %
-    # covers when each sample arrives (pipe and scheduling jitter, a few ms in a 1 s run)
+    # constant power: the samples' windows plus the latest power carried to the run's edges are the exact
+    # integral, but the windows are the tool's and the edges are when samples arrived: 3 % covers up to 30 ms of
+    # delivery delay (pipe, scheduling on a loaded machine) in a 1 s run
     for kind in ("cpu", "ane", "ram"):
-        assert run["energy_j"][kind] == pytest.approx(MACMON[kind] * dur, rel=0.01)
-    assert run["energy_j"]["gpu"] == pytest.approx((MACMON["gpu"] + MACMON["gpu_ram"]) * dur, rel=0.01)
+        assert run["energy_j"][kind] == pytest.approx(MACMON[kind] * dur, rel=0.03)
+    assert run["energy_j"]["gpu"] == pytest.approx((MACMON["gpu"] + MACMON["gpu_ram"]) * dur, rel=0.03)
     # sys_power, the whole machine, is not a device: the total is the components'
-    assert run["energy_j"]["total"] == pytest.approx(sum(v for k, v in MACMON.items() if k != "sys") * dur, rel=0.01)
+    assert run["energy_j"]["total"] == pytest.approx(sum(v for k, v in MACMON.items() if k != "sys") * dur, rel=0.03)
     assert not [w for w in run["warnings"] if "estimated" in w]
+    short = run_cli(["run", "--no-summary", "--", "true"], env)  # a run shorter than one sample's window
+    assert short.returncode == 0, short.stderr.decode()
+    warnings = report_json(env)["runs"][0]["warnings"]
+    assert any("shorter than a counter's update period (0.25 s)" in w for w in warnings), warnings
 
 
 def test_cli_a_tool_that_exits_mid_run_is_a_gap_with_a_warning(tmp_path: Path, clean_env: dict[str, str]):
@@ -179,5 +184,6 @@ def test_cli_a_tool_that_exits_mid_run_is_a_gap_with_a_warning(tmp_path: Path, c
     cpu = next(d for d in run["devices"] if d["kind"] == "cpu")
     covered = cpu["last_read_at"] - cpu["first_read_at"]
     assert covered == pytest.approx(2 * 0.25, abs=0.1)  # the samples it gave, from the run's start to the third
-    assert cpu["energy_j"] == pytest.approx(POWERMETRICS["cpu"] * covered, rel=0.02)
+    # as above: 5 % is 25 ms of delivery delay over the 0.5 s covered
+    assert cpu["energy_j"] == pytest.approx(POWERMETRICS["cpu"] * covered, rel=0.05)
     assert run["sources"]["ram"] == "estimate:ram-w-per-gb"  # powermetrics has no DRAM figure
