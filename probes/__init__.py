@@ -1,5 +1,6 @@
 """Hardware probes: NVML (NVIDIA GPUs), AMD SMI (AMD GPUs), RAPL (CPU, DRAM), hwmon energy counters (Intel
-GPUs, amd_energy), Jetson power rails, and labelled estimates.
+GPUs, amd_energy), Jetson power rails, Raspberry Pi 5 PMIC rails, Apple Silicon (macmon, powermetrics), and
+labelled estimates.
 
 Probes are registered by declaration: each module named in `PROBE_MODULES` lists its probe classes in
 `PROBES`. Adding a probe is one new module plus its name here. Order matters only among probes that measure
@@ -21,20 +22,26 @@ if TYPE_CHECKING:
     from .estimate import CpuEstimateProbe, RamEstimateProbe
     from .hwmon import HwmonProbe
     from .jetson import JetsonProbe
+    from .macmon import MacmonProbe
     from .nvml import NvmlProbe
+    from .powermetrics import PowermetricsProbe
     from .rapl import RaplProbe
+    from .rpi import RpiProbe
 
-# rapl before hwmon: a CPU with RAPL is never counted again through amd_energy
-PROBE_MODULES = ("nvml", "amd", "rapl", "hwmon", "jetson", "estimate")
+# rapl before hwmon: a CPU with RAPL is never counted again through amd_energy; macmon (no root, and DRAM too)
+# before powermetrics: a Mac with both is read through macmon only
+PROBE_MODULES = ("nvml", "amd", "rapl", "hwmon", "jetson", "rpi", "macmon", "powermetrics", "estimate")
 NODE_KINDS = ("cpu", "ram")  # measured once per node (by local rank 0 in distributed jobs)
 
 __all__ = [
     "AmdSmiProbe", "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "HwmonProbe", "JetsonProbe",
-    "NvmlProbe", "PROBE_MODULES", "Probe",
-    "ProbeError", "RamEstimateProbe", "RaplProbe", "Reading", "default_probes", "probe_status", "registered",
+    "MacmonProbe", "NvmlProbe", "PROBE_MODULES", "PowermetricsProbe", "Probe",
+    "ProbeError", "RamEstimateProbe", "RaplProbe", "Reading", "RpiProbe", "default_probes", "probe_status",
+    "registered",
 ]
 _LAZY = {"CpuEstimateProbe": "estimate", "RamEstimateProbe": "estimate", "NvmlProbe": "nvml", "RaplProbe": "rapl",
-         "HwmonProbe": "hwmon", "JetsonProbe": "jetson", "AmdSmiProbe": "amd"}
+         "HwmonProbe": "hwmon", "JetsonProbe": "jetson", "AmdSmiProbe": "amd", "MacmonProbe": "macmon",
+         "PowermetricsProbe": "powermetrics", "RpiProbe": "rpi"}
 
 
 def __getattr__(name: str) -> Any:
