@@ -102,6 +102,22 @@ def test_quality_file_formats(tmp_path: Path):
         read_quality(str(f), time.time() + 60)
 
 
+def test_set_quality_records_the_latest_and_refuses_non_numbers(tmp_path: Path):
+    import footprint
+    from footprint.core.store import Store
+
+    with footprint.track("scored", db=str(tmp_path / "q.db"), summary=False) as run:
+        run.set_quality(0.5)
+        run.set_quality(0.625, metric="accuracy")
+        for bad in (float("nan"), float("inf"), True, "0.7", None):
+            with pytest.raises(FootprintError, match="quality must be a finite number"):
+                run.set_quality(bad)  # type: ignore[arg-type]
+    with pytest.raises(FootprintError, match="has ended"):
+        run.set_quality(0.9)
+    with Store(tmp_path / "q.db") as store:
+        assert store.run_quality([run.id]) == {run.id: (0.625, "accuracy", "set_quality")}
+
+
 # -- the real command -------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -257,9 +273,11 @@ def test_repeats_give_a_t_based_confidence_interval(standin: dict[str, str]):
 
 def test_quality_from_a_file_the_command_writes(standin: dict[str, str], tmp_path: Path):
     qfile = str(tmp_path / "q-{model}.json")
-    res = run_cli(["sweep", "--quality-from", qfile, "--param", "model=s,m", "--param", "batch=1", *CMD,
-                   "--quality-file"], standin, timeout=120)
+    res = run_cli(["sweep", "--quality-from", qfile, "--baseline", "0.2", "--param", "model=s,m", "--param",
+                   "batch=1", *CMD, "--quality-file"], standin, timeout=120)
     assert res.returncode == 0, res.stderr.decode()
+    # --baseline reached every point's run: idle power measured first (0 W: nothing advances the counters then)
+    assert [r["baseline_w"] for r in db_rows(standin, "SELECT baseline_w FROM devices ORDER BY id")] == [0.0] * 4
     assert json.loads((tmp_path / "q-m.json").read_text())["quality"] == 0.85
     rows = db_rows(standin, "SELECT value, metric, source FROM quality ORDER BY id")
     assert [(r["value"], r["metric"], r["source"]) for r in rows] == [
