@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # (figure, column title, format); "tok" becomes "gen tok" when per-token figures are per generated token
 COLUMNS = (("j_per_token", "J/{tok}", ".4g"), ("j_per_request", "J/request", ".4g"),
-           ("tokens_per_s", "{tok}/s", ",.1f"), ("duration_s", "duration s", ".3g"), ("quality", "quality", ".4g"),
+           ("tokens_per_s", "{tok}/s", ".4g"), ("duration_s", "duration s", ".3g"), ("quality", "quality", ".4g"),
            ("cost_per_1m_tokens", "cost/1M {tok}", ".4g"))
 LEGEND = ("Q: on the Pareto frontier of J per token and quality; T: of J per token and tokens/s. "
           "± is the half-width of the t-based 95 % confidence interval over a point's runs; (×r) is the ratio "
