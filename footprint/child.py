@@ -81,6 +81,7 @@ class Supervisor:
         self.child: subprocess.Popen[bytes] | None = None
         self.reached = False  # a signal reached the child: forwarded by us, or sent by the terminal
         self.late: list[int] = []  # signals after the child ended
+        self.signals: list[int] = []  # every signal taken once set up, in order (held, forwarded, late)
         self._phase = "setup"  # setup -> ready -> spawning -> running -> finishing -> closed
         self._held: list[tuple[int, bool | None]] = []  # (signal, from the kernel?) before the child exists
         self._lock = threading.RLock()  # the fallback path takes it from a handler in the main thread
@@ -147,6 +148,7 @@ class Supervisor:
 
     def _received(self, signum: int, from_kernel: bool | None) -> None:
         with self._lock:
+            self.signals.append(signum)
             if self._phase in ("setup", "ready", "spawning"):
                 self._held.append((signum, from_kernel))
                 self._signalled.set()

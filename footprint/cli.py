@@ -124,7 +124,7 @@ def _run_options(r: argparse.ArgumentParser) -> None:
                         "with the limit as it is)")
 
 
-COMMANDS = ("run", "serve", "report", "compare", "merge", "watch", "runs", "probes")
+COMMANDS = ("run", "serve", "sweep", "report", "compare", "merge", "watch", "runs", "probes")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -161,6 +161,36 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                              "request's provisional share, from a counter read at its end")
         _run_options(sv)
         sv.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the server command to start")
+    if only in (None, "sweep"):
+        from footprint.core.sampler import DEFAULT_INTERVAL_S
+
+        sw = sub.add_parser("sweep", help="run a command over a grid of parameters, each point a run",
+                            description="Run CMD once per combination of the --param values (one after another), "
+                                        "each a `footprint run` with {NAME} in CMD replaced by the value and "
+                                        "FOOTPRINT_PARAM_NAME set; then compare the points. A failed point is "
+                                        "recorded and the sweep goes on; Ctrl-C stops after the current point.",
+                            epilog=EPILOG)
+        sw.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2",
+                        help="a parameter and its values, repeatable: the grid is every combination")
+        sw.add_argument("--repeat", type=_non_negative_int, metavar="N",
+                        help="runs per point (default 1); 2 or more give each figure a 95%% confidence interval")
+        sw.add_argument("--resume", metavar="SWEEP_ID", help="run the points of that sweep that did not finish")
+        sw.add_argument("--db", help="SQLite file to record to (default: $FOOTPRINT_DB or ./footprint.db)")
+        sw.add_argument("--name", help="sweep name (default: the command's name)")
+        sw.add_argument("--quality-from", metavar="FILE.json",
+                        help="file the command writes its quality to ({\"quality\": X} or a number; {NAME} "
+                             "placeholders allowed); the command finds it in FOOTPRINT_QUALITY_FILE")
+        sw.add_argument("--within", type=_non_negative_float, metavar="MARGIN",
+                        help="name the cheapest point whose quality is within MARGIN of the best")
+        sw.add_argument("--cooldown", type=_non_negative_float, metavar="SECONDS",
+                        help="idle wait between points, so one point's heat does not bill the next")
+        sw.add_argument("--baseline", type=_positive_float, metavar="SECONDS",
+                        help="measure idle power this long before each point, to report dynamic energy")
+        sw.add_argument("--interval", type=_positive_float, default=DEFAULT_INTERVAL_S,
+                        help=f"seconds between reads of the hardware counters (default {DEFAULT_INTERVAL_S:g})")
+        sw.add_argument("--kill-group", action="store_true", help="as for footprint run, for every point")
+        _economics_options(sw)
+        sw.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command, with {NAME}s")
 
     if only in (None, "report"):
         rep = sub.add_parser("report", help="show recorded runs (default: the last one)",
@@ -187,7 +217,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         cmp = sub.add_parser("compare", help="compare runs side by side, with ratios to the first",
                              description="Energy, J/token, CO2e and cost per token, tokens/s and an optional quality "
                                          "score, each with its ratio to the first run.", epilog=EPILOG)
-        cmp.add_argument("runs", nargs="+", metavar="RUN", help="run ids or names; the first is the reference")
+        cmp.add_argument("runs", nargs="*", metavar="RUN", help="run ids or names; the first is the reference")
+        cmp.add_argument("--sweep", metavar="SWEEP_ID", help="compare the points of a sweep (an id, or 'last')")
+        cmp.add_argument("--within", type=_non_negative_float, metavar="MARGIN",
+                         help="with --sweep: name the cheapest point whose quality is within MARGIN of the best")
+        cmp.add_argument("--html", metavar="FILE", help="with --sweep: write an HTML page with the frontier charts")
         cmp.add_argument("--db", help="SQLite file to read (default: $FOOTPRINT_DB or ./footprint.db)")
         cmp.add_argument("--quality", action="append", default=[], metavar="RUN=VALUE",
                          help="a quality score for a run (accuracy, win rate...), repeatable")
@@ -248,7 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                   + (f", skipped {skipped} already there" if skipped else ""), file=sys.stderr)
             return 0
         if args.command == "compare":
+            if args.sweep is not None:
+                from .sweep import cmd_compare_sweep
+
+                return cmd_compare_sweep(args, _settings(args))
             return cmd_compare(args)
+        if args.command == "sweep":
+            from .sweep import cmd_sweep
+
+            return cmd_sweep(args, _default_name)
         if args.command == "watch":
             from .watch import watch
 
@@ -281,8 +323,8 @@ def _sqlite_error(args: argparse.Namespace, exc: Exception) -> int:
 
     assert isinstance(exc, sqlite3.Error)
     path = args.output if args.command == "merge" else (getattr(args, "db", None) or default_db_path())
-    print(f"footprint: error: {dbfile.explain(exc, path, readonly=args.command not in ('run', 'serve', 'merge'))}",
-          file=sys.stderr)
+    writes = args.command in ("run", "serve", "merge", "sweep")
+    print(f"footprint: error: {dbfile.explain(exc, path, readonly=not writes)}", file=sys.stderr)
     return 2
 
 
@@ -434,6 +476,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from .reports import CompareRenderer
 
+    if not args.runs:
+        raise FootprintError("footprint compare needs runs to compare, or --sweep ID")
+    if args.within is not None or args.html:
+        raise FootprintError("--within and --html are for --sweep ID")
     store = Store(args.db or default_db_path(), create=False, readonly=True)
     ids = [store.resolve_run(ref) for ref in args.runs]
     if args.requests:
@@ -443,7 +489,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise FootprintError("--quality compares runs, not served models: leave it out with --requests")
         sys.stdout.write(compare_models(_serving_reports(store, ids, args), as_json=args.json))
         return 0
-    quality: dict[int, float] = {}
+    # what the runs recorded (run.set_quality), unless --quality says otherwise
+    quality: dict[int, float] = {rid: q[0] for rid, q in store.run_quality(ids).items()}
+    given: set[int] = set()
     for item in args.quality:
         ref, sep, value = item.partition("=")
         if not sep:
@@ -459,8 +507,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if rid not in ids:
             raise FootprintError(f"--quality names run {ref} (id {rid}), which is not compared (compared: "
                                  f"{', '.join(map(str, ids))})")
-        if rid in quality:
+        if rid in given:
             raise FootprintError(f"--quality gives run {ref} twice")
+        given.add(rid)
         quality[rid] = score
     from footprint.core.integrity import check_endpoints
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import sqlite3
 import sys
@@ -260,6 +261,17 @@ class Run:
                                      f"({self._tokens_total} so far, adding {n})")
             self.store.add_tokens(self.id, span, self.clock.now(), n, kind)
             self._tokens_total += n
+
+    def set_quality(self, value: float, *, metric: str | None = None) -> None:
+        """Record how good this run's output was, higher is better (accuracy, win rate, exp(-NLL)...), named by
+        `metric` if you like. `footprint compare` shows it, and `footprint sweep` picks the cheapest point whose
+        quality is within a margin of the best. Called again, the latest value counts."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise FootprintError(f"quality must be a finite number, got {value!r}")
+        if metric is not None and not isinstance(metric, str):
+            raise FootprintError(f"metric must be a text, got {metric!r}")
+        self._check_open()
+        self.store.add_quality(self.id, self.clock.now(), float(value), metric=metric, source="set_quality")
 
     def _forked(self) -> None:
         """In a child made by os.fork(): the sampler thread, and any lock another thread held, stayed in the

@@ -4,6 +4,7 @@ magic, and the examples (a random tiny GPT-2 for speed; SmolLM2 where installed)
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import types
 from pathlib import Path
@@ -527,6 +528,25 @@ def test_example_compare_tiny(clean_env: dict[str, str]):
     assert res.returncode == 0, res.stderr.decode()[-3000:]
     out = res.stdout.decode()
     assert "compared with run 1" in out and "(×" in out and "quality" in out
+
+
+def test_example_compare_as_a_sweep_tiny(clean_env: dict[str, str]):
+    res = run_cli(["sweep", "--param", "model=tiny-2x64,tiny-1x32", "--param", "batch=1,2", "--within", "1",
+                   "--", PY, str(ROOT / "examples" / "compare_models.py"), "--model", "{model}", "--batch", "{batch}",
+                   "--max-new-tokens", "4"], clean_env, timeout=600)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    assert "cheapest within 1 of the best quality" in res.stderr.decode()
+    out = run_cli(["compare", "--sweep", "last", "--json"], clean_env)
+    data = json.loads(out.stdout)
+    assert data["per"] == "generated" and [p["status"] for p in data["points"]] == ["completed"] * 4
+    for p in data["points"]:
+        f = p["figures"]
+        assert 0 < f["quality"]["mean"] < 1 and p["quality_metric"] == "exp(-NLL) of reference answers"
+        assert f["j_per_request"]["mean"] == pytest.approx(f["energy_j"]["mean"] / int(p["point"]["batch"]))
+        assert p["estimated"]  # no energy counters on this machine: the CPU and RAM figures are estimates
+    gen = [r["tokens_by_kind"]["generated"] for r in report_json(clean_env, *(str(p["runs"][0]["run_id"])
+                                                                              for p in data["points"]))["runs"]]
+    assert gen == [4, 8, 4, 8]  # 4 new tokens per request (no EOS: random weights, no early stop)
 
 
 def test_example_unmodified_script_with_tokens(clean_env: dict[str, str]):

@@ -81,6 +81,17 @@ COLUMNS: dict[str, tuple[str | None, str]] = {
     "action": (None, "set, or restored (the original limit put back)"),
     "actor": (None, "who made the change: footprint run, tuner, or watchdog (after the tuner's process died)"),
     "restore_command": (None, "the command that puts the original limit back by hand"),
+    "value": (None, "the quality score (higher is better)"),
+    "metric": (None, "what the quality measures, as the workload names it (accuracy, exp(-NLL)...)"),
+    "sweep_id": (None, "the sweep (sweeps.id)"),
+    "params": (None, "JSON object: each parameter's name and its list of values, in grid order"),
+    "repeats": (None, "runs per point"),
+    "options": (None, "JSON object: the options every point's run is given (interval, baseline, cooldown, "
+                      "quality_from, kill_group, economics)"),
+    "point_index": (None, "position of the point in the grid (every combination of the values, the last "
+                          "parameter varying fastest), from 0"),
+    "point": (None, "JSON object: each parameter's name and its value at this point"),
+    "repeat": (None, "which run of the point this is, from 1"),
 }
 
 TABLES: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
@@ -122,6 +133,22 @@ TABLES: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
     "power_limit_changes": ("Every change footprint made to a GPU's power limit, and its restoration.",
                             {"idx": (None, "the GPU's NVML index (what nvidia-smi -i takes)"),
                              "limit_w": ("W", "the limit the GPU was given")}),
+    "quality": ("Quality scores of runs (run.set_quality, or the file a sweep's point wrote); a run's quality is "
+                "its latest row.",
+                {"source": (None, "where the score came from: set_quality, or file:PATH (FOOTPRINT_QUALITY_FILE)"),
+                 "t": ("s", "when it was recorded, epoch seconds (UTC)")}),
+    "sweeps": ("One row per `footprint sweep`: a command run over a grid of parameter values.",
+               {"status": (None, "running, completed or interrupted (a 'running' sweep whose process is gone "
+                                 "is reported as incomplete)"),
+                "command": (None, "the command as a JSON list, with {name} placeholders"),
+                "pid": (None, "process id of the footprint sweep that runs it (a resume takes it over)"),
+                "name": (None, "name given to the sweep")}),
+    "sweep_points": ("Each run of a sweep's points, in the order they ran.",
+                     {"run_id": (None, "the point's run (runs.id); empty when footprint could not start it"),
+                      "status": (None, "completed, failed or interrupted"),
+                      "exit_code": (None, "the point's exit code"),
+                      "started_at": ("s", "when the point was started, epoch seconds (UTC)"),
+                      "ended_at": ("s", "when the point ended, epoch seconds (UTC)")}),
     "device_energy": ("Each device's energy over its run: last read minus first read.", {}),
     "run_energy": ("Each run's energy per device kind.",
                    {"measured": (None, "1 when every device of this kind was measured, 0 if one was estimated")}),

@@ -21,7 +21,8 @@ TYPE_CHECKING = False  # importing typing costs start-up time; annotations need 
 if TYPE_CHECKING:
     from typing import Any
 
-# 2: the views below (a schema-1 DB gets them when a writer opens it); 3: new tables only (requests, power limits)
+# 2: the views below (a schema-1 DB gets them when a writer opens it); 3: new tables only (requests, power
+# limits, sweeps, quality)
 SCHEMA_VERSION = 3
 DEFAULT_DB = "footprint.db"
 ENV_DB = "FOOTPRINT_DB"
@@ -154,6 +155,40 @@ CREATE TABLE IF NOT EXISTS power_limit_changes (
     actor TEXT,                      -- footprint run | tuner | watchdog
     restore_command TEXT             -- the command that puts the original limit back by hand
 );
+CREATE TABLE IF NOT EXISTS quality (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    t REAL NOT NULL,
+    value REAL NOT NULL,             -- higher is better, the latest row of a run counts
+    metric TEXT,                     -- what the value measures, as the workload names it (accuracy...)
+    source TEXT NOT NULL             -- set_quality, file:PATH (FOOTPRINT_QUALITY_FILE), ...
+);
+CREATE INDEX IF NOT EXISTS quality_run ON quality(run_id);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,            -- running | completed | interrupted (incomplete is derived)
+    created_at REAL NOT NULL,
+    host TEXT,
+    pid INTEGER,                     -- the process running it (a resume takes it over)
+    command TEXT NOT NULL,           -- JSON list, with {name} placeholders
+    params TEXT NOT NULL,            -- JSON object: parameter name -> list of values, in grid order
+    repeats INTEGER NOT NULL,        -- runs per point
+    options TEXT                     -- JSON object: the options every point's run is given
+);
+CREATE TABLE IF NOT EXISTS sweep_points (
+    id INTEGER PRIMARY KEY,
+    sweep_id INTEGER NOT NULL REFERENCES sweeps(id),
+    run_id INTEGER REFERENCES runs(id), -- empty when footprint could not even start the run
+    point_index INTEGER NOT NULL,    -- position of the point in the grid, from 0
+    point TEXT NOT NULL,             -- JSON object: parameter name -> value
+    repeat INTEGER NOT NULL,         -- which run of the point, from 1
+    status TEXT NOT NULL,            -- completed | failed | interrupted
+    exit_code INTEGER,
+    started_at REAL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS sweep_points_sweep ON sweep_points(sweep_id);
 """
 
 
@@ -358,6 +393,9 @@ SHIFTS: dict[str, dict[str, str]] = {
     "request_energy": {"run_id": "runs", "request_id": "requests"},
     "power_limits": {"id": "power_limits", "run_id": "runs"},
     "power_limit_changes": {"id": "power_limit_changes", "run_id": "runs"},
+    "quality": {"id": "quality", "run_id": "runs"},
+    "sweeps": {"id": "sweeps"},
+    "sweep_points": {"id": "sweep_points", "sweep_id": "sweeps", "run_id": "runs"},
 }
 
 
@@ -554,6 +592,35 @@ class Store:
             if "no such table" in str(exc):  # an older DB opened read-only: it has none of these rows
                 return []
             raise
+    def add_quality(self, run_id: int, t: float, value: float, *, metric: str | None = None,
+                    source: str = "set_quality") -> None:
+        with self.lock, transaction(self.conn) as c:
+            c.execute("INSERT INTO quality (run_id, t, value, metric, source) VALUES (?, ?, ?, ?, ?)",
+                      (run_id, t, value, metric, source))
+
+    def create_sweep(self, name: str, *, created_at: float, host: str, pid: int, command: Sequence[str],
+                     params: dict[str, list[str]], repeats: int, options: dict[str, Any]) -> int:
+        with self.lock, transaction(self.conn) as c:
+            cur = c.execute(
+                "INSERT INTO sweeps (name, status, created_at, host, pid, command, params, repeats, options) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                (name, created_at, host, pid, json.dumps(list(command)), json.dumps(params), repeats,
+                 json.dumps(options)))
+            return int(cur.lastrowid or 0)
+
+    def set_sweep_status(self, sweep_id: int, status: str, *, pid: int | None = None) -> None:
+        """A sweep's status; with `pid`, the process that now runs it (a resume)."""
+        with self.lock, transaction(self.conn) as c:
+            c.execute("UPDATE sweeps SET status = ?, pid = COALESCE(?, pid) WHERE id = ?", (status, pid, sweep_id))
+
+    def add_sweep_point(self, sweep_id: int, *, run_id: int | None, point_index: int, point: dict[str, str],
+                        repeat: int, status: str, exit_code: int | None, started_at: float,
+                        ended_at: float) -> None:
+        with self.lock, transaction(self.conn) as c:
+            c.execute("INSERT INTO sweep_points (sweep_id, run_id, point_index, point, repeat, status, exit_code, "
+                      "started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (sweep_id, run_id, point_index, json.dumps(point), repeat, status, exit_code, started_at,
+                       ended_at))
 
     def compact(self, run_id: int, *, since: float, until: float, bucket_s: float) -> int:
         """Thin the periodic samples of [since, until) to the last one per device per `bucket_s`.
@@ -599,17 +666,22 @@ class Store:
                         self._delete_run(run_id)
                     conn.execute(f"CREATE TEMP TABLE keep AS SELECT id FROM src.runs s WHERE NOT EXISTS "
                                  f"(SELECT 1 FROM main.runs m WHERE {same})")
+                    self._sweeps_to_copy()
                     offsets = {t: conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM main.{t}").fetchone()[0]
                                for t in {t for shifts in SHIFTS.values() for t in shifts.values()}}
                     for table, shifts in SHIFTS.items():
                         cols = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
                         src_cols = {r[1] for r in conn.execute(f"PRAGMA src.table_info({table})")}
-                        if not src_cols:  # a table newer than the source's schema: it has no such rows
+                        if not src_cols:  # a table the source's older schema does not have
                             continue
                         exprs = []
                         for c in cols:
                             if c not in src_cols:
                                 exprs.append("NULL")
+                            elif table == "sweep_points" and c == "run_id":
+                                # its run may have been copied before (skipped now): found by identity, not offset
+                                exprs.append(f"(SELECT m.id FROM main.runs m JOIN src.runs s ON {same} "
+                                             "WHERE s.id = t.run_id)")
                             elif c in shifts:
                                 exprs.append(f"t.{c} + {int(offsets[shifts[c]])}")
                             else:
@@ -618,20 +690,42 @@ class Store:
                             "runs": "t.id IN (SELECT id FROM temp.keep)",
                             "samples": "t.device_id IN (SELECT id FROM src.devices WHERE run_id IN "
                                        "(SELECT id FROM temp.keep))",
+                            "sweeps": "t.id IN (SELECT id FROM temp.keep_sweeps)",
+                            "sweep_points": "t.sweep_id IN (SELECT id FROM temp.keep_sweeps)",
                         }.get(table, "t.run_id IN (SELECT id FROM temp.keep)")
                         conn.execute(f"INSERT INTO main.{table} ({', '.join(cols)}) "
                                      f"SELECT {', '.join(exprs)} FROM src.{table} t WHERE {where}")
                     copied = int(conn.execute("SELECT COUNT(*) FROM temp.keep").fetchone()[0])
                     conn.execute("DROP TABLE temp.keep")
+                    conn.execute("DROP TABLE temp.keep_sweeps")
             finally:
                 conn.execute("DETACH DATABASE src")
         return copied, skipped, len(stale)
+
+    def _sweeps_to_copy(self) -> None:
+        """Merge, inside its transaction: temp.keep_sweeps gets the source's sweeps to copy. A sweep is the same
+        one when its host, creation time and name match (a resume changes its pid); one already here that has
+        moved on since (more points, another status) is removed first and copied again, points and all."""
+        c = self.conn
+        c.execute("CREATE TEMP TABLE keep_sweeps (id INTEGER)")
+        if not c.execute("SELECT 1 FROM src.sqlite_master WHERE type = 'table' AND name = 'sweeps'").fetchone():
+            return
+        same = "m.host IS s.host AND m.created_at = s.created_at AND m.name = s.name"
+        points = "(SELECT COUNT(*) FROM {db}.sweep_points p WHERE p.sweep_id = {t}.id)"
+        for (stale,) in c.execute(
+                f"SELECT m.id FROM main.sweeps m JOIN src.sweeps s ON {same} WHERE m.status IS NOT s.status "
+                f"OR {points.format(db='main', t='m')} != {points.format(db='src', t='s')}").fetchall():
+            c.execute("DELETE FROM sweep_points WHERE sweep_id = ?", (stale,))
+            c.execute("DELETE FROM sweeps WHERE id = ?", (stale,))
+        c.execute(f"INSERT INTO temp.keep_sweeps SELECT id FROM src.sweeps s WHERE NOT EXISTS "
+                  f"(SELECT 1 FROM main.sweeps m WHERE {same})")
 
     def _delete_run(self, run_id: int) -> None:
         """Remove a run and everything that hangs off it (inside the caller's transaction)."""
         c = self.conn
         c.execute("DELETE FROM samples WHERE device_id IN (SELECT id FROM devices WHERE run_id = ?)", (run_id,))
-        for table in reversed([t for t, sh in SHIFTS.items() if sh.get("run_id") == "runs"]):  # dependents first
+        # dependents first; a sweep's points stay: a sweep is merged by its own identity (_sweeps_to_copy)
+        for table in reversed([t for t, sh in SHIFTS.items() if sh.get("run_id") == "runs" and t != "sweep_points"]):
             c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
@@ -698,6 +792,49 @@ class Store:
         return [dict(r) for r in self.query(
             "SELECT e.t, e.kind, e.message, d.kind || ':' || d.idx AS device FROM events e "
             "LEFT JOIN devices d ON d.id = e.device_id WHERE e.run_id = ? ORDER BY e.t", (run_id,))]
+
+    def run_quality(self, run_ids: Sequence[int]) -> dict[int, tuple[float, str | None, str]]:
+        """Per run that has one, its latest quality: (value, metric, source)."""
+        if not run_ids or not self.has_table("quality"):  # a schema-2 DB opened read-only has none
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        rows = self.query(f"SELECT run_id, value, metric, source FROM quality WHERE run_id IN ({marks}) "
+                          "ORDER BY t, id", list(run_ids))
+        return {int(r[0]): (float(r[1]), r[2], str(r[3])) for r in rows}  # the latest row wins
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
+
+    def last_run_id(self) -> int:
+        """The highest run id so far, 0 in an empty DB."""
+        return int(self.query("SELECT COALESCE(MAX(id), 0) FROM runs")[0][0])
+
+    def run_of_process(self, pid: int, host: str, after_id: int) -> int | None:
+        """The run a process (pid on host) created after run `after_id`: how a sweep finds its point's run."""
+        rows = self.query("SELECT id FROM runs WHERE pid = ? AND host IS ? AND id > ? ORDER BY id LIMIT 1",
+                          (pid, host, after_id))
+        return int(rows[0][0]) if rows else None
+
+    def sweep_row(self, sweep_id: int) -> sqlite3.Row | None:
+        rows = self.query("SELECT * FROM sweeps WHERE id = ?", (sweep_id,))
+        return rows[0] if rows else None
+
+    def sweep_point_rows(self, sweep_id: int) -> list[sqlite3.Row]:
+        """Every recorded run of a sweep's points, in the order they ran."""
+        return self.query("SELECT * FROM sweep_points WHERE sweep_id = ? ORDER BY id", (sweep_id,))
+
+    def resolve_sweep(self, ref: str) -> int:
+        """A sweep id, or 'last'."""
+        has = self.has_table("sweeps")
+        rows = self.query("SELECT MAX(id) FROM sweeps") if has else []
+        if ref in ("last", "latest"):
+            if not rows or rows[0][0] is None:
+                raise FootprintError(f"no sweeps recorded in {self.path}")
+            return int(rows[0][0])
+        if ref.isascii() and ref.isdigit() and int(ref) < 2**63 and has \
+                and self.query("SELECT 1 FROM sweeps WHERE id = ?", (int(ref),)):
+            return int(ref)
+        raise FootprintError(f"no sweep with id '{ref}' in {self.path}")
 
     def last_job_id(self) -> str | None:
         rows = self.query("SELECT job_id FROM runs WHERE job_id IS NOT NULL ORDER BY id DESC LIMIT 1")
