@@ -72,13 +72,23 @@ def _economics_options(parser: argparse.ArgumentParser, *, at_report: bool = Fal
     p.add_argument("--price-hour", type=flag_type("price_hour"), metavar="PRICE",
                    help="instance price per hour")
     p.add_argument("--currency", type=flag_type("currency"), help="currency code for prices (default USD)")
+    e = parser.add_argument_group("embodied carbon", "the devices' manufacturing CO2e, amortised over their life "
+                                  "(docs/embodied.md)")
+    e.add_argument("--embodied", type=flag_type("embodied"), metavar="on|off",
+                   help="add embodied CO2e beside the operational figure (default on)")
+    e.add_argument("--embodied-lifetime-years", type=flag_type("embodied_lifetime_years"), metavar="YEARS",
+                   help="years the manufacturing CO2e is spread over (default 4)")
+    e.add_argument("--embodied-utilisation", type=flag_type("embodied_utilisation"), metavar="FRACTION",
+                   help="share of that life the devices are in use, in (0, 1] (default 0.85)")
 
 
 def _settings(args: argparse.Namespace) -> Any:
     from footprint.core.settings import Settings
 
     return Settings(country=args.country, region=args.region, carbon_intensity=args.carbon_intensity, pue=args.pue,
-                    price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency)
+                    price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
+                    embodied=args.embodied, embodied_lifetime_years=args.embodied_lifetime_years,
+                    embodied_utilisation=args.embodied_utilisation)
 
 
 COMMANDS = ("run", "report", "compare", "merge", "watch", "runs", "probes")
@@ -461,7 +471,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             run = start_run(args.name or _default_name(cmd), db=db, interval=args.interval, country=args.country,
                             carbon_intensity=args.carbon_intensity, region=args.region, pue=args.pue,
                             price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
-                            baseline=args.baseline, command=cmd, **rank)
+                            baseline=args.baseline, command=cmd, embodied=args.embodied,
+                            embodied_lifetime_years=args.embodied_lifetime_years,
+                            embodied_utilisation=args.embodied_utilisation, **rank)
             sup.ready()
         except Interrupted as exc:  # during set-up or --baseline: start_run has finished the run
             if run is not None:  # it came just after start_run returned

@@ -65,6 +65,25 @@ def fmt_s(s: float | None) -> str:
     return f"{s:.2f} s"
 
 
+def embodied_lines(run: RunReport) -> list[str]:
+    """The embodied CO2e beside the operational figure, its total, and where each device's figure came from."""
+    emb = run.embodied
+    if not emb.on:
+        return ["embodied CO2e not counted (embodied off): total CO2e is the operational figure"]
+    if emb.co2e_g is None:
+        return ["embodied CO2e unknown"]
+    span = f" ({fmt_g(emb.low_g)} to {fmt_g(emb.high_g)})" if emb.low_g != emb.high_g else ""
+    lines = [f"embodied CO2e {fmt_g(emb.co2e_g)}{span}: manufacturing over {emb.lifetime_years:g} years at "
+             f"{emb.utilisation:.0%} use ({emb.settings_source})",
+             f"total CO2e {fmt_g(run.total_co2e_g)} (operational + embodied)"]
+    for item in emb.items:
+        what = f"{item.units:g} × {item.kgco2e:g} kg" if item.units != 1 else f"{item.kgco2e:g} kg"
+        label = item.model if item.match == "model" else f"class: {item.model}"
+        lines.append(f"[dim]  {item.device} {item.name or ''}".rstrip() + f" {fmt_g(item.co2e_g)} · {what}, {label}"
+                     + (f" ({item.note})" if item.note else "") + "[/]")
+    return lines
+
+
 class ConsoleRenderer(Renderer):
     name = "console"
     extensions = (".txt",)
@@ -118,6 +137,7 @@ class ConsoleRenderer(Renderer):
             f"PUE {run.pue:g}" + (" (default: hardware energy only; pass --pue for your data centre)"
                                   if run.pue == 1.0 and run.pue_source is None else f" ({run.pue_source or 'given'})"),
         ]
+        lines.extend(embodied_lines(run))
         if run.cost is not None:
             c = run.cost
             parts = []
@@ -144,7 +164,11 @@ class ConsoleRenderer(Renderer):
             if e.wh_per_1k_tokens is not None:
                 per.append(f"{e.wh_per_1k_tokens:.4g} Wh")
             if e.co2e_g_per_1k_tokens is not None:
-                per.append(f"{e.co2e_g_per_1k_tokens:.4g} g CO2e")
+                per.append(f"{e.co2e_g_per_1k_tokens:.4g} g CO2e"
+                           + (f" + {e.embodied_co2e_g_per_1k_tokens:.4g} embodied = "
+                              f"{e.total_co2e_g_per_1k_tokens:.4g} g"
+                              if e.embodied_co2e_g_per_1k_tokens is not None
+                              and e.total_co2e_g_per_1k_tokens is not None else ""))
             if per:
                 lines.append("per 1k tokens: " + " · ".join(per)
                              + (f" · per 1M tokens: {fmt_money(e.cost_per_1m_tokens, run.cost.currency)}"

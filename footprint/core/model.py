@@ -7,6 +7,7 @@ import time
 
 from footprint.common import units
 from footprint.common.record import Record
+from footprint.core.embodied import EmbodiedReport, run_embodied
 from footprint.core.settings import Settings
 from footprint.core.store import Store
 
@@ -46,17 +47,22 @@ class Economics(Record):
     """Per-token figures; None wherever tokens (or the price) are unknown, never 0."""
 
     __slots__ = ("tokens", "tokens_per_s", "j_per_token", "wh_per_1k_tokens", "co2e_g_per_1k_tokens",
-                 "cost_per_1m_tokens")
+                 "cost_per_1m_tokens", "embodied_co2e_g_per_1k_tokens", "total_co2e_g_per_1k_tokens")
 
     def __init__(self, tokens: int | None = None, tokens_per_s: float | None = None,
                  j_per_token: float | None = None, wh_per_1k_tokens: float | None = None,
-                 co2e_g_per_1k_tokens: float | None = None, cost_per_1m_tokens: float | None = None) -> None:
+                 co2e_g_per_1k_tokens: float | None = None, cost_per_1m_tokens: float | None = None,
+                 embodied_co2e_g_per_1k_tokens: float | None = None,
+                 total_co2e_g_per_1k_tokens: float | None = None) -> None:
         self.tokens = tokens
         self.tokens_per_s = tokens_per_s
         self.j_per_token = j_per_token
         self.wh_per_1k_tokens = wh_per_1k_tokens
         self.co2e_g_per_1k_tokens = co2e_g_per_1k_tokens
         self.cost_per_1m_tokens = cost_per_1m_tokens
+        # co2e_g_per_1k_tokens is operational (energy); these add the devices' manufacturing share
+        self.embodied_co2e_g_per_1k_tokens = embodied_co2e_g_per_1k_tokens
+        self.total_co2e_g_per_1k_tokens = total_co2e_g_per_1k_tokens
 
 
 class Cost(Record):
@@ -100,7 +106,8 @@ class RunReport(Record):
                  "devices", "kwh", "co2e_g", "carbon_intensity_g_per_kwh", "carbon_source", "country", "tokens",
                  "j_per_token", "spans", "host", "command", "warnings", "events", "region", "pue", "cost",
                  "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
-                 "j_per_generated_token", "job_id", "rank", "node", "created_at", "pue_source")
+                 "j_per_generated_token", "job_id", "rank", "node", "created_at", "pue_source", "embodied",
+                 "embodied_co2e_g", "total_co2e_g")
 
     def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
                  ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
@@ -115,7 +122,9 @@ class RunReport(Record):
                  power: dict[str, list[tuple[float, float]]] | None = None, meta: dict[str, Any] | None = None,
                  tokens_by_kind: dict[str, int] | None = None, j_per_generated_token: float | None = None,
                  job_id: str | None = None, rank: int | None = None, node: str | None = None,
-                 created_at: float | None = None, pue_source: str | None = None) -> None:
+                 created_at: float | None = None, pue_source: str | None = None,
+                 embodied: EmbodiedReport | None = None, embodied_co2e_g: float | None = None,
+                 total_co2e_g: float | None = None) -> None:
         self.id = id
         self.name = name
         self.status = status
@@ -153,6 +162,11 @@ class RunReport(Record):
         self.node = node
         self.created_at = created_at  # when the run was created (identifies it, with host and id)
         self.pue_source = pue_source  # where the PUE came from: "given", "from FOOTPRINT_PUE", "from <file>"
+        # co2e_g stays the operational figure (energy × PUE × intensity); embodied adds the devices' manufacturing
+        # share, and total_co2e_g is their sum (the operational figure alone with embodied off)
+        self.embodied = embodied if embodied is not None else EmbodiedReport(False)
+        self.embodied_co2e_g = embodied_co2e_g
+        self.total_co2e_g = total_co2e_g
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -244,7 +258,8 @@ def cost_of(energy_j: float | None, duration_s: float | None, pue: float, price_
 
 
 def economics_of(energy_j: float | None, co2e_g: float | None, cost: Cost | None, tokens: int | None,
-                 duration_s: float | None) -> Economics:
+                 duration_s: float | None, embodied_g: float | None = None,
+                 total_g: float | None = None) -> Economics:
     wh = units.j_to_wh(energy_j) if energy_j is not None else None
     return Economics(
         tokens=tokens,
@@ -253,6 +268,8 @@ def economics_of(energy_j: float | None, co2e_g: float | None, cost: Cost | None
         wh_per_1k_tokens=None if wh is None or not tokens else wh / tokens * 1000,
         co2e_g_per_1k_tokens=None if co2e_g is None or not tokens else co2e_g / tokens * 1000,
         cost_per_1m_tokens=units.per_million_tokens(cost.total if cost else None, tokens),
+        embodied_co2e_g_per_1k_tokens=None if embodied_g is None or not tokens else embodied_g / tokens * 1000,
+        total_co2e_g_per_1k_tokens=None if total_g is None or not tokens else total_g / tokens * 1000,
     )
 
 
@@ -360,6 +377,9 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         sp.co2e_g, sp.cost = span_money(sp.energy_j["total"], sp.duration_s)
         sp.economics = economics_of(sp.energy_j["total"], sp.co2e_g, sp.cost, sp.tokens, sp.duration_s)
     curves = {f"{d['kind']}:{d['idx']}": store.power_series(d["id"]) for d in dev_rows} if power else {}
+    emb = run_embodied([(d.kind, d.index, d.name) for d in devices], meta, duration, settings, warnings)
+    emb_g = emb.co2e_g
+    total_co2 = co2 if not emb.on else (co2 + emb_g if co2 is not None and emb_g is not None else None)
     events = store.events(run_id)
     for ev in events:
         warnings.append(f"{ev['kind']} at +{ev['t'] - started:.1f} s: {ev['message']}" if started
@@ -371,11 +391,11 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         country=country, tokens=tokens_total, j_per_token=units.per_token(total, tokens_total),
         spans=spans, host=row["host"], command=json.loads(row["command"]) if row["command"] else None,
         warnings=warnings, events=events, region=row["region"], pue=pue, cost=cost,
-        economics=economics_of(total, co2, cost, tokens_total, duration), baseline_w=baseline,
+        economics=economics_of(total, co2, cost, tokens_total, duration, emb_g, total_co2), baseline_w=baseline,
         dynamic_energy_j=dynamic, power=curves, meta=meta,
         tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
         job_id=row["job_id"], rank=row["rank"], node=row["node"], created_at=row["created_at"],
-        pue_source=pue_source,
+        pue_source=pue_source, embodied=emb, embodied_co2e_g=emb_g, total_co2e_g=total_co2,
     )
 
 
