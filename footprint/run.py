@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from footprint.core.model import RunReport
+    from footprint.core.steps import ForecastReport
     from footprint.probes.base import Clock
 
     F = TypeVar("F", bound=Callable[..., Any])
@@ -280,6 +281,25 @@ class Run:
             self._wake_fd = self.sampler.wake_fd  # inherited: the parent's sampler reads the other end
             self.await_s += self.sampler.interval_s
             self.sampler = None
+
+    def expect(self, *, steps: int | None = None, epochs: int | None = None, span: str | None = None,
+               replace: bool = True) -> None:
+        """Say how many steps (or epochs) the workload will take: the report, the summary, `footprint watch` and
+        the JSON then forecast the run's total energy, kWh, CO2e, cost and time from the steps measured so far
+        (with a 95 % interval), and a finished run says how far the forecast made at 10 % of the steps was from
+        its final total. Steps are the spans named `span` (a glob; default "step", the per-step spans of the
+        Trainer and Lightning callbacks, or "epoch-*" with `epochs`). `replace=False` keeps an expectation the
+        run has already (what the callbacks pass, so the user's own call wins)."""
+        from footprint.core.steps import EXPECT, expect_meta
+
+        wanted = expect_meta(steps, epochs, span)
+        self._check_open()
+        self.store.update_meta(self.id, {EXPECT: wanted}, keep=not replace)
+
+    @property
+    def forecast(self) -> ForecastReport | None:
+        """The forecast of the run's totals, once `expect()` was called and a step has ended."""
+        return self.report().forecast
 
     # -- results --------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from datetime import datetime
 
 from footprint.core.model import Report, RunReport, SpanReport, components
@@ -84,6 +85,35 @@ def embodied_lines(run: RunReport) -> list[str]:
     return lines
 
 
+def _range(low: float | None, high: float | None, fmt: Callable[[float | None], str]) -> str:
+    return f" (95 %: {fmt(low)} to {fmt(high)})" if low is not None and high is not None and low != high else ""
+
+
+def forecast_lines(run: RunReport) -> list[str]:
+    """The predicted totals of a run that expects a number of steps, and, once it has ended, how far the forecast
+    made at 10 % of its steps was from the final total."""
+    f = run.forecast
+    if f is None:
+        return []
+    head = f"forecast from {f.steps_done} of {f.steps_expected} '{f.span}'"
+    if f.energy_j is None:
+        return [f"{head}: none yet" + (f" ({f.note})" if f.note else "")]
+    parts = [fmt_j(f.energy_j) + _range(f.energy_j_low, f.energy_j_high, fmt_j), fmt_s(f.duration_s)
+             + _range(f.duration_s_low, f.duration_s_high, fmt_s)]
+    if f.co2e_g is not None:
+        parts.append(f"CO2e {fmt_g(f.co2e_g)}" + (f" (total {fmt_g(f.total_co2e_g)})" if run.embodied.on
+                                                  and f.total_co2e_g is not None else ""))
+    if f.cost is not None and run.cost is not None:
+        parts.append(f"cost {fmt_money(f.cost, run.cost.currency)}")
+    lines = [f"{head}: " + " · ".join(parts)]
+    if f.early is not None and f.error_pct is not None:
+        lines.append(f"forecast at {f.early['steps_done']} steps was {fmt_j(f.early['energy_j'])}: "
+                     f"{f.error_pct:+.2f} % from the final {fmt_j(run.energy_j.get('total'))}")
+    if f.note:
+        lines.append(f"[dim]forecast: {f.note}[/]")
+    return lines
+
+
 class ConsoleRenderer(Renderer):
     name = "console"
     extensions = (".txt",)
@@ -138,6 +168,7 @@ class ConsoleRenderer(Renderer):
                                   if run.pue == 1.0 and run.pue_source is None else f" ({run.pue_source or 'given'})"),
         ]
         lines.extend(embodied_lines(run))
+        lines.extend(forecast_lines(run))
         if run.cost is not None:
             c = run.cost
             parts = []

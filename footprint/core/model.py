@@ -9,6 +9,7 @@ from footprint.common import units
 from footprint.common.record import Record
 from footprint.core.embodied import EmbodiedReport, run_embodied
 from footprint.core.settings import Settings
+from footprint.core.steps import Forecaster, ForecastReport
 from footprint.core.store import Store
 
 TYPE_CHECKING = False  # typing and dataclasses would cost start-up time: reports are built at every stop
@@ -107,7 +108,7 @@ class RunReport(Record):
                  "j_per_token", "spans", "host", "command", "warnings", "events", "region", "pue", "cost",
                  "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
                  "j_per_generated_token", "job_id", "rank", "node", "created_at", "pue_source", "embodied",
-                 "embodied_co2e_g", "total_co2e_g")
+                 "embodied_co2e_g", "total_co2e_g", "forecast")
 
     def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
                  ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
@@ -124,7 +125,7 @@ class RunReport(Record):
                  job_id: str | None = None, rank: int | None = None, node: str | None = None,
                  created_at: float | None = None, pue_source: str | None = None,
                  embodied: EmbodiedReport | None = None, embodied_co2e_g: float | None = None,
-                 total_co2e_g: float | None = None) -> None:
+                 total_co2e_g: float | None = None, forecast: ForecastReport | None = None) -> None:
         self.id = id
         self.name = name
         self.status = status
@@ -167,6 +168,7 @@ class RunReport(Record):
         self.embodied = embodied if embodied is not None else EmbodiedReport(False)
         self.embodied_co2e_g = embodied_co2e_g
         self.total_co2e_g = total_co2e_g
+        self.forecast = forecast  # with an expected number of steps: the predicted totals (footprint.core.steps)
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -380,6 +382,8 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
     emb = run_embodied([(d.kind, d.index, d.name) for d in devices], meta, duration, settings, warnings)
     emb_g = emb.co2e_g
     total_co2 = co2 if not emb.on else (co2 + emb_g if co2 is not None and emb_g is not None else None)
+    fc = _forecast(store, run_id, meta, started, dev_rows, duration, emb, intensity, pue, price_kwh, price_hour,
+                   currency, total if status != "running" else None)
     events = store.events(run_id)
     for ev in events:
         warnings.append(f"{ev['kind']} at +{ev['t'] - started:.1f} s: {ev['message']}" if started
@@ -395,8 +399,51 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         dynamic_energy_j=dynamic, power=curves, meta=meta,
         tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
         job_id=row["job_id"], rank=row["rank"], node=row["node"], created_at=row["created_at"],
-        pue_source=pue_source, embodied=emb, embodied_co2e_g=emb_g, total_co2e_g=total_co2,
+        pue_source=pue_source, embodied=emb, embodied_co2e_g=emb_g, total_co2e_g=total_co2, forecast=fc,
     )
+
+
+def _forecast(store: Store, run_id: int, meta: dict[str, Any], started: float | None, dev_rows: list[Any],
+              duration: float | None, emb: EmbodiedReport, intensity: float | None, pue: float,
+              price_kwh: float | None, price_hour: float | None, currency: str, final_energy_j: float | None,
+              forecaster: Forecaster | None = None) -> ForecastReport | None:
+    if "expect" not in meta:
+        return None
+    # embodied CO2e grows with time held: the forecast's is the run's rate so far times its predicted duration
+    rate = emb.co2e_g / duration if emb.on and emb.co2e_g is not None and duration else None
+
+    def money(energy_j: float, duration_s: float) -> tuple[float | None, float | None, float | None]:
+        co2 = units.co2e_g(energy_j, intensity, pue) if intensity is not None else None
+        total = co2 if not emb.on else (co2 + rate * duration_s if co2 is not None and rate is not None else None)
+        cost = cost_of(energy_j, duration_s, pue, price_kwh, price_hour, currency)
+        return co2, total, cost.total if cost is not None else None
+
+    return (forecaster or Forecaster(store, run_id)).forecast(
+        meta=meta, started=started, dev_rows=dev_rows, spans=store.spans(run_id), money=money,
+        final_energy_j=final_energy_j)
+
+
+def load_forecast(store: Store, run_id: int, forecaster: Forecaster | None = None) -> ForecastReport | None:
+    """A running run's forecast alone, cheaply (what a budget check reads every second): the run's own settings,
+    no spans' or power figures; `forecaster` keeps the step edges already read."""
+    import json
+
+    row = store.run_row(run_id)
+    if row is None:
+        return None
+    meta = json.loads(row["meta"]) if row["meta"] else {}
+    if "expect" not in meta:
+        return None
+    dev_rows = store.device_totals(run_id)
+    firsts = [d["first_t"] for d in dev_rows if d["first_t"] is not None]
+    lasts = [d["last_t"] for d in dev_rows if d["last_t"] is not None]
+    started = row["started_at"] if row["started_at"] is not None else (min(firsts) if firsts else None)
+    ended = row["ended_at"] if row["ended_at"] is not None else (max(lasts) if lasts else None)
+    duration = ended - started if started is not None and ended is not None else None
+    emb = run_embodied([(d["kind"], d["idx"], d["name"]) for d in dev_rows], meta, duration, Settings(), [])
+    return _forecast(store, run_id, meta, started, dev_rows, duration, emb, row["carbon_g_per_kwh"],
+                     row["pue"] or 1.0, row["price_kwh"], row["price_hour"], row["currency"] or "USD", None,
+                     forecaster)
 
 
 def _spans(store: Store, run_id: int, dev_rows: list[Any], tokens_by_span: dict[int | None, int],
