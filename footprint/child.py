@@ -153,6 +153,11 @@ class Supervisor:
             elif self._phase == "finishing":
                 self.late.append(signum)
 
+    def interrupt(self) -> None:
+        """Stop the child as Ctrl-C would, by footprint's own decision (a budget): a SIGINT sent to it (its group
+        with --kill-group), which counts as a signal that reached it."""
+        self._received(signal.SIGINT, False)
+
     @property
     def held(self) -> int | None:
         """The first signal held before the child started, if any."""

@@ -35,6 +35,13 @@ def _non_negative_float(text: str) -> float:
     return _float_arg(text, positive=False)
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -123,6 +130,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                        help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
         r.add_argument("--prometheus-linger", type=_non_negative_float, default=0.0, metavar="SECONDS",
                        help="keep serving the final metrics this long after CMD exits (default 0)")
+        f = r.add_argument_group("forecast and budget", "the run's totals forecast from its steps (spans), and "
+                                 "limits on that forecast")
+        f.add_argument("--expect-steps", type=_positive_int, metavar="N",
+                       help="the command will take N steps: forecast the run's totals from the steps measured so far")
+        f.add_argument("--step-span", metavar="NAME", default="step",
+                       help="the spans that are its steps, a glob (default 'step', the Trainer and Lightning "
+                            "callbacks' per-step spans)")
+        f.add_argument("--budget-kwh", type=_positive_float, metavar="KWH", help="warn when the forecast exceeds it")
+        f.add_argument("--budget-co2e-g", type=_positive_float, metavar="GRAMS",
+                       help="warn when the forecast CO2e (with embodied carbon, where it is on) exceeds it")
+        f.add_argument("--budget-cost", type=_positive_float, metavar="PRICE",
+                       help="warn when the forecast cost exceeds it (needs --price-kwh or --price-hour)")
+        f.add_argument("--on-budget", choices=("warn", "stop"), default="warn",
+                       help="warn (default), or stop: end the command with a SIGINT, as Ctrl-C would")
         r.add_argument("--no-summary", action="store_true", help="do not print the summary")
         r.add_argument("--kill-group", action="store_true",
                        help="run CMD in a process group of its own and send the signals footprint passes on to the "
@@ -473,7 +494,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                             price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
                             baseline=args.baseline, command=cmd, embodied=args.embodied,
                             embodied_lifetime_years=args.embodied_lifetime_years,
-                            embodied_utilisation=args.embodied_utilisation, **rank)
+                            embodied_utilisation=args.embodied_utilisation,
+                            meta={"expect": {"count": args.expect_steps, "span": args.step_span}}
+                            if args.expect_steps else None, **rank)
             sup.ready()
         except Interrupted as exc:  # during set-up or --baseline: start_run has finished the run
             if run is not None:  # it came just after start_run returned
@@ -490,6 +513,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         started = False
         status, code = "failed", 1
+        watch = _budget_watch(args, db, run.id, sup)
         try:
             if sup.held is not None:  # a signal came before the command started: it is not started
                 status, code = "interrupted", 128 + sup.held
@@ -501,8 +525,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                     print(exc, file=sys.stderr)
                     status, code = "failed", exc.code
                 else:
+                    if watch is not None:
+                        watch.start()
                     status, code = sup.outcome(sup.wait())
         finally:
+            if watch is not None:
+                watch.close()
             unfinished: str | None = None
             try:
                 if args.tokens is not None:
@@ -519,6 +547,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         if started and not args.no_summary and not sup.late:
             print_summary(run)
         return code
+
+
+def _budget_watch(args: argparse.Namespace, db: str, run_id: int, sup: Any) -> Any:
+    """The thread that checks the forecast against --budget-*, if any is given (footprint/budget.py)."""
+    from .budget import BudgetWatch, budgets
+
+    limits = budgets(args.budget_kwh, args.budget_co2e_g, args.budget_cost)
+    if not limits:
+        return None
+    return BudgetWatch(db, run_id, limits, on_budget=args.on_budget, stop=sup.interrupt)
 
 
 def _default_name(cmd: list[str]) -> str:
