@@ -134,10 +134,10 @@ class Forecaster:
         if expected is None or started is None:
             return None
         count, pattern = expected
-        # a live run stores its readings in batches: a step that ended after the last stored reading of a device
-        # counts once that reading is stored (its energy would be cut short before)
+        # a live run stores its readings in batches, every device's together: a step that ended after the last
+        # stored batch counts once the next one is stored (its energy would be cut short before)
         lasts = [d["last_t"] for d in dev_rows if d["last_t"] is not None]
-        covered = min(lasts) if lasts else None
+        covered = max(lasts) if lasts else None
         steps = sorted(((s["started_at"], s["ended_at"]) for s in spans
                         if s["ended_at"] is not None and fnmatchcase(str(s["name"]), pattern)
                         and covered is not None and s["ended_at"] <= covered), key=lambda p: p[1])
