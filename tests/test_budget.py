@@ -77,8 +77,12 @@ def test_budget_warns_once_and_lets_the_command_finish(env: dict[str, str], tmp_
     assert run["status"] == "completed" and "stopped_by" not in run["meta"]
     f = run["forecast"]
     assert (f["steps_done"], f["steps_expected"]) == (80, 80)
-    # the steady loop's forecast at 10 % of its steps (8) was within 2 % of its final total
-    assert f["early"]["steps_done"] == 8 and abs(f["error_pct"]) < 2.0, json.dumps(f)
+    # the forecast made at 10 % of the steps (8), against the final total: sleeps on a loaded machine are not steady
+    # steps, so the 2 % bound is tests/test_forecast.py's (a fake clock); here the figures must be the closed form
+    early, final = f["early"], run["energy_j"]["total"]
+    assert early["steps_done"] == 8, json.dumps(f)
+    assert early["energy_j"] == pytest.approx(WATTS * early["duration_s"], abs=EDGE_J * (2 + 2 * 72 / 7))
+    assert f["error_pct"] == pytest.approx((early["energy_j"] - final) / final * 100, rel=1e-9)
 
 
 def test_budget_flags_are_checked(clean_env: dict[str, str]):
@@ -105,4 +109,4 @@ def test_watch_shows_the_forecast_of_a_running_run(env: dict[str, str], tmp_path
     out = res.stdout.decode()
     assert res.returncode == 0, res.stderr.decode()
     line = next(x for x in out.splitlines() if "│ forecast" in x)
-    assert "/100 step" in line and "g CO2e" in line and " kJ" in line, out
+    assert "/100 step" in line and "g CO2e" in line and "J (" in line, out  # energy, then its interval
