@@ -167,6 +167,10 @@ class Supervisor:
         held = self.held
         assert held is not None
         return held
+    def interrupt(self) -> None:
+        """Stop the child as Ctrl-C would, by footprint's own decision (a budget): a SIGINT sent to it (its group
+        with --kill-group), which counts as a signal that reached it."""
+        self._received(signal.SIGINT, False)
 
     @property
     def held(self) -> int | None:

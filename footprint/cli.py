@@ -35,6 +35,13 @@ def _non_negative_float(text: str) -> float:
     return _float_arg(text, positive=False)
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -81,13 +88,23 @@ def _economics_options(parser: argparse.ArgumentParser, *, at_report: bool = Fal
     p.add_argument("--price-hour", type=flag_type("price_hour"), metavar="PRICE",
                    help="instance price per hour")
     p.add_argument("--currency", type=flag_type("currency"), help="currency code for prices (default USD)")
+    e = parser.add_argument_group("embodied carbon", "the devices' manufacturing CO2e, amortised over their life "
+                                  "(docs/embodied.md)")
+    e.add_argument("--embodied", type=flag_type("embodied"), metavar="on|off",
+                   help="add embodied CO2e beside the operational figure (default on)")
+    e.add_argument("--embodied-lifetime-years", type=flag_type("embodied_lifetime_years"), metavar="YEARS",
+                   help="years the manufacturing CO2e is spread over (default 4)")
+    e.add_argument("--embodied-utilisation", type=flag_type("embodied_utilisation"), metavar="FRACTION",
+                   help="share of that life the devices are in use, in (0, 1] (default 0.85)")
 
 
 def _settings(args: argparse.Namespace) -> Any:
     from footprint.core.settings import Settings
 
     return Settings(country=args.country, region=args.region, carbon_intensity=args.carbon_intensity, pue=args.pue,
-                    price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency)
+                    price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
+                    embodied=args.embodied, embodied_lifetime_years=args.embodied_lifetime_years,
+                    embodied_utilisation=args.embodied_utilisation)
 
 
 def _run_options(r: argparse.ArgumentParser) -> None:
@@ -113,6 +130,20 @@ def _run_options(r: argparse.ArgumentParser) -> None:
                    help="serve live metrics in Prometheus text format (host defaults to 127.0.0.1)")
     r.add_argument("--prometheus-linger", type=_non_negative_float, default=0.0, metavar="SECONDS",
                    help="keep serving the final metrics this long after CMD exits (default 0)")
+    f = r.add_argument_group("forecast and budget", "the run's totals forecast from its steps (spans), and "
+                             "limits on that forecast")
+    f.add_argument("--expect-steps", type=_positive_int, metavar="N",
+                   help="the command will take N steps: forecast the run's totals from the steps measured so far")
+    f.add_argument("--step-span", metavar="NAME", default="step",
+                   help="the spans that are its steps, a glob (default 'step', the Trainer and Lightning "
+                        "callbacks' per-step spans)")
+    f.add_argument("--budget-kwh", type=_positive_float, metavar="KWH", help="warn when the forecast exceeds it")
+    f.add_argument("--budget-co2e-g", type=_positive_float, metavar="GRAMS",
+                   help="warn when the forecast CO2e (with embodied carbon, where it is on) exceeds it")
+    f.add_argument("--budget-cost", type=_positive_float, metavar="PRICE",
+                   help="warn when the forecast cost exceeds it (needs --price-kwh or --price-hour)")
+    f.add_argument("--on-budget", choices=("warn", "stop"), default="warn",
+                   help="warn (default), or stop: end the command with a SIGINT, as Ctrl-C would")
     r.add_argument("--no-summary", action="store_true", help="do not print the summary")
     r.add_argument("--kill-group", action="store_true",
                    help="run CMD in a process group of its own and send the signals footprint passes on to the "
@@ -621,7 +652,11 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
             run = start_run(args.name or _default_name(cmd), db=db, interval=args.interval, country=args.country,
                             carbon_intensity=args.carbon_intensity, region=args.region, pue=args.pue,
                             price_kwh=args.price_kwh, price_hour=args.price_hour, currency=args.currency,
-                            baseline=args.baseline, command=cmd or None, **rank)
+                            baseline=args.baseline, command=cmd or None, embodied=args.embodied,
+                            embodied_lifetime_years=args.embodied_lifetime_years,
+                            embodied_utilisation=args.embodied_utilisation,
+                            meta={"expect": {"count": args.expect_steps, "span": args.step_span}}
+                            if args.expect_steps else None, **rank)
             sup.ready()
         except Interrupted as exc:  # during set-up or --baseline: start_run has finished the run
             if run is not None:  # it came just after start_run returned
@@ -655,6 +690,7 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
                 raise
         started = False
         status, code = "failed", 1
+        watch = _budget_watch(args, db, run.id, sup)
         try:
             if not cmd:  # a service alone (footprint serve without CMD): until Ctrl-C or SIGTERM
                 sup.wait_for_signal()
@@ -674,8 +710,12 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
                 else:
                     if tap is not None:
                         tap.tee.started()
+                    if watch is not None:
+                        watch.start()
                     status, code = sup.outcome(sup.wait())
         finally:
+            if watch is not None:
+                watch.close()
             if limit is not None:  # the command has ended, whatever the way: its GPUs get their limits back
                 limit.restore()
             unfinished: str | None = None
@@ -715,6 +755,16 @@ def _token_tap(spec: Any) -> Any:
         return TokenTap(fmt, streams)
     except OSError as exc:
         raise FootprintError(f"--tokens-from: cannot make a pipe: {exc.strerror}") from None
+
+
+def _budget_watch(args: argparse.Namespace, db: str, run_id: int, sup: Any) -> Any:
+    """The thread that checks the forecast against --budget-*, if any is given (footprint/budget.py)."""
+    from .budget import BudgetWatch, budgets
+
+    limits = budgets(args.budget_kwh, args.budget_co2e_g, args.budget_cost)
+    if not limits:
+        return None
+    return BudgetWatch(db, run_id, limits, on_budget=args.on_budget, stop=sup.interrupt)
 
 
 def _default_name(cmd: list[str]) -> str:

@@ -340,8 +340,21 @@ class FootprintCallback(TrainerCallback):
             self._track = track(self.name, summary=self.summary)
             self.run = self._track.__enter__()
         self._seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        self._expect(args, state)
         self._train = self.run.begin_span(self.name)
         self._meter = StepMeter(self.run) if self.writers else None
+
+    def _expect(self, args: Any, state: Any) -> None:
+        """The Trainer knows how many optimizer steps it will take (state.max_steps, from max_steps or the
+        epochs): the forecast's expectation, unless the run has one already (run.expect() wins)."""
+        assert self.run is not None
+        steps = getattr(state, "max_steps", 0)
+        epochs = getattr(args, "num_train_epochs", 0)
+        if self.step_spans and isinstance(steps, int) and steps > 0:
+            self.run.expect(steps=steps, replace=False)
+        elif not self.step_spans and isinstance(epochs, (int, float)) and epochs >= 1 and float(epochs).is_integer() \
+                and getattr(args, "max_steps", -1) <= 0:  # max_steps given: the epochs may not all run
+            self.run.expect(epochs=int(epochs), replace=False)  # no step spans: epochs are the steps
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         assert self.run is not None

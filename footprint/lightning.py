@@ -111,6 +111,14 @@ class FootprintCallback(Callback):
         self._meter = StepMeter(self.run)
         self._train = self.run.begin_span(self.name)
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Lightning knows by now how many batches it will train on (its step spans): the forecast's
+        expectation, unless the run has one already (run.expect() wins)."""
+        if self.run is not None and self.step_spans:
+            batches = expected_batches(trainer)
+            if batches:
+                self.run.expect(steps=batches, replace=False)
+
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         assert self.run is not None
         self._epoch = self.run.begin_span(f"epoch-{int(trainer.current_epoch) + 1}")
@@ -194,3 +202,16 @@ class PowerLimitCallback(Callback):
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self.tuner.close()
+
+
+def expected_batches(trainer: Any) -> int | None:
+    """Training batches the Trainer will run: max_epochs × batches per epoch, or max_steps × the gradient
+    accumulation, whichever ends training first; None when neither is finite."""
+    per_epoch, epochs = getattr(trainer, "num_training_batches", None), getattr(trainer, "max_epochs", None)
+    max_steps, accumulate = getattr(trainer, "max_steps", -1), getattr(trainer, "accumulate_grad_batches", 1) or 1
+    found = []
+    if isinstance(per_epoch, int) and per_epoch > 0 and isinstance(epochs, int) and epochs > 0:
+        found.append(per_epoch * epochs)
+    if isinstance(max_steps, int) and max_steps > 0 and isinstance(accumulate, int):
+        found.append(max_steps * accumulate)
+    return min(found) if found else None

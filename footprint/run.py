@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import weakref
+from pathlib import Path
 
 from footprint.common.clock import SYSTEM, owner_clock
 from footprint.common.clock import anchor as clock_anchor
@@ -18,6 +19,7 @@ from footprint.common.errors import FootprintError
 from footprint.common.record import FrozenRecord
 from footprint.core import carbon
 from footprint.core.costs import resolve_costs
+from footprint.core.embodied import resolve_embodied
 from footprint.core.sampler import DEFAULT_INTERVAL_S, FLUSH_EVERY_S, Sampler
 from footprint.core.settings import Resolver, Settings
 from footprint.core.store import ENV_DB, Store, default_db_path
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from footprint.core.model import RunReport
+    from footprint.core.steps import ForecastReport
     from footprint.probes.base import Clock
 
     F = TypeVar("F", bound=Callable[..., Any])
@@ -291,6 +294,25 @@ class Run:
             self.await_s += self.sampler.interval_s
             self.sampler = None
 
+    def expect(self, *, steps: int | None = None, epochs: int | None = None, span: str | None = None,
+               replace: bool = True) -> None:
+        """Say how many steps (or epochs) the workload will take: the report, the summary, `footprint watch` and
+        the JSON then forecast the run's total energy, kWh, CO2e, cost and time from the steps measured so far
+        (with a 95 % interval), and a finished run says how far the forecast made at 10 % of the steps was from
+        its final total. Steps are the spans named `span` (a glob; default "step", the per-step spans of the
+        Trainer and Lightning callbacks, or "epoch-*" with `epochs`). `replace=False` keeps an expectation the
+        run has already (what the callbacks pass, so the user's own call wins)."""
+        from footprint.core.steps import EXPECT, expect_meta
+
+        wanted = expect_meta(steps, epochs, span)
+        self._check_open()
+        self.store.update_meta(self.id, {EXPECT: wanted}, keep=not replace)
+
+    @property
+    def forecast(self) -> ForecastReport | None:
+        """The forecast of the run's totals, once `expect()` was called and a step has ended."""
+        return self.report().forecast
+
     # -- results --------------------------------------------------------------------------------
 
     def report(self, *, power: bool = False) -> RunReport:
@@ -336,6 +358,22 @@ class Run:
         return self.report().duration_s
 
 
+def _cpu_packages() -> int | None:
+    """CPU packages (sockets), for embodied carbon: CPUs over those sharing cpu0's package (one file read)."""
+    try:
+        text = Path("/sys/devices/system/cpu/cpu0/topology/package_cpus_list").read_text()
+    except OSError:
+        return None
+    in_package = 0
+    for part in text.strip().split(","):
+        lo, _, hi = part.partition("-")
+        if not lo.strip().isdigit() or (hi and not hi.strip().isdigit()):
+            return None
+        in_package += (int(hi) - int(lo) + 1) if hi else 1
+    count = os.cpu_count()
+    return max(1, round(count / in_package)) if count and in_package else None
+
+
 def _ram_gb() -> float | None:
     """Installed memory in GiB (what CodeCarbon writes as ram_total_size, in "GB"), from sysconf: no import."""
     try:
@@ -349,16 +387,20 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
               pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
               currency: str | None = None, baseline: float | None = None, sync_cuda: bool | None = None,
               ident: Identity | None = None, probes: list[Probe] | None = None, command: list[str] | None = None,
-              meta: dict[str, Any] | None = None, clock: Clock | None = None) -> Run:
+              meta: dict[str, Any] | None = None, clock: Clock | None = None, embodied: bool | None = None,
+              embodied_lifetime_years: float | None = None, embodied_utilisation: float | None = None) -> Run:
     """Create a run, open its probes, optionally measure idle power for `baseline` seconds, take the first
     reading and start the sampler. Options have the names of `track()`'s and the CLI's flags; `clock` is for
-    tests (a FakeClock: no sampler thread, time moves when the test says)."""
+    tests (a FakeClock: no sampler thread, time moves when the test says). `embodied` (on/off),
+    `embodied_lifetime_years` and `embodied_utilisation` say how the devices' manufacturing CO2e is amortised."""
     interval_s = check_interval(interval)
     if baseline is not None and not (baseline > 0 and baseline < float("inf")):
         raise FootprintError(f"baseline must be a positive number of seconds, got {baseline!r}")
     resolver = Resolver()
     intensity = carbon.resolve(country, carbon_intensity, region, resolver=resolver)
     costs = resolve_costs(pue=pue, price_kwh=price_kwh, price_hour=price_hour, currency=currency, resolver=resolver)
+    amortised = resolve_embodied(embodied_on=embodied, lifetime_years=embodied_lifetime_years,
+                                 utilisation=embodied_utilisation, resolver=resolver)
     clock = clock if clock is not None else SYSTEM
     store = Store(db or default_db_path())
     u = os.uname()  # platform.platform() and socket.gethostname() cost start-up time; this says the same
@@ -372,7 +414,8 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
         except ProbeError as exc:
             print(f"footprint: {probe.name} probe skipped: {exc}", file=sys.stderr)
     meta = {"os": f"{u.sysname}-{u.release}-{u.machine}", "python": sys.version.split()[0],
-            "cpu_count": os.cpu_count(), "ram_total_gb": _ram_gb(), **(meta or {})}
+            "cpu_count": os.cpu_count(), "ram_total_gb": _ram_gb(), "cpu_packages": _cpu_packages(),
+            "embodied": amortised, **(meta or {})}
     pue_source = resolver.origin_text("pue", pue)
     if pue_source is not None:
         meta["pue_source"] = pue_source  # flag, variable or file: the summary says which
@@ -621,7 +664,8 @@ class track(contextlib.ContextDecorator):
                  carbon_intensity: float | None = None, pue: float | None = None, price_kwh: float | None = None,
                  price_hour: float | None = None, currency: str | None = None, baseline: float | None = None,
                  probes: list[Probe] | None = None, sync_cuda: bool | None = None, summary: bool = True,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, embodied: bool | None = None,
+                 embodied_lifetime_years: float | None = None, embodied_utilisation: float | None = None) -> None:
         self.name = name
         self.summary = summary
         self.sync_cuda = sync_cuda
@@ -629,7 +673,9 @@ class track(contextlib.ContextDecorator):
                                   probes=tuple(probes) if probes is not None else None, clock=clock,
                                   settings=Settings(country=country, region=region, carbon_intensity=carbon_intensity,
                                                     pue=pue, price_kwh=price_kwh, price_hour=price_hour,
-                                                    currency=currency))
+                                                    currency=currency, embodied=embodied,
+                                                    embodied_lifetime_years=embodied_lifetime_years,
+                                                    embodied_utilisation=embodied_utilisation))
         self.run: Run | None = None
         self._span: contextlib.AbstractContextManager[Run] | None = None
         self._owner = False

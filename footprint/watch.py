@@ -10,8 +10,9 @@ from footprint.core.store import Store, default_db_path
 
 
 def snapshot(store: Store) -> list[dict[str, Any]]:
-    """Each running run: name, elapsed, per-device power (from its last two samples) and energy so far."""
-    from footprint.core.model import effective_status
+    """Each running run: name, elapsed, per-device power (from its last two samples), energy so far and, for a run
+    that expects a number of steps, the forecast of its totals (footprint.core.steps)."""
+    from footprint.core.model import effective_status, load_forecast
 
     out = []
     for row in store.running_runs():
@@ -26,9 +27,10 @@ def snapshot(store: Store) -> list[dict[str, Any]]:
             energy = last[0][1] - first[1] if last and first else None
             devices.append({"device": f"{d['kind']}:{d['idx']}", "source": d["source"], "power_w": power,
                             "energy_j": energy})
+        forecast = load_forecast(store, row["id"])
         out.append({"id": row["id"], "name": row["name"], "elapsed_s": time.time() - (row["started_at"] or
                                                                                       row["created_at"]),
-                    "devices": devices})
+                    "devices": devices, "forecast": forecast.to_dict() if forecast is not None else None})
     return out
 
 
@@ -47,6 +49,17 @@ def _table(runs: list[dict[str, Any]], db: str) -> Any:
             table.add_row(f"{r['id']} {r['name']}" if i == 0 else "", fmt_s(r["elapsed_s"]) if i == 0 else "",
                           d["device"], f"{d['power_w']:,.1f} W" if d["power_w"] is not None else "…",
                           fmt_j(d["energy_j"]), d["source"])
+        f = r.get("forecast")
+        if f is not None:
+            steps = f"{f['steps_done']}/{f['steps_expected']} {f['span']}"
+            if f["energy_j"] is None:
+                table.add_row("", "", "forecast", "", "…", steps)
+                continue
+            spread = f" ({fmt_j(f['energy_j_low'])}–{fmt_j(f['energy_j_high'])})" if f["energy_j_low"] is not None \
+                else ""
+            # the forecast's row: its predicted time under elapsed, its predicted energy under energy
+            table.add_row("", fmt_s(f["duration_s"]), "forecast", "", fmt_j(f["energy_j"]) + spread,
+                          steps + (f" · {f['total_co2e_g']:.4g} g CO2e" if f["total_co2e_g"] is not None else ""))
     return table
 
 

@@ -27,6 +27,9 @@ class CompareRow:
     # (inference: prompt tokens are input, not output), else "all" (every kind counted)
     per: str = "all"
     tokens: int | None = None
+    # what the CO2e column counts: "total" (operational + embodied) where the run counts embodied carbon, else
+    # "operational"
+    co2e: str = "operational"
 
 
 METRICS = ("energy_j", "j_per_token", "co2e_g_per_1k_tokens", "cost_per_1m_tokens", "tokens_per_s", "quality")
@@ -43,12 +46,14 @@ def compare_rows(runs: list[RunReport], quality: dict[int, float] | None = None)
     generated = bool(runs) and all(r.tokens_by_kind.get("generated") for r in runs)
     rows = []
     for r in runs:
-        ec = r.economics
-        if generated:
-            ec = economics_of(r.energy_j["total"], r.co2e_g, r.cost, r.tokens_by_kind["generated"], r.duration_s)
+        tokens = r.tokens_by_kind["generated"] if generated else r.tokens
+        # the total CO2e (operational + embodied) where embodied is on; the operational figure where it is off
+        co2 = r.total_co2e_g if r.embodied.on else r.co2e_g
+        ec = economics_of(r.energy_j["total"], co2, r.cost, tokens, r.duration_s)
         rows.append(CompareRow(r.id, r.name, r.energy_j["total"], ec.j_per_token, ec.co2e_g_per_1k_tokens,
                                ec.cost_per_1m_tokens, ec.tokens_per_s, quality.get(r.id), {},
-                               "generated" if generated else "all", ec.tokens))
+                               "generated" if generated else "all", ec.tokens,
+                               "total" if r.embodied.on else "operational"))
     base = rows[0]
     for row in rows:
         row.ratios = {m: _ratio(getattr(row, m), getattr(base, m)) for m in METRICS}
@@ -79,6 +84,7 @@ class CompareRenderer(Renderer):
         if self.as_json:
             return json.dumps({"baseline_run": rows[0].id, "per_token": rows[0].per,
                                "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+        scopes = {r.co2e for r in rows}
         from rich.console import Console
         from rich.table import Table
 
@@ -86,7 +92,8 @@ class CompareRenderer(Renderer):
         table = Table(title=f"compared with run {rows[0].id} '{rows[0].name}' (ratios: ×this/first)",
                       title_justify="left")
         tok = "gen tok" if rows[0].per == "generated" else "tok"
-        for col in ("run", "energy", f"J/{tok}", f"g CO2e/1k {tok}", f"cost/1M {tok} {currency}".strip(),
+        co2e_col = f"g CO2e/1k {tok}" + (" (op+emb)" if scopes == {"total"} else "")
+        for col in ("run", "energy", f"J/{tok}", co2e_col, f"cost/1M {tok} {currency}".strip(),
                     f"{tok}/s", "quality"):
             table.add_column(col, justify="left" if col == "run" else "right")
         for i, r in enumerate(rows):
@@ -105,6 +112,9 @@ class CompareRenderer(Renderer):
         Console(file=buf, width=140, no_color=True, highlight=False).print(table)
         if rows[0].per == "generated":
             buf.write("per-token figures are per generated token (the whole run's energy over its output tokens)\n")
+        if len(scopes) > 1:
+            buf.write("CO2e: operational + embodied for runs that count embodied carbon, operational alone for the "
+                      "others (--embodied on|off makes them alike)\n")
         if any(r.j_per_token is None for r in rows):
             buf.write("runs without token counts have no per-token figures (add_tokens / --tokens)\n")
         return buf.getvalue()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from datetime import datetime
 
 from footprint.core.model import Report, RunReport, SpanReport, components
@@ -71,6 +72,54 @@ def fmt_s(s: float | None) -> str:
     return f"{s:.2f} s"
 
 
+def embodied_lines(run: RunReport) -> list[str]:
+    """The embodied CO2e beside the operational figure, its total, and where each device's figure came from."""
+    emb = run.embodied
+    if not emb.on:
+        return ["embodied CO2e not counted (embodied off): total CO2e is the operational figure"]
+    if emb.co2e_g is None:
+        return ["embodied CO2e unknown"]
+    span = f" ({fmt_g(emb.low_g)} to {fmt_g(emb.high_g)})" if emb.low_g != emb.high_g else ""
+    lines = [f"embodied CO2e {fmt_g(emb.co2e_g)}{span}: manufacturing over {emb.lifetime_years:g} years at "
+             f"{emb.utilisation:.0%} use ({emb.settings_source})",
+             f"total CO2e {fmt_g(run.total_co2e_g)} (operational + embodied)"]
+    for item in emb.items:
+        what = f"{item.units:g} × {item.kgco2e:g} kg" if item.units != 1 else f"{item.kgco2e:g} kg"
+        label = item.model if item.match == "model" else f"class: {item.model}"
+        lines.append(f"[dim]  {item.device} {item.name or ''}".rstrip() + f" {fmt_g(item.co2e_g)} · {what}, {label}"
+                     + (f" ({item.note})" if item.note else "") + "[/]")
+    return lines
+
+
+def _range(low: float | None, high: float | None, fmt: Callable[[float | None], str]) -> str:
+    return f" (95 %: {fmt(low)} to {fmt(high)})" if low is not None and high is not None and low != high else ""
+
+
+def forecast_lines(run: RunReport) -> list[str]:
+    """The predicted totals of a run that expects a number of steps, and, once it has ended, how far the forecast
+    made at 10 % of its steps was from the final total."""
+    f = run.forecast
+    if f is None:
+        return []
+    head = f"forecast from {f.steps_done} of {f.steps_expected} '{f.span}'"
+    if f.energy_j is None:
+        return [f"{head}: none yet" + (f" ({f.note})" if f.note else "")]
+    parts = [fmt_j(f.energy_j) + _range(f.energy_j_low, f.energy_j_high, fmt_j), fmt_s(f.duration_s)
+             + _range(f.duration_s_low, f.duration_s_high, fmt_s)]
+    if f.co2e_g is not None:
+        parts.append(f"CO2e {fmt_g(f.co2e_g)}" + (f" (total {fmt_g(f.total_co2e_g)})" if run.embodied.on
+                                                  and f.total_co2e_g is not None else ""))
+    if f.cost is not None and run.cost is not None:
+        parts.append(f"cost {fmt_money(f.cost, run.cost.currency)}")
+    lines = [f"{head}: " + " · ".join(parts)]
+    if f.early is not None and f.error_pct is not None:
+        lines.append(f"forecast at {f.early['steps_done']} steps was {fmt_j(f.early['energy_j'])}: "
+                     f"{f.error_pct:+.2f} % from the final {fmt_j(run.energy_j.get('total'))}")
+    if f.note:
+        lines.append(f"[dim]forecast: {f.note}[/]")
+    return lines
+
+
 class ConsoleRenderer(Renderer):
     name = "console"
     extensions = (".txt",)
@@ -124,6 +173,8 @@ class ConsoleRenderer(Renderer):
             f"PUE {run.pue:g}" + (" (default: hardware energy only; pass --pue for your data centre)"
                                   if run.pue == 1.0 and run.pue_source is None else f" ({run.pue_source or 'given'})"),
         ]
+        lines.extend(embodied_lines(run))
+        lines.extend(forecast_lines(run))
         if run.cost is not None:
             c = run.cost
             parts = []
@@ -152,7 +203,11 @@ class ConsoleRenderer(Renderer):
             if e.wh_per_1k_tokens is not None:
                 per.append(f"{e.wh_per_1k_tokens:.4g} Wh")
             if e.co2e_g_per_1k_tokens is not None:
-                per.append(f"{e.co2e_g_per_1k_tokens:.4g} g CO2e")
+                per.append(f"{e.co2e_g_per_1k_tokens:.4g} g CO2e"
+                           + (f" + {e.embodied_co2e_g_per_1k_tokens:.4g} embodied = "
+                              f"{e.total_co2e_g_per_1k_tokens:.4g} g"
+                              if e.embodied_co2e_g_per_1k_tokens is not None
+                              and e.total_co2e_g_per_1k_tokens is not None else ""))
             if per:
                 lines.append("per 1k tokens: " + " · ".join(per)
                              + (f" · per 1M tokens: {fmt_money(e.cost_per_1m_tokens, run.cost.currency)}"

@@ -36,6 +36,8 @@ RUN_COLUMNS = [
     *(f"energy_j_{k}" for k in COMPONENTS), "energy_j_total", *(f"source_{k}" for k in COMPONENTS),
     "kwh", "pue", "carbon_intensity_g_per_kwh", "co2e_g", "cost_total", "currency", "tokens", "tokens_per_s",
     "j_per_token", "wh_per_1k_tokens", "co2e_g_per_1k_tokens", "cost_per_1m_tokens",
+    # co2e_g is operational; embodied adds the devices' manufacturing share (empty with embodied off)
+    "embodied_co2e_g", "total_co2e_g", "embodied_co2e_g_per_1k_tokens", "total_co2e_g_per_1k_tokens",
 ]
 
 
@@ -56,6 +58,7 @@ class CsvRenderer(Renderer):
                 r.kwh, r.pue, r.carbon_intensity_g_per_kwh,
                 r.co2e_g, r.cost.total if r.cost else None, r.cost.currency if r.cost else None, r.tokens,
                 e.tokens_per_s, e.j_per_token, e.wh_per_1k_tokens, e.co2e_g_per_1k_tokens, e.cost_per_1m_tokens,
+                r.embodied_co2e_g, r.total_co2e_g, e.embodied_co2e_g_per_1k_tokens, e.total_co2e_g_per_1k_tokens,
                 *(r.energy_j.get(k) for k in extra), *(r.sources.get(k, "none") for k in extra),
             ])
         columns = [*RUN_COLUMNS, *(f"energy_j_{k}" for k in extra), *(f"source_{k}" for k in extra)]

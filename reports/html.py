@@ -280,7 +280,9 @@ class HtmlRenderer(Renderer):
         timeline, breakdown = _charts(run)
         when = datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "?"
         kpis = [("energy", fmt_j(run.energy_j["total"])), ("duration", fmt_s(run.duration_s)),
-                ("CO2e", fmt_g(run.co2e_g))]
+                ("CO2e" if not run.embodied.on else "CO2e operational", fmt_g(run.co2e_g))]
+        if run.embodied.on:
+            kpis += [("CO2e embodied", fmt_g(run.embodied_co2e_g)), ("CO2e total", fmt_g(run.total_co2e_g))]
         if run.cost is not None:
             kpis.append(("cost", fmt_money(run.cost.total, run.cost.currency)))
         # the headline per-token figure is the console's: per generated token where any were counted (the
@@ -315,6 +317,7 @@ class HtmlRenderer(Renderer):
         out.append(f"</table>{breakdown}")
         out.append(f"<p>CO2e at {_e(run.carbon_intensity_g_per_kwh)} g/kWh: {_e(run.carbon_source)}; "
                    f"PUE {run.pue:g}.</p>")
+        out.append(self._embodied(run))
         out.append(f"<h2>Power over time</h2>{timeline}")
         if any(not s.reliable for s in run.spans):
             out.append("<p><small>\u2020 hatched: shorter than a counter's update period, so its energy is "
@@ -336,6 +339,31 @@ class HtmlRenderer(Renderer):
         if run.warnings:
             out.append("<h2>Notes</h2><ul>" + "".join(f"<li class=warn>{_e(w)}</li>" for w in run.warnings)
                        + "</ul>")
+        return "".join(out)
+
+    @staticmethod
+    def _embodied(run: RunReport) -> str:
+        emb = run.embodied
+        if not emb.on:
+            return "<p>Embodied CO2e not counted (embodied off): the total is the operational figure.</p>"
+        e = run.economics
+        per = ""
+        if e.total_co2e_g_per_1k_tokens is not None:
+            per = (f" Per 1k tokens: {e.co2e_g_per_1k_tokens:.4g} g operational + "
+                   f"{e.embodied_co2e_g_per_1k_tokens:.4g} g embodied = {e.total_co2e_g_per_1k_tokens:.4g} g total.")
+        out = [f"<h2>Embodied carbon</h2><p>{_e(fmt_g(emb.co2e_g))} (range {_e(fmt_g(emb.low_g))} to "
+               f"{_e(fmt_g(emb.high_g))}): the devices' manufacturing CO2e over {emb.lifetime_years:g} years at "
+               f"{emb.utilisation:.0%} use ({_e(emb.settings_source)}), shared by the run's duration. Total CO2e "
+               f"{_e(fmt_g(run.total_co2e_g))}.{_e(per)}</p>"]
+        if emb.items:
+            out.append("<table><tr><th>device</th><th>figure</th><th>CO2e</th><th>source</th></tr>")
+            for i in emb.items:
+                what = f"{i.units:g} × {i.kgco2e:g} kg" if i.units != 1 else f"{i.kgco2e:g} kg"
+                label = i.model if i.match == "model" else f"class figure: {i.model}"
+                out.append(f"<tr><td>{_e(i.device)} {_e(i.name)}</td><td>{_e(what)} ({_e(label)})</td>"
+                           f"<td class=n>{_e(fmt_g(i.co2e_g))}</td><td><small>{_e(i.source)} ({_e(i.date)})"
+                           + (f"; {_e(i.note)}" if i.note else "") + "</small></td></tr>")
+            out.append("</table>")
         return "".join(out)
 
     @staticmethod

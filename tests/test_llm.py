@@ -421,6 +421,10 @@ def test_trainer_callback_records_epochs_steps_and_tokens(tmp_path: Path):
     assert [by_id[s.parent].name for s in steps] == ["epoch-1", "epoch-1", "epoch-2", "epoch-2"]
     assert rep.tokens == 64 and rep.tokens_by_kind == {"train": 64}
     assert rep.j_per_token == pytest.approx(rep.energy_j["total"] / 64)
+    # the Trainer's max_steps (2 epochs of 2 steps) is the forecast's expectation, and all of them ran
+    f = rep.forecast
+    assert f is not None and (f.span, f.steps_done, f.steps_expected) == ("step", 4, 4)
+    assert f.early is not None and f.early["steps_done"] == 2 and f.error_pct is not None
 
 
 def test_trainer_callback_with_fixed_tokens_per_step_starts_its_own_run(tmp_path: Path,

@@ -237,6 +237,11 @@ def test_lightning_callback_logs_into_the_trainers_logger(tmp_path: Path, monkey
     steps = [s for s in rep.spans if s.name == "step"]
     assert len(steps) == 4 and all(s.energy_j["total"] == 300.0 * STEP_S for s in steps)
     assert rep.tokens == 4 * TOKENS
+    # 1 epoch of 4 batches is the forecast's expectation; the forecast at 2 steps was the exact final total
+    f = rep.forecast
+    assert f is not None and (f.steps_done, f.steps_expected) == (4, 4)
+    assert f.early is not None and f.early["energy_j"] == pytest.approx(300.0 * 4 * STEP_S, rel=1e-6)
+    assert f.error_pct == pytest.approx(0.0, abs=1e-4)
     client = mlflow.MlflowClient(tracking_uri=f"file:{tmp_path / 'mlruns'}")
     metrics = client.get_run(logger.run_id).data.metrics
     assert {k: metrics[k] for k in callback.figures} == callback.figures == run_figures(rep)

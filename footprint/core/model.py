@@ -7,7 +7,9 @@ import time
 
 from footprint.common import units
 from footprint.common.record import Record
+from footprint.core.embodied import EmbodiedReport, run_embodied
 from footprint.core.settings import Settings
+from footprint.core.steps import Forecaster, ForecastReport
 from footprint.core.store import Store
 
 TYPE_CHECKING = False  # typing and dataclasses would cost start-up time: reports are built at every stop
@@ -48,17 +50,22 @@ class Economics(Record):
     """Per-token figures; None wherever tokens (or the price) are unknown, never 0."""
 
     __slots__ = ("tokens", "tokens_per_s", "j_per_token", "wh_per_1k_tokens", "co2e_g_per_1k_tokens",
-                 "cost_per_1m_tokens")
+                 "cost_per_1m_tokens", "embodied_co2e_g_per_1k_tokens", "total_co2e_g_per_1k_tokens")
 
     def __init__(self, tokens: int | None = None, tokens_per_s: float | None = None,
                  j_per_token: float | None = None, wh_per_1k_tokens: float | None = None,
-                 co2e_g_per_1k_tokens: float | None = None, cost_per_1m_tokens: float | None = None) -> None:
+                 co2e_g_per_1k_tokens: float | None = None, cost_per_1m_tokens: float | None = None,
+                 embodied_co2e_g_per_1k_tokens: float | None = None,
+                 total_co2e_g_per_1k_tokens: float | None = None) -> None:
         self.tokens = tokens
         self.tokens_per_s = tokens_per_s
         self.j_per_token = j_per_token
         self.wh_per_1k_tokens = wh_per_1k_tokens
         self.co2e_g_per_1k_tokens = co2e_g_per_1k_tokens
         self.cost_per_1m_tokens = cost_per_1m_tokens
+        # co2e_g_per_1k_tokens is operational (energy); these add the devices' manufacturing share
+        self.embodied_co2e_g_per_1k_tokens = embodied_co2e_g_per_1k_tokens
+        self.total_co2e_g_per_1k_tokens = total_co2e_g_per_1k_tokens
 
 
 class Cost(Record):
@@ -103,7 +110,7 @@ class RunReport(Record):
                  "j_per_token", "spans", "host", "command", "warnings", "events", "region", "pue", "cost",
                  "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
                  "j_per_generated_token", "j_per_prompt_token", "job_id", "rank", "node", "created_at", "pue_source",
-                 "power_limits")
+                 "power_limits", "embodied", "embodied_co2e_g", "total_co2e_g", "forecast")
 
     def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
                  ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
@@ -120,7 +127,9 @@ class RunReport(Record):
                  j_per_prompt_token: float | None = None,
                  job_id: str | None = None, rank: int | None = None, node: str | None = None,
                  created_at: float | None = None, pue_source: str | None = None,
-                 power_limits: PowerLimitReport | None = None) -> None:
+                 power_limits: PowerLimitReport | None = None,
+                 embodied: EmbodiedReport | None = None, embodied_co2e_g: float | None = None,
+                 total_co2e_g: float | None = None, forecast: ForecastReport | None = None) -> None:
         self.id = id
         self.name = name
         self.status = status
@@ -160,6 +169,12 @@ class RunReport(Record):
         self.created_at = created_at  # when the run was created (identifies it, with host and id)
         self.pue_source = pue_source  # where the PUE came from: "given", "from FOOTPRINT_PUE", "from <file>"
         self.power_limits = power_limits  # footprint.core.limits.PowerLimitReport, when GPU limits were changed
+        # co2e_g stays the operational figure (energy × PUE × intensity); embodied adds the devices' manufacturing
+        # share, and total_co2e_g is their sum (the operational figure alone with embodied off)
+        self.embodied = embodied if embodied is not None else EmbodiedReport(False)
+        self.embodied_co2e_g = embodied_co2e_g
+        self.total_co2e_g = total_co2e_g
+        self.forecast = forecast  # with an expected number of steps: the predicted totals (footprint.core.steps)
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -253,7 +268,8 @@ def cost_of(energy_j: float | None, duration_s: float | None, pue: float, price_
 
 
 def economics_of(energy_j: float | None, co2e_g: float | None, cost: Cost | None, tokens: int | None,
-                 duration_s: float | None) -> Economics:
+                 duration_s: float | None, embodied_g: float | None = None,
+                 total_g: float | None = None) -> Economics:
     wh = units.j_to_wh(energy_j) if energy_j is not None else None
     return Economics(
         tokens=tokens,
@@ -262,6 +278,8 @@ def economics_of(energy_j: float | None, co2e_g: float | None, cost: Cost | None
         wh_per_1k_tokens=None if wh is None or not tokens else wh / tokens * 1000,
         co2e_g_per_1k_tokens=None if co2e_g is None or not tokens else co2e_g / tokens * 1000,
         cost_per_1m_tokens=units.per_million_tokens(cost.total if cost else None, tokens),
+        embodied_co2e_g_per_1k_tokens=None if embodied_g is None or not tokens else embodied_g / tokens * 1000,
+        total_co2e_g_per_1k_tokens=None if total_g is None or not tokens else total_g / tokens * 1000,
     )
 
 
@@ -373,6 +391,11 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
 
     power_limits, limit_warnings = load_power_limits(store, run_id, live=status == "running")
     warnings.extend(limit_warnings)
+    emb = run_embodied([(d.kind, d.index, d.name) for d in devices], meta, duration, settings, warnings)
+    emb_g = emb.co2e_g
+    total_co2 = co2 if not emb.on else (co2 + emb_g if co2 is not None and emb_g is not None else None)
+    fc = _forecast(store, run_id, meta, started, dev_rows, duration, emb, intensity, pue, price_kwh, price_hour,
+                   currency, total if status != "running" else None)
     events = store.events(run_id)
     for ev in events:
         warnings.append(f"{ev['kind']} at +{ev['t'] - started:.1f} s: {ev['message']}" if started
@@ -384,13 +407,57 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         country=country, tokens=tokens_total, j_per_token=units.per_token(total, tokens_total),
         spans=spans, host=row["host"], command=json.loads(row["command"]) if row["command"] else None,
         warnings=warnings, events=events, region=row["region"], pue=pue, cost=cost,
-        economics=economics_of(total, co2, cost, tokens_total, duration), baseline_w=baseline,
+        economics=economics_of(total, co2, cost, tokens_total, duration, emb_g, total_co2), baseline_w=baseline,
         dynamic_energy_j=dynamic, power=curves, meta=meta,
         tokens_by_kind=by_kind, j_per_generated_token=units.per_token(total, by_kind.get("generated")),
         j_per_prompt_token=units.per_token(total, by_kind.get("prompt")),
         job_id=row["job_id"], rank=row["rank"], node=row["node"], created_at=row["created_at"],
-        pue_source=pue_source, power_limits=power_limits,
+        pue_source=pue_source, power_limits=power_limits, embodied=emb, embodied_co2e_g=emb_g,
+        total_co2e_g=total_co2, forecast=fc,
     )
+
+
+def _forecast(store: Store, run_id: int, meta: dict[str, Any], started: float | None, dev_rows: list[Any],
+              duration: float | None, emb: EmbodiedReport, intensity: float | None, pue: float,
+              price_kwh: float | None, price_hour: float | None, currency: str, final_energy_j: float | None,
+              forecaster: Forecaster | None = None) -> ForecastReport | None:
+    if "expect" not in meta:
+        return None
+    # embodied CO2e grows with time held: the forecast's is the run's rate so far times its predicted duration
+    rate = emb.co2e_g / duration if emb.on and emb.co2e_g is not None and duration else None
+
+    def money(energy_j: float, duration_s: float) -> tuple[float | None, float | None, float | None]:
+        co2 = units.co2e_g(energy_j, intensity, pue) if intensity is not None else None
+        total = co2 if not emb.on else (co2 + rate * duration_s if co2 is not None and rate is not None else None)
+        cost = cost_of(energy_j, duration_s, pue, price_kwh, price_hour, currency)
+        return co2, total, cost.total if cost is not None else None
+
+    return (forecaster or Forecaster(store, run_id)).forecast(
+        meta=meta, started=started, dev_rows=dev_rows, spans=store.spans(run_id), money=money,
+        final_energy_j=final_energy_j)
+
+
+def load_forecast(store: Store, run_id: int, forecaster: Forecaster | None = None) -> ForecastReport | None:
+    """A running run's forecast alone, cheaply (what a budget check reads every second): the run's own settings,
+    no spans' or power figures; `forecaster` keeps the step edges already read."""
+    import json
+
+    row = store.run_row(run_id)
+    if row is None:
+        return None
+    meta = json.loads(row["meta"]) if row["meta"] else {}
+    if "expect" not in meta:
+        return None
+    dev_rows = store.device_totals(run_id)
+    firsts = [d["first_t"] for d in dev_rows if d["first_t"] is not None]
+    lasts = [d["last_t"] for d in dev_rows if d["last_t"] is not None]
+    started = row["started_at"] if row["started_at"] is not None else (min(firsts) if firsts else None)
+    ended = row["ended_at"] if row["ended_at"] is not None else (max(lasts) if lasts else None)
+    duration = ended - started if started is not None and ended is not None else None
+    emb = run_embodied([(d["kind"], d["idx"], d["name"]) for d in dev_rows], meta, duration, Settings(), [])
+    return _forecast(store, run_id, meta, started, dev_rows, duration, emb, row["carbon_g_per_kwh"],
+                     row["pue"] or 1.0, row["price_kwh"], row["price_hour"], row["currency"] or "USD", None,
+                     forecaster)
 
 
 def _spans(store: Store, run_id: int, dev_rows: list[Any], tokens_by_span: dict[int | None, int],

@@ -7,7 +7,8 @@ one-line error that names where it came from.
 
 The config file:
 The file is FOOTPRINT_CONFIG if set, else ./footprint.toml, else $XDG_CONFIG_HOME/footprint/config.toml
-(~/.config/...). Keys: country, region, carbon_intensity, pue, price_kwh, price_hour, currency.
+(~/.config/...). Keys: country, region, carbon_intensity, pue, price_kwh, price_hour, currency, embodied,
+embodied_lifetime_years, embodied_utilisation.
 
     country = "FRA"
     pue = 1.2
@@ -34,13 +35,14 @@ FLAG, ENV, CONFIG = "flag", "env", "config"  # where a value came from, stronges
 
 
 class Option(FrozenRecord):
-    """One setting. `kind` is "number" (with `minimum`, inclusive unless `positive`) or "text" (`upper`
-    to normalise codes such as FRA or EUR)."""
+    """One setting. `kind` is "number" (with `minimum`, inclusive unless `positive`, and an inclusive `maximum`),
+    "switch" (on/off: a TOML boolean, or on, off, true, false, yes, no, 1, 0) or "text" (`upper` to normalise
+    codes such as FRA or EUR)."""
 
-    __slots__ = ("name", "env", "key", "kind", "minimum", "upper", "description")
+    __slots__ = ("name", "env", "key", "kind", "minimum", "upper", "description", "positive", "maximum")
 
     def __init__(self, name: str, env: str, key: str, kind: str, minimum: float = 0.0, upper: bool = False,
-                 description: str = "") -> None:
+                 description: str = "", positive: bool = False, maximum: float | None = None) -> None:
         self.name = name
         self.env = env
         self.key = key
@@ -48,6 +50,8 @@ class Option(FrozenRecord):
         self.minimum = minimum
         self.upper = upper
         self.description = description
+        self.positive = positive
+        self.maximum = maximum
 
 
 OPTIONS: dict[str, Option] = {o.name: o for o in (
@@ -60,7 +64,16 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("price_kwh", "FOOTPRINT_PRICE_KWH", "price_kwh", "number", description="electricity price per kWh"),
     Option("price_hour", "FOOTPRINT_PRICE_HOUR", "price_hour", "number", description="instance price per hour"),
     Option("currency", "FOOTPRINT_CURRENCY", "currency", "text", upper=True, description="currency code"),
+    # embodied carbon (footprint/common/embodied.py): on by default, amortised over a lifetime at a utilisation
+    Option("embodied", "FOOTPRINT_EMBODIED", "embodied", "switch",
+           description="add the devices' manufacturing CO2e, amortised over their life (on or off)"),
+    Option("embodied_lifetime_years", "FOOTPRINT_EMBODIED_LIFETIME_YEARS", "embodied_lifetime_years", "number",
+           positive=True, description="years of life the devices' manufacturing CO2e is spread over"),
+    Option("embodied_utilisation", "FOOTPRINT_EMBODIED_UTILISATION", "embodied_utilisation", "number",
+           positive=True, maximum=1.0, description="share of their life the devices are in use, in (0, 1]"),
 )}
+
+SWITCH = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 
 
 def validate(name: str, value: object, where: str | None = None) -> Any:
@@ -75,9 +88,17 @@ def validate(name: str, value: object, where: str | None = None) -> Any:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise FootprintError(f"{label} must be a number, got '{value}'") from None
-        if math.isnan(number) or math.isinf(number) or number < opt.minimum:
-            raise FootprintError(f"{label} must be a number >= {opt.minimum:g}, got '{value}'")
+        low_ok = number > opt.minimum if opt.positive else number >= opt.minimum
+        if math.isnan(number) or math.isinf(number) or not low_ok or (opt.maximum is not None and number > opt.maximum):
+            raise FootprintError(f"{label} must be a number {'>' if opt.positive else '>='} {opt.minimum:g}"
+                                 + (f" and <= {opt.maximum:g}" if opt.maximum is not None else "") + f", got '{value}'")
         return number
+    if opt.kind == "switch":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in SWITCH:
+            return SWITCH[value.strip().lower()]
+        raise FootprintError(f"{label} must be on or off, got {value!r}")
     if not isinstance(value, str) or not value.strip():
         raise FootprintError(f"{label} must be a non-empty text, got {value!r}")
     return value.strip().upper() if opt.upper else value.strip()
@@ -123,11 +144,13 @@ def load_config() -> tuple[dict[str, Any], str | None]:
 class Settings(FrozenRecord):
     """Report-time overrides of what the run recorded (None: keep the recorded value)."""
 
-    __slots__ = ("country", "region", "carbon_intensity", "pue", "price_kwh", "price_hour", "currency")
+    __slots__ = ("country", "region", "carbon_intensity", "pue", "price_kwh", "price_hour", "currency", "embodied",
+                 "embodied_lifetime_years", "embodied_utilisation")
 
     def __init__(self, country: str | None = None, region: str | None = None, carbon_intensity: float | None = None,
                  pue: float | None = None, price_kwh: float | None = None, price_hour: float | None = None,
-                 currency: str | None = None) -> None:
+                 currency: str | None = None, embodied: bool | None = None,
+                 embodied_lifetime_years: float | None = None, embodied_utilisation: float | None = None) -> None:
         self.country = country
         self.region = region
         self.carbon_intensity = carbon_intensity
@@ -135,6 +158,9 @@ class Settings(FrozenRecord):
         self.price_kwh = price_kwh
         self.price_hour = price_hour
         self.currency = currency
+        self.embodied = embodied
+        self.embodied_lifetime_years = embodied_lifetime_years
+        self.embodied_utilisation = embodied_utilisation
 
 
 class Resolved(FrozenRecord):

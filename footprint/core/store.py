@@ -520,6 +520,28 @@ class Store:
                     picked.append((float(row[0]), float(row[1])))
         return [(b[0], (b[1] - a[1]) / (b[0] - a[0])) for a, b in zip(picked, picked[1:], strict=False)]
 
+    def update_meta(self, run_id: int, patch: dict[str, Any], *, keep: bool = False) -> None:
+        """Set top-level keys of the run's meta (JSON object), keeping the others (and with `keep`, the keys it
+        has already): read and written in one transaction, so two processes of a run (its owner and a child that
+        joined it) never lose each other's."""
+        with self.lock, transaction(self.conn) as c:
+            row = c.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise FootprintError(f"no run with id {run_id} in {self.path}")
+            try:
+                meta = json.loads(row[0]) if row[0] else {}
+            except ValueError:
+                meta = {}
+            meta = meta if isinstance(meta, dict) else {}
+            meta.update({k: v for k, v in patch.items() if not (keep and k in meta)})
+            c.execute("UPDATE runs SET meta = ? WHERE id = ?", (json.dumps(meta), run_id))
+
+    def add_event(self, run_id: int, t: float, kind: str, message: str) -> None:
+        """One event of the run (not a device's), written at once."""
+        with self.lock, transaction(self.conn) as c:
+            c.execute("INSERT INTO events (run_id, device_id, t, kind, message) VALUES (?, NULL, ?, ?, ?)",
+                      (run_id, t, kind, message))
+
     def set_started(self, run_id: int, started_at: float) -> None:
         with self.lock, transaction(self.conn) as c:
             c.execute("UPDATE runs SET started_at = ? WHERE id = ?", (started_at, run_id))

@@ -23,6 +23,7 @@
  *                        there instead of the wall clock, so a stand-in workload can drive it
  * Power limits: a GPU draws min(profile power, its limit); the energy counter is the exact integral of that,
  * piecewise over the limit changes (the state keeps the counter at the last change).
+ *   FAKE_NVML_NAME       comma list of per-GPU names (default "Fake NVIDIA H100 80GB HBM3"; last one repeats)
  * nvmlDeviceGetPowerUsage answers the mean power of the last second (as Ampere and newer do);
  * NVML_FI_DEV_POWER_INSTANT the instantaneous power.
  * The Python twin of the maths is tests/fakes/profile.py.
@@ -289,7 +290,11 @@ nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *dev) {
 nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *buf, unsigned int len) {
     int i; nvmlReturn_t r = check(d, &i);
     if (r) return r;
-    snprintf(buf, len, "Fake NVIDIA H100 80GB HBM3");
+    const char *names = getenv("FAKE_NVML_NAME"), *start = names, *end;
+    if (!names || !*names) { snprintf(buf, len, "Fake NVIDIA H100 80GB HBM3"); return NVML_SUCCESS; }
+    for (int k = 0; k < i && strchr(start, ','); k++) start = strchr(start, ',') + 1;  /* the last one repeats */
+    end = strchr(start, ',');
+    snprintf(buf, len, "%.*s", (int)(end ? end - start : (long)strlen(start)), start);
     return NVML_SUCCESS;
 }
 
