@@ -171,7 +171,7 @@ def test_db_is_private_wal_and_readable_by_sqlite_utils(clean_env: dict[str, str
     db = sqlite_utils.Database(path)
     assert {"runs", "devices", "samples", "spans", "tokens", "events"} <= set(db.table_names())
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert {"run_figures", "span_figures", "run_energy"} <= set(db.view_names())
     (row,) = db.query("SELECT energy_j_total, kwh FROM run_figures")  # sqlite-utils users get figures directly
     assert row["energy_j_total"] is not None and row["kwh"] == row["energy_j_total"] / 3.6e6

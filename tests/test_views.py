@@ -92,7 +92,7 @@ def test_old_db_stays_readable_and_gets_the_views_when_opened_for_writing(tmp_pa
     store.close()
     assert not rows(path, "SELECT name FROM sqlite_master WHERE type = 'view'")
     Store(path).close()  # a writer migrates: views only
-    assert rows(path, "PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 2
+    assert rows(path, "PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3
     assert {r["name"] for r in rows(path, "SELECT name FROM sqlite_master WHERE type = 'view'")} == set(VIEWS)
     check_figures(path, ids)
 
