@@ -1,5 +1,6 @@
 """Hardware probes: NVML (GPU), RAPL (CPU, DRAM), hwmon energy counters (Intel GPUs, amd_energy), Jetson
-power rails, and labelled estimates.
+power rails, whole-node meters (ACPI power meter, IPMI DCMI, a laptop's battery: kind `node`, reported beside
+the components), and labelled estimates.
 
 Probes are registered by declaration: each module named in `PROBE_MODULES` lists its probe classes in
 `PROBES`. Adding a probe is one new module plus its name here. Order matters only among probes that measure
@@ -21,19 +22,21 @@ if TYPE_CHECKING:
     from .hwmon import HwmonProbe
     from .jetson import JetsonProbe
     from .nvml import NvmlProbe
+    from .powermeter import PowerMeterProbe
     from .rapl import RaplProbe
 
-# rapl before hwmon: a CPU with RAPL is never counted again through amd_energy
-PROBE_MODULES = ("nvml", "rapl", "hwmon", "jetson", "estimate")
+# rapl before hwmon: a CPU with RAPL is never counted again through amd_energy. Node meters measure kind `node`
+# only, so they never keep a component probe out: the first available one is the node figure
+PROBE_MODULES = ("nvml", "rapl", "hwmon", "jetson", "powermeter", "estimate")
 NODE_KINDS = ("cpu", "ram")  # measured once per node (by local rank 0 in distributed jobs)
 
 __all__ = [
     "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "HwmonProbe", "JetsonProbe", "NvmlProbe",
-    "PROBE_MODULES", "Probe",
+    "PROBE_MODULES", "PowerMeterProbe", "Probe",
     "ProbeError", "RamEstimateProbe", "RaplProbe", "Reading", "default_probes", "probe_status", "registered",
 ]
 _LAZY = {"CpuEstimateProbe": "estimate", "RamEstimateProbe": "estimate", "NvmlProbe": "nvml", "RaplProbe": "rapl",
-         "HwmonProbe": "hwmon", "JetsonProbe": "jetson"}
+         "HwmonProbe": "hwmon", "JetsonProbe": "jetson", "PowerMeterProbe": "powermeter"}
 
 
 def __getattr__(name: str) -> Any:
