@@ -118,6 +118,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                        help="run CMD in a process group of its own and send the signals footprint passes on to the "
                             "whole group, so what CMD leaves running is signalled too (default: CMD only); the "
                             "group is not the terminal's foreground, so not for commands that read the terminal")
+        node = r.add_argument_group("whole-node meters (reported as the node figure, beside the components)")
+        node.add_argument("--ipmi", action="store_true", default=None,
+                          help="also read the node's power from the BMC (ipmitool dcmi power reading, about once a "
+                               "second; also FOOTPRINT_IPMI=1 or ipmi = true in footprint.toml)")
         r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
 
     if only in (None, "report"):
@@ -451,8 +455,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .exporter import MetricsServer
 
         server = MetricsServer(args.prometheus)  # a bad address or a busy port is refused before any run exists
+    from footprint.core.settings import switch_probes
+
     from .distributed import run_options
 
+    switch_probes(ipmi=args.ipmi)  # before the probes are chosen (run_options chooses a rank's)
     rank = run_options(args.db)  # one rank of a job: its own GPUs, CPU/RAM on local rank 0, its node's DB
     db = os.path.abspath(rank.pop("db", None) or args.db or default_db_path())
     with Supervisor(kill_group=args.kill_group) as sup:  # signals, see footprint/child.py

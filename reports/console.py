@@ -111,9 +111,9 @@ class ConsoleRenderer(Renderer):
         table.add_row("[bold]total[/]", f"[bold]{fmt_j(run.energy_j.get('total'))}[/]", "")
         if run.energy_basis == "node":  # the whole machine, beside the components: never added to them
             table.add_row("NODE", fmt_j(run.node_energy_j), f"{run.sources.get('node', 'none')} (whole machine)")
-            nodes = [d for d in run.devices if d.kind == "node"]
-            if len(nodes) > 1:
-                for d in nodes:
+            meters = [d for d in run.devices if d.kind == "node"]
+            if len(meters) > 1:
+                for d in meters:
                     table.add_row(f"  node:{d.index}", fmt_j(d.energy_j), d.name or "")
             table.add_row("  unattributed", fmt_j(run.unattributed_j), "node − total (fans, PSU loss, disks, NICs…)")
         console.print(table)

@@ -7,7 +7,7 @@ one-line error that names where it came from.
 
 The config file:
 The file is FOOTPRINT_CONFIG if set, else ./footprint.toml, else $XDG_CONFIG_HOME/footprint/config.toml
-(~/.config/...). Keys: country, region, carbon_intensity, pue, price_kwh, price_hour, currency.
+(~/.config/...). Keys: country, region, carbon_intensity, pue, price_kwh, price_hour, currency, ipmi.
 
     country = "FRA"
     pue = 1.2
@@ -34,8 +34,8 @@ FLAG, ENV, CONFIG = "flag", "env", "config"  # where a value came from, stronges
 
 
 class Option(FrozenRecord):
-    """One setting. `kind` is "number" (with `minimum`, inclusive unless `positive`) or "text" (`upper`
-    to normalise codes such as FRA or EUR)."""
+    """One setting. `kind` is "number" (with `minimum`, inclusive unless `positive`), "text" (`upper`
+    to normalise codes such as FRA or EUR) or "switch" (true/false, 1/0, yes/no, on/off)."""
 
     __slots__ = ("name", "env", "key", "kind", "minimum", "upper", "description")
 
@@ -60,7 +60,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("price_kwh", "FOOTPRINT_PRICE_KWH", "price_kwh", "number", description="electricity price per kWh"),
     Option("price_hour", "FOOTPRINT_PRICE_HOUR", "price_hour", "number", description="instance price per hour"),
     Option("currency", "FOOTPRINT_CURRENCY", "currency", "text", upper=True, description="currency code"),
+    Option("ipmi", "FOOTPRINT_IPMI", "ipmi", "switch",
+           description="read the whole node's power from the BMC (ipmitool dcmi power reading)"),
 )}
+SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                 "off": False}
 
 
 def validate(name: str, value: object, where: str | None = None) -> Any:
@@ -68,6 +72,13 @@ def validate(name: str, value: object, where: str | None = None) -> Any:
     checked and normalised; a FootprintError naming `where` (default: the option) otherwise."""
     opt = OPTIONS[name]
     label = where or name.replace("_", " ")
+    if opt.kind == "switch":
+        if isinstance(value, bool):
+            return value
+        found = SWITCH_VALUES.get(str(value).strip().lower())
+        if found is None:
+            raise FootprintError(f"{label} must be true or false (1/0, yes/no, on/off), got '{value}'")
+        return found
     if opt.kind == "number":
         if isinstance(value, bool):
             raise FootprintError(f"{label} must be a number, got {value!r}")
@@ -200,3 +211,11 @@ def flag_type(name: str) -> Any:
 
     parse.__name__ = name  # argparse names the type in some messages
     return parse
+
+
+def switch_probes(resolver: Resolver | None = None, *, ipmi: bool | None = None) -> None:
+    """Opt-in probes read their switch from the environment (the probe layer has no settings): set
+    FOOTPRINT_IPMI from the flag, the variable or the config file's `ipmi`, checked like every option."""
+    on = (resolver or Resolver()).value("ipmi", ipmi)
+    if on is not None:
+        os.environ[OPTIONS["ipmi"].env] = "1" if on else "0"
