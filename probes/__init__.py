@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # rapl before hwmon: a CPU with RAPL is never counted again through amd_energy. Node meters measure kind `node`
 # only, so they never keep a component probe out: the first available one is the node figure (IPMI first: it is
 # opt-in, so asked for)
-PROBE_MODULES = ("nvml", "rapl", "hwmon", "jetson", "ipmi", "powermeter", "estimate")
+PROBE_MODULES = ("nvml", "rapl", "hwmon", "jetson", "ipmi", "powermeter", "battery", "estimate")
 NODE_KINDS = ("cpu", "ram")  # measured once per node (by local rank 0 in distributed jobs)
 
 __all__ = [

@@ -137,7 +137,7 @@ def test_probe_and_renderer_registries_list_every_module():
     for name in probes.PROBE_MODULES:
         assert (ROOT / "probes" / f"{name}.py").is_file()
     classes = probes.registered()
-    assert {c.name for c in classes} == {"nvml", "rapl", "hwmon", "jetson", "ipmi", "powermeter",
+    assert {c.name for c in classes} == {"nvml", "rapl", "hwmon", "jetson", "ipmi", "powermeter", "battery",
                                           "cpu-estimate", "ram-estimate"}
     assert all(issubclass(c, Probe) and c.kinds for c in classes)
     assert reports.renderer_names() == ["console", "json", "csv", "csv-spans", "emissions-csv", "html"]
