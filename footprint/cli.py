@@ -122,6 +122,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         node.add_argument("--ipmi", action="store_true", default=None,
                           help="also read the node's power from the BMC (ipmitool dcmi power reading, about once a "
                                "second; also FOOTPRINT_IPMI=1 or ipmi = true in footprint.toml)")
+        node.add_argument("--adb", nargs="?", const="", metavar="SERIAL",
+                          help="measure the Android phone SERIAL (default: the only one attached) instead of this "
+                               "host: its power monitor rails, else its battery; for CMD = adb shell ...")
         r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
 
     if only in (None, "report"):
@@ -461,6 +464,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     switch_probes(ipmi=args.ipmi)  # before the probes are chosen (run_options chooses a rank's)
     rank = run_options(args.db)  # one rank of a job: its own GPUs, CPU/RAM on local rank 0, its node's DB
+    if args.adb is not None:  # the phone is measured, not this host: none of the host's probes
+        from .probes.adb import AdbProbe, choose_serial
+        from .probes.base import ProbeError
+
+        try:
+            serial = choose_serial(args.adb or None)
+        except ProbeError as exc:
+            raise FootprintError(str(exc)) from None
+        rank["probes"] = [AdbProbe(serial)]
+        rank["meta"] = {"measured": f"Android phone {serial} over adb"}
     db = os.path.abspath(rank.pop("db", None) or args.db or default_db_path())
     with Supervisor(kill_group=args.kill_group) as sup:  # signals, see footprint/child.py
         run = None
