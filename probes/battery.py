@@ -70,7 +70,11 @@ def find_batteries(root: Path) -> list[Cell]:
     """The machine's batteries (type Battery, not a mouse's or a headset's: scope Device), with a family of files
     to read."""
     cells = []
-    for d in sorted((root / "class" / "power_supply").glob("*")):
+    try:
+        found = sorted((root / "class" / "power_supply").glob("*"))
+    except OSError:  # a sysfs this user may not list (another user's tree, a locked-down container): no battery
+        return []
+    for d in found:
         if read_text(d / "type") != "Battery" or read_text(d / "scope") == "Device":
             continue
         cell = Cell(d)
