@@ -149,6 +149,13 @@ def _run_options(r: argparse.ArgumentParser) -> None:
                    help="run CMD in a process group of its own and send the signals footprint passes on to the "
                         "whole group, so what CMD leaves running is signalled too (default: CMD only); the "
                         "group is not the terminal's foreground, so not for commands that read the terminal")
+    node = r.add_argument_group("whole-node meters (reported as the node figure, beside the components)")
+    node.add_argument("--ipmi", action="store_true", default=None,
+                      help="also read the node's power from the BMC (ipmitool dcmi power reading, about once a "
+                           "second; also FOOTPRINT_IPMI=1 or ipmi = true in footprint.toml)")
+    node.add_argument("--adb", nargs="?", const="", metavar="SERIAL",
+                      help="measure the Android phone SERIAL (default: the only one attached) instead of this "
+                           "host: its power monitor rails, else its battery; for CMD = adb shell ...")
     r.add_argument("--power-limit", type=_positive_float, metavar="WATTS",
                    help="set every measured NVIDIA GPU's power limit to WATTS for the run, and put the original "
                         "back when CMD ends, however it ends (needs root or CAP_SYS_ADMIN; without, CMD runs "
@@ -641,9 +648,22 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
         server = MetricsServer(args.prometheus)  # a bad address or a busy port is refused before any run exists
         for service in services:
             service.metrics_server = server
+    from footprint.core.settings import switch_probes
+
     from .distributed import run_options
 
+    switch_probes(ipmi=args.ipmi)  # before the probes are chosen (run_options chooses a rank's)
     rank = run_options(args.db)  # one rank of a job: its own GPUs, CPU/RAM on local rank 0, its node's DB
+    if args.adb is not None:  # the phone is measured, not this host: none of the host's probes
+        from .probes.adb import AdbProbe, choose_serial
+        from .probes.base import ProbeError
+
+        try:
+            serial = choose_serial(args.adb or None)
+        except ProbeError as exc:
+            raise FootprintError(str(exc)) from None
+        rank["probes"] = [AdbProbe(serial)]
+        rank["meta"] = {"measured": f"Android phone {serial} over adb"}
     db = os.path.abspath(rank.pop("db", None) or args.db or default_db_path())
     tap = _token_tap(args.tokens_from)
     with Supervisor(kill_group=args.kill_group) as sup:  # signals, see footprint/child.py
@@ -655,8 +675,9 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
                             baseline=args.baseline, command=cmd or None, embodied=args.embodied,
                             embodied_lifetime_years=args.embodied_lifetime_years,
                             embodied_utilisation=args.embodied_utilisation,
-                            meta={"expect": {"count": args.expect_steps, "span": args.step_span}}
-                            if args.expect_steps else None, **rank)
+                            meta={**rank.pop("meta", {}), **({"expect": {"count": args.expect_steps,
+                                                                        "span": args.step_span}}
+                                                             if args.expect_steps else {})} or None, **rank)
             sup.ready()
         except Interrupted as exc:  # during set-up or --baseline: start_run has finished the run
             if run is not None:  # it came just after start_run returned

@@ -21,7 +21,7 @@ from footprint.core import carbon
 from footprint.core.costs import resolve_costs
 from footprint.core.embodied import resolve_embodied
 from footprint.core.sampler import DEFAULT_INTERVAL_S, FLUSH_EVERY_S, Sampler
-from footprint.core.settings import Resolver, Settings
+from footprint.core.settings import Resolver, Settings, switch_probes
 from footprint.core.store import ENV_DB, Store, default_db_path
 
 from . import cuda, distributed
@@ -397,6 +397,7 @@ def start_run(name: str, *, db: str | None = None, interval: float = DEFAULT_INT
     if baseline is not None and not (baseline > 0 and baseline < float("inf")):
         raise FootprintError(f"baseline must be a positive number of seconds, got {baseline!r}")
     resolver = Resolver()
+    switch_probes(resolver)  # before the probes are chosen: the BMC is read only when asked for
     intensity = carbon.resolve(country, carbon_intensity, region, resolver=resolver)
     costs = resolve_costs(pue=pue, price_kwh=price_kwh, price_hour=price_hour, currency=currency, resolver=resolver)
     amortised = resolve_embodied(embodied_on=embodied, lifetime_years=embodied_lifetime_years,

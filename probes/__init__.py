@@ -1,5 +1,6 @@
 """Hardware probes: NVML (NVIDIA GPUs), AMD SMI (AMD GPUs), RAPL (CPU, DRAM), hwmon energy counters (Intel
-GPUs, amd_energy), Jetson power rails, Raspberry Pi 5 PMIC rails, Apple Silicon (macmon, powermetrics), and
+GPUs, amd_energy), Jetson power rails, Raspberry Pi 5 PMIC rails, Apple Silicon (macmon, powermetrics), whole-node
+meters (ACPI power meter, IPMI DCMI, a laptop's battery: kind `node`, reported beside the components), and
 labelled estimates.
 
 Probes are registered by declaration: each module named in `PROBE_MODULES` lists its probe classes in
@@ -24,24 +25,28 @@ if TYPE_CHECKING:
     from .jetson import JetsonProbe
     from .macmon import MacmonProbe
     from .nvml import NvmlProbe
+    from .powermeter import PowerMeterProbe
     from .powermetrics import PowermetricsProbe
     from .rapl import RaplProbe
     from .rpi import RpiProbe
 
 # rapl before hwmon: a CPU with RAPL is never counted again through amd_energy; macmon (no root, and DRAM too)
-# before powermetrics: a Mac with both is read through macmon only
-PROBE_MODULES = ("nvml", "amd", "rapl", "hwmon", "jetson", "rpi", "macmon", "powermetrics", "estimate")
+# before powermetrics: a Mac with both is read through macmon only. Node meters measure kind `node` only, so they
+# never keep a component probe out: the first available one is the node figure (IPMI first: it is opt-in, so
+# asked for)
+PROBE_MODULES = ("nvml", "amd", "rapl", "hwmon", "jetson", "rpi", "macmon", "powermetrics", "ipmi", "powermeter",
+                 "battery", "estimate")
 NODE_KINDS = ("cpu", "ram")  # measured once per node (by local rank 0 in distributed jobs)
 
 __all__ = [
     "AmdSmiProbe", "Availability", "CpuEstimateProbe", "Device", "FakeProbe", "HwmonProbe", "JetsonProbe",
-    "MacmonProbe", "NvmlProbe", "PROBE_MODULES", "PowermetricsProbe", "Probe",
+    "MacmonProbe", "NvmlProbe", "PROBE_MODULES", "PowerMeterProbe", "PowermetricsProbe", "Probe",
     "ProbeError", "RamEstimateProbe", "RaplProbe", "Reading", "RpiProbe", "default_probes", "probe_status",
     "registered",
 ]
 _LAZY = {"CpuEstimateProbe": "estimate", "RamEstimateProbe": "estimate", "NvmlProbe": "nvml", "RaplProbe": "rapl",
          "HwmonProbe": "hwmon", "JetsonProbe": "jetson", "AmdSmiProbe": "amd", "MacmonProbe": "macmon",
-         "PowermetricsProbe": "powermetrics", "RpiProbe": "rpi"}
+         "PowermetricsProbe": "powermetrics", "RpiProbe": "rpi", "PowerMeterProbe": "powermeter"}
 
 
 def __getattr__(name: str) -> Any:

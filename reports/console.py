@@ -164,10 +164,19 @@ class ConsoleRenderer(Renderer):
                 for d in devs:
                     table.add_row(f"  {kind}:{d.index}", fmt_j(d.energy_j), d.name or "")
         table.add_row("[bold]total[/]", f"[bold]{fmt_j(run.energy_j.get('total'))}[/]", "")
+        if run.energy_basis == "node":  # the whole machine, beside the components: never added to them
+            table.add_row("NODE", fmt_j(run.node_energy_j), f"{run.sources.get('node', 'none')} (whole machine)")
+            meters = [d for d in run.devices if d.kind == "node"]
+            if len(meters) > 1:
+                for d in meters:
+                    table.add_row(f"  node:{d.index}", fmt_j(d.energy_j), d.name or "")
+            table.add_row("  unattributed", fmt_j(run.unattributed_j), "node − total (fans, PSU loss, disks, NICs…)")
         console.print(table)
         lines = [
             f"started {when} · duration {fmt_s(run.duration_s)}",
-            f"energy {run.kwh * 1000:.4g} Wh ({run.kwh:.4g} kWh)" if run.kwh is not None else "energy unknown",
+            (f"energy {run.kwh * 1000:.4g} Wh ({run.kwh:.4g} kWh)" if run.kwh is not None else "energy unknown")
+            + (" · from the node meter: CO2e, cost and per-token figures use it" if run.energy_basis == "node"
+               else ""),
             f"CO2e {fmt_g(run.co2e_g)} at {run.carbon_intensity_g_per_kwh:g} g/kWh — {run.carbon_source}"
             if run.carbon_intensity_g_per_kwh is not None else "CO2e unknown",
             f"PUE {run.pue:g}" + (" (default: hardware energy only; pass --pue for your data centre)"
@@ -258,6 +267,8 @@ class ConsoleRenderer(Renderer):
     @staticmethod
     def _span_label(s: SpanReport) -> str:
         parts = [f"[bold]{s.name}[/]", fmt_s(s.duration_s), fmt_j(s.energy_j.get("total"))]
+        if s.energy_basis == "node":
+            parts.append(f"node {fmt_j(s.node_energy_j)} (unattributed {fmt_j(s.unattributed_j)})")
         if s.tokens is not None:
             parts.append(f"{s.tokens:,} tokens")
             if s.j_per_token is not None and s.reliable:

@@ -26,6 +26,9 @@ def _iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, timezone.utc).isoformat() if t is not None else None
 
 
+NODE_COLUMNS = ["energy_j_node", "unattributed_j", "energy_basis"]  # only when a run or span has a node figure
+
+
 def _extra_kinds(energies: list[dict[str, float | None]]) -> list[str]:
     """Device kinds beyond COMPONENTS found in these rows: they get columns of their own, after the fixed ones."""
     return sorted({k for e in energies for k in components(e)} - set(COMPONENTS))
@@ -49,6 +52,7 @@ class CsvRenderer(Renderer):
 
     def render(self, report: Report) -> str:
         extra = _extra_kinds([r.energy_j for r in report.runs])
+        node = any(r.node_energy_j is not None for r in report.runs)
         rows = []
         for r in report.runs:
             e = r.economics
@@ -60,8 +64,10 @@ class CsvRenderer(Renderer):
                 e.tokens_per_s, e.j_per_token, e.wh_per_1k_tokens, e.co2e_g_per_1k_tokens, e.cost_per_1m_tokens,
                 r.embodied_co2e_g, r.total_co2e_g, e.embodied_co2e_g_per_1k_tokens, e.total_co2e_g_per_1k_tokens,
                 *(r.energy_j.get(k) for k in extra), *(r.sources.get(k, "none") for k in extra),
+                *([r.node_energy_j, r.unattributed_j, r.energy_basis, r.sources.get("node", "none")] if node else []),
             ])
-        columns = [*RUN_COLUMNS, *(f"energy_j_{k}" for k in extra), *(f"source_{k}" for k in extra)]
+        columns = [*RUN_COLUMNS, *(f"energy_j_{k}" for k in extra), *(f"source_{k}" for k in extra),
+                   *([*NODE_COLUMNS, "source_node"] if node else [])]
         return _table(columns, rows)
 
 
@@ -88,6 +94,7 @@ class SpanCsvRenderer(Renderer):
 
     def render(self, report: Report) -> str:
         extra = _extra_kinds([s.energy_j for r in report.runs for s in r.spans])
+        node = any(s.node_energy_j is not None for r in report.runs for s in r.spans)
         rows = []
         for r in report.runs:
             by_id = {s.id: s for s in r.spans}
@@ -97,8 +104,9 @@ class SpanCsvRenderer(Renderer):
                     _iso(s.ended_at), s.duration_s, *(s.energy_j[k] for k in COMPONENTS),
                     s.energy_j["total"], s.co2e_g, s.cost.total if s.cost else None, s.tokens,
                     s.economics.tokens_per_s, s.j_per_token, int(s.reliable), *(s.energy_j.get(k) for k in extra),
+                    *([s.node_energy_j, s.unattributed_j, s.energy_basis] if node else []),
                 ])
-        return _table([*SPAN_COLUMNS, *(f"energy_j_{k}" for k in extra)], rows)
+        return _table([*SPAN_COLUMNS, *(f"energy_j_{k}" for k in extra), *(NODE_COLUMNS if node else [])], rows)
 
 
 # CodeCarbon's EmissionsData fields, in its order (codecarbon/output_methods/emissions_data.py).
@@ -169,7 +177,7 @@ def emissions_row(r: RunReport) -> list[Any]:
         co2_kg / r.duration_s if r.duration_s else 0.0,
         _watts(r.energy_j["cpu"], r.duration_s), _watts(r.energy_j["gpu"], r.duration_s),
         _watts(r.energy_j["ram"], r.duration_s), _kwh(r.energy_j["cpu"]), _kwh(r.energy_j["gpu"]),
-        _kwh(r.energy_j["ram"]), _kwh(r.energy_j["total"]), 0.0, name, iso3, None, provider or None,
+        _kwh(r.energy_j["ram"]), r.kwh if r.kwh is not None else 0.0, 0.0, name, iso3, None, provider or None,
         cloud_region or None, r.meta.get("os") or "", r.meta.get("python") or "", _version(),
         r.meta.get("cpu_count") or 0, cpus[0].name if cpus else "", len(gpus), gpus[0].name if gpus else "",
         None, None, float(ram_gb) if ram_gb is not None else 0.0, "machine", 0.0, 0.0, 0.0, 0.0,

@@ -283,6 +283,9 @@ class HtmlRenderer(Renderer):
                 ("CO2e" if not run.embodied.on else "CO2e operational", fmt_g(run.co2e_g))]
         if run.embodied.on:
             kpis += [("CO2e embodied", fmt_g(run.embodied_co2e_g)), ("CO2e total", fmt_g(run.total_co2e_g))]
+        if run.energy_basis == "node":  # the whole machine: CO2e, cost and per-token figures come from it
+            kpis[0:1] = [("node energy", fmt_j(run.node_energy_j)), ("components", fmt_j(run.energy_j["total"])),
+                         ("unattributed", fmt_j(run.unattributed_j))]
         if run.cost is not None:
             kpis.append(("cost", fmt_money(run.cost.total, run.cost.currency)))
         # the headline per-token figure is the console's: per generated token where any were counted (the
@@ -314,6 +317,10 @@ class HtmlRenderer(Renderer):
             label = "measured" if d.measured else "estimated"
             out.append(f"<tr><td>{d.kind}:{d.index}</td><td>{_e(d.name)}</td><td class=n>{fmt_j(d.energy_j)}</td>"
                        f"<td{cls}>{_e(d.source)} ({label})</td></tr>")
+        if run.energy_basis == "node":
+            out.append(f"<tr><td>unattributed</td><td>node − components (fans, PSU loss, disks, NICs…)</td>"
+                       f"<td class=n>{fmt_j(run.unattributed_j)}</td><td>CO2e, cost and per-token figures use "
+                       "the node figure</td></tr>")
         out.append(f"</table>{breakdown}")
         out.append(f"<p>CO2e at {_e(run.carbon_intensity_g_per_kwh)} g/kWh: {_e(run.carbon_source)}; "
                    f"PUE {run.pue:g}.</p>")
@@ -330,7 +337,8 @@ class HtmlRenderer(Renderer):
                 flag = "" if s.reliable else " <span class=warn>(shorter than a counter's update period)</span>"
                 out.append(
                     f"<tr><td>{_e(span_path(s, by_id))}{flag}</td><td class=n>{fmt_s(s.duration_s)}</td>"
-                    f"<td class=n>{fmt_j(s.energy_j['total'])}</td><td class=n>{fmt_g(s.co2e_g)}</td>"
+                    f"<td class=n>{fmt_j(s.energy_j['total'])}{self._span_node(s)}</td>"
+                    f"<td class=n>{fmt_g(s.co2e_g)}</td>"
                     f"<td class=n>{_e(s.tokens if s.tokens is not None else '–')}</td>"
                     f"<td class=n>{_e(self._span_jpt(s))}</td>"
                     f"<td class=n>{_e(f'{s.economics.tokens_per_s:,.1f}' if s.economics.tokens_per_s else '–')}"
@@ -365,6 +373,10 @@ class HtmlRenderer(Renderer):
                            + (f"; {_e(i.note)}" if i.note else "") + "</small></td></tr>")
             out.append("</table>")
         return "".join(out)
+
+    @staticmethod
+    def _span_node(s: SpanReport) -> str:
+        return f" (node {_e(fmt_j(s.node_energy_j))})" if s.energy_basis == "node" else ""
 
     @staticmethod
     def _span_jpt(s: SpanReport) -> str:

@@ -404,3 +404,32 @@ def test_sigterm_reaches_the_command_while_metrics_are_scraped(clean_env: dict[s
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 7, err.decode()
+
+
+def test_a_node_meter_is_the_requests_basis_never_added_to_the_components():
+    """With a whole-node meter the requests' energy is their share of the node figure, and requests + idle is the
+    node total; the components are shared too, per kind, but not added on top."""
+    from footprint.probes.fake import FakeProbe
+
+    from footprint.common.fakeclock import FakeClock
+    from footprint.core.serving import load_serving
+    from footprint.core.store import Store
+    from footprint.run import finish_run, start_run
+
+    clock = FakeClock()
+    run = start_run("node", db=":memory:", interval=0.5, clock=clock, carbon_intensity=100,
+                    probes=[FakeProbe({"gpu:0": 300.0}, clock=clock), FakeProbe({"node:0": 500.0}, clock=clock)])
+    store: Store = run.store
+    t0 = clock.now()
+    clock.advance(2.0)
+    store.add_requests(run.id, [
+        {"started_at": t0 + 0.5, "first_token_at": None, "ended_at": t0 + 1.5, "model": "m", "endpoint": "/v1/x",
+         "status": 200, "stream": 0, "prompt_tokens": 4, "completion_tokens": 6, "usage_source": "reported",
+         "error": None}])
+    finish_run(run)
+    report = load_serving(store, run.id)
+    assert report is not None
+    (req,) = report.requests
+    assert req.energy_j["node"] == pytest.approx(500.0) and req.energy_j["gpu"] == pytest.approx(300.0)
+    assert req.energy_j["total"] == pytest.approx(500.0)  # the node's share, not 800
+    assert report.energy_j == pytest.approx(1000.0) and report.idle_energy_j == pytest.approx(500.0)

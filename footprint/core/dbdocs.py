@@ -65,11 +65,17 @@ COLUMNS: dict[str, tuple[str | None, str]] = {
     "energy_j_ram": ("J", "RAM energy, joules"),
     "energy_j_gpu": ("J", "GPU energy, all GPUs, joules"),
     "energy_j_other": ("J", "energy of every other device kind, joules (run_energy / span_energy list each)"),
-    "energy_j_total": ("J", "energy of every device, joules (before PUE)"),
-    "kwh": ("kWh", "energy_j_total in kWh (before PUE)"),
+    "energy_j_total": ("J", "energy of every component, joules (before PUE); a node meter is not added in"),
+    "energy_j_node": ("J", "whole-node energy (wall meter, BMC, battery, phone: devices of kind node), joules, "
+                           "when one was read"),
+    "unattributed_j": ("J", "energy_j_node - energy_j_total: what no component counter sees (fans, PSU loss, "
+                            "disks, NICs); negative when components over-count"),
+    "energy_basis": (None, "node when kWh, CO2e and J/token come from energy_j_node, components when from "
+                           "energy_j_total"),
+    "kwh": ("kWh", "energy_j_node (when read) or energy_j_total, in kWh (before PUE)"),
     "co2e_g": ("g", "grams CO2e: kWh × PUE × carbon intensity"),
     "tokens": (None, "tokens counted (for a span: in it and its sub-spans)"),
-    "j_per_token": ("J", "joules per token (energy_j_total / tokens)"),
+    "j_per_token": ("J", "joules per token (energy_j_node, or energy_j_total without a node meter, / tokens)"),
     "tokens_per_s": (None, "tokens per second of the run"),
     "path": (None, "the span's names from the top, joined by '/' (train/epoch/step)"),
     "limit_w": ("W", "GPU power limit, watts"),

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 # Device kinds every report shows, in this order, even when nothing measured them (the JSON contract's keys);
 # any other kind a probe reports (an SoC, an accelerator...) follows them and counts in the total.
 COMPONENTS = ("cpu", "ram", "gpu")
+# A whole-machine figure (a wall meter, the BMC, a laptop's battery, a phone): it covers every component and what
+# none of them sees (fans, PSU loss, disks, NICs), so it is reported beside them and never added to them.
+NODE = "node"
+ENERGY_BASES = ("node", "components")  # what kWh, CO2e, cost and per-token figures are computed from
 STALE_AFTER_S = 15.0  # a 'running' run whose heartbeat is older than this (and whose process is gone) is incomplete
 
 
@@ -82,13 +86,19 @@ class Cost(Record):
 
 
 class SpanReport(Record):
+    """One span's figures. `energy_j` holds the components; `node_energy_j` the whole-node meter's figure over the
+    span when there is one, `unattributed_j` the node less the components, and `energy_basis` which of the two
+    CO2e, cost and J/token are computed from."""
+
     __slots__ = ("id", "name", "parent", "started_at", "ended_at", "duration_s", "energy_j", "tokens",
-                 "j_per_token", "reliable", "co2e_g", "cost", "economics")
+                 "j_per_token", "reliable", "co2e_g", "cost", "economics", "node_energy_j", "unattributed_j",
+                 "energy_basis")
 
     def __init__(self, id: int, name: str, parent: int | None, started_at: float, ended_at: float | None,
                  duration_s: float | None, energy_j: dict[str, float | None], tokens: int | None,
                  j_per_token: float | None, reliable: bool = True, co2e_g: float | None = None,
-                 cost: Cost | None = None, economics: Economics | None = None) -> None:
+                 cost: Cost | None = None, economics: Economics | None = None, node_energy_j: float | None = None,
+                 unattributed_j: float | None = None, energy_basis: str = "components") -> None:
         self.id = id
         self.name = name
         self.parent = parent
@@ -102,15 +112,24 @@ class SpanReport(Record):
         self.co2e_g = co2e_g
         self.cost = cost
         self.economics = economics if economics is not None else Economics()
+        self.node_energy_j = node_energy_j
+        self.unattributed_j = unattributed_j
+        self.energy_basis = energy_basis
 
 
 class RunReport(Record):
+    """One run's figures. `energy_j` holds the components (cpu, ram, gpu, any other kind) and their "total";
+    `node_energy_j` is the whole-node figure (wall meter, BMC, battery, phone) when one was read, never part of
+    that total; `unattributed_j` = node - total (negative: said in a warning, not clipped); `energy_basis` says
+    whether kwh, co2e_g, cost, j_per_token and economics come from the node figure or the components' total."""
+
     __slots__ = ("id", "name", "status", "exit_code", "started_at", "ended_at", "duration_s", "energy_j", "sources",
                  "devices", "kwh", "co2e_g", "carbon_intensity_g_per_kwh", "carbon_source", "country", "tokens",
                  "j_per_token", "spans", "host", "command", "warnings", "events", "region", "pue", "cost",
                  "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
                  "j_per_generated_token", "j_per_prompt_token", "job_id", "rank", "node", "created_at", "pue_source",
-                 "power_limits", "embodied", "embodied_co2e_g", "total_co2e_g", "forecast")
+                 "power_limits", "embodied", "embodied_co2e_g", "total_co2e_g", "forecast", "node_energy_j",
+                 "unattributed_j", "energy_basis")
 
     def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
                  ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
@@ -129,7 +148,9 @@ class RunReport(Record):
                  created_at: float | None = None, pue_source: str | None = None,
                  power_limits: PowerLimitReport | None = None,
                  embodied: EmbodiedReport | None = None, embodied_co2e_g: float | None = None,
-                 total_co2e_g: float | None = None, forecast: ForecastReport | None = None) -> None:
+                 total_co2e_g: float | None = None, forecast: ForecastReport | None = None,
+                 node_energy_j: float | None = None, unattributed_j: float | None = None,
+                 energy_basis: str = "components") -> None:
         self.id = id
         self.name = name
         self.status = status
@@ -175,6 +196,9 @@ class RunReport(Record):
         self.embodied_co2e_g = embodied_co2e_g
         self.total_co2e_g = total_co2e_g
         self.forecast = forecast  # with an expected number of steps: the predicted totals (footprint.core.steps)
+        self.node_energy_j = node_energy_j
+        self.unattributed_j = unattributed_j
+        self.energy_basis = energy_basis
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -244,6 +268,14 @@ def kinds_of(kinds: object) -> list[str]:
     return [*COMPONENTS, *sorted({str(k) for k in kinds} - set(COMPONENTS))]  # type: ignore[attr-defined]
 
 
+def basis(components_j: float | None, node_j: float | None) -> tuple[float | None, float | None, str]:
+    """(the energy that kWh, CO2e, cost and per-token figures use, unattributed J, the basis): the node figure
+    when a whole-node meter was read, else the components' total. Unattributed is node - components, unclipped."""
+    if node_j is None:
+        return components_j, None, "components"
+    return node_j, (node_j - components_j) if components_j is not None else None, "node"
+
+
 def components(energy_j: dict[str, float | None]) -> list[str]:
     """The component rows of an energy dict (a run's, a span's, a job's), in display order: what renderers
     iterate, so that no kind is ever left out."""
@@ -308,6 +340,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
 
     devices: list[DeviceReport] = []
     per_kind: dict[str, list[float | None]] = {}
+    node_parts: list[float | None] = []
     first_t: list[float] = []
     last_t: list[float] = []
     max_period = 0.0
@@ -321,7 +354,10 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
             mean_power_w=(e / span_t) if e is not None and span_t else None,
             first_read_at=d["first_t"], last_read_at=d["last_t"],
         ))
-        per_kind.setdefault(d["kind"], []).append(e)
+        if d["kind"] == NODE:
+            node_parts.append(e)
+        else:
+            per_kind.setdefault(d["kind"], []).append(e)
         if d["first_t"] is not None:
             first_t.append(d["first_t"])
             last_t.append(d["last_t"])
@@ -331,6 +367,9 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
             warnings.append(f"{d['kind']}:{d['idx']} has no samples; its energy is unknown")
     energy = _components(per_kind)
     sources = {k: "+".join(sorted({d.source for d in devices if d.kind == k})) or "none" for k in components(energy)}
+    node_j = _sum(node_parts)
+    if node_parts:
+        sources[NODE] = "+".join(sorted({d.source for d in devices if d.kind == NODE}))
 
     started = row["started_at"] if row["started_at"] is not None else (min(first_t) if first_t else None)
     ended = row["ended_at"] if row["ended_at"] is not None else (max(last_t) if last_t else None)
@@ -359,7 +398,12 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
     price_kwh = settings.price_kwh if settings.price_kwh is not None else row["price_kwh"]
     price_hour = settings.price_hour if settings.price_hour is not None else row["price_hour"]
     currency = settings.currency or row["currency"] or "USD"
-    total = energy["total"]
+    total, unattributed, energy_basis = basis(energy["total"], node_j)
+    if unattributed is not None and unattributed < 0:
+        warnings.append(f"the node meter read {-unattributed:.1f} J less than the sum of its components "
+                        f"({node_j:.1f} J against {energy['total']:.1f} J): a component is over-counted (an estimate, "
+                        "or two probes reading one thing), or the meter does not see all of them; kWh, CO2e and "
+                        "per-token figures use the node figure")
     kwh = units.j_to_kwh(total) if total is not None else None
     co2 = units.co2e_g(total, intensity, pue) if total is not None and intensity is not None else None
     cost = cost_of(total, duration, pue, price_kwh, price_hour, currency)
@@ -370,6 +414,8 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         base_kind: dict[str, list[float | None]] = {}
         dyn_kind: dict[str, list[float | None]] = {}
         for d, dev in zip(dev_rows, devices, strict=True):
+            if dev.kind == NODE:  # the components' idle and dynamic energy: a node meter is not one of them
+                continue
             b = d["baseline_w"]
             base_kind.setdefault(dev.kind, []).append(b)
             span_t = (dev.last_read_at - dev.first_read_at) if dev.first_read_at is not None \
@@ -384,8 +430,9 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
 
     spans = _spans(store, run_id, dev_rows, by_span, ended, max_period, warnings, live=status == "running")
     for sp in spans:
-        sp.co2e_g, sp.cost = span_money(sp.energy_j["total"], sp.duration_s)
-        sp.economics = economics_of(sp.energy_j["total"], sp.co2e_g, sp.cost, sp.tokens, sp.duration_s)
+        sp_total = basis(sp.energy_j["total"], sp.node_energy_j)[0]
+        sp.co2e_g, sp.cost = span_money(sp_total, sp.duration_s)
+        sp.economics = economics_of(sp_total, sp.co2e_g, sp.cost, sp.tokens, sp.duration_s)
     curves = {f"{d['kind']}:{d['idx']}": store.power_series(d["id"]) for d in dev_rows} if power else {}
     from footprint.core.limits import load_power_limits
 
@@ -413,7 +460,8 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         j_per_prompt_token=units.per_token(total, by_kind.get("prompt")),
         job_id=row["job_id"], rank=row["rank"], node=row["node"], created_at=row["created_at"],
         pue_source=pue_source, power_limits=power_limits, embodied=emb, embodied_co2e_g=emb_g,
-        total_co2e_g=total_co2, forecast=fc,
+        total_co2e_g=total_co2, forecast=fc, node_energy_j=node_j, unattributed_j=unattributed,
+        energy_basis=energy_basis,
     )
 
 
@@ -487,13 +535,15 @@ def _spans(store: Store, run_id: int, dev_rows: list[Any], tokens_by_span: dict[
             warnings.append(f"span '{r['name']}' lies wholly outside the run's readings ({where}): its energy is "
                             "unknown, not 0 (recorded by a process whose clock differs from the owner's?)")
         per_kind: dict[str, list[float | None]] = {}
+        node_parts: list[float | None] = []
         for d in dev_rows:
             e: float | None = None
             if end is not None and not outside:
                 a, b = store.energy_at(d["id"], start), store.energy_at(d["id"], end)
                 e = (b - a) if a is not None and b is not None else None
-            per_kind.setdefault(d["kind"], []).append(e)
+            (node_parts if d["kind"] == NODE else per_kind.setdefault(d["kind"], [])).append(e)
         energy = _components(per_kind)
+        basis_j, unattributed, energy_basis = basis(energy["total"], _sum(node_parts))
         ids = subtree(r["id"])
         counted = [tokens_by_span[s] for s in ids if s in tokens_by_span]
         toks = sum(counted) if counted else None
@@ -501,8 +551,9 @@ def _spans(store: Store, run_id: int, dev_rows: list[Any], tokens_by_span: dict[
         out.append(SpanReport(
             id=r["id"], name=r["name"], parent=r["parent_id"], started_at=start, ended_at=r["ended_at"],
             duration_s=duration, energy_j=energy, tokens=toks,
-            j_per_token=units.per_token(energy["total"], toks),
+            j_per_token=units.per_token(basis_j, toks),
             reliable=not outside and not (duration is not None and max_period and duration < max_period),
+            node_energy_j=_sum(node_parts), unattributed_j=unattributed, energy_basis=energy_basis,
         ))
     return out
 

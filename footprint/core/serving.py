@@ -185,7 +185,11 @@ def provisional_energy(store: Store, run_id: int, req: Any, finished: Sequence[A
         elif now > r.started_at:
             work.append([Phase(r.started_at, now, rate * (now - r.started_at))])
     total = 0.0
-    for d in store.run_devices(run_id):
+    devices = store.run_devices(run_id)
+    node = any(d["kind"] == "node" for d in devices)  # then the node meter alone is the figure (see load_serving)
+    for d in devices:
+        if (d["kind"] == "node") != node:
+            continue
         series = store.series(d["id"], since=req.started_at, until=req.ended_at)
         if len(series) < 2:
             continue
@@ -214,9 +218,17 @@ def load_serving(store: Store, run_id: int, settings: Settings | None = None) ->
         line = [(run.started_at, 0.0), (run.ended_at, per_s * (run.ended_at - run.started_at))]
         instance, _ = attribute(line, [_work(r) for r in rows])
 
+    # a whole-node meter is beside the components, never added to them: with one, it is the total (the run's basis)
+    node_basis = run.energy_basis == "node"
+
+    def total_of(per_kind: dict[str, float]) -> float:
+        if node_basis:
+            return per_kind.get("node", 0.0)
+        return sum(j for k, j in per_kind.items() if k != "node")
+
     reports: list[RequestReport] = []
     for i, (r, s) in enumerate(zip(rows, shares, strict=True)):
-        total = sum(s.values())
+        total = total_of(s)
         energy = {**s, "total": total}
         co2 = units.co2e_g(total, intensity, pue) if intensity is not None else None
         cost = None
@@ -230,8 +242,8 @@ def load_serving(store: Store, run_id: int, settings: Settings | None = None) ->
             completion_tokens=r["completion_tokens"], usage_source=r["usage_source"], error=r["error"],
             energy_j=energy, co2e_g=co2, cost=cost))
 
-    run_total = run.energy_j.get("total")
-    idle_total = sum(idle.values())
+    run_total = run.node_energy_j if node_basis else run.energy_j.get("total")
+    idle_total = total_of(idle)
     models = [_model(name, [q for q in reports if (q.model or "(none)") == name], run_total)
               for name in sorted({q.model or "(none)" for q in reports})]
     warnings: list[str] = []

@@ -8,7 +8,7 @@ one-line error that names where it came from.
 The config file:
 The file is FOOTPRINT_CONFIG if set, else ./footprint.toml, else $XDG_CONFIG_HOME/footprint/config.toml
 (~/.config/...). Keys: country, region, carbon_intensity, pue, price_kwh, price_hour, currency, embodied,
-embodied_lifetime_years, embodied_utilisation.
+embodied_lifetime_years, embodied_utilisation, ipmi.
 
     country = "FRA"
     pue = 1.2
@@ -71,6 +71,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            positive=True, description="years of life the devices' manufacturing CO2e is spread over"),
     Option("embodied_utilisation", "FOOTPRINT_EMBODIED_UTILISATION", "embodied_utilisation", "number",
            positive=True, maximum=1.0, description="share of their life the devices are in use, in (0, 1]"),
+    Option("ipmi", "FOOTPRINT_IPMI", "ipmi", "switch",
+           description="read the whole node's power from the BMC (ipmitool dcmi power reading)"),
 )}
 
 SWITCH = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
@@ -98,7 +100,7 @@ def validate(name: str, value: object, where: str | None = None) -> Any:
             return value
         if isinstance(value, str) and value.strip().lower() in SWITCH:
             return SWITCH[value.strip().lower()]
-        raise FootprintError(f"{label} must be on or off, got {value!r}")
+        raise FootprintError(f"{label} must be on or off (true or false, yes/no, 1/0), got {value!r}")
     if not isinstance(value, str) or not value.strip():
         raise FootprintError(f"{label} must be a non-empty text, got {value!r}")
     return value.strip().upper() if opt.upper else value.strip()
@@ -226,3 +228,11 @@ def flag_type(name: str) -> Any:
 
     parse.__name__ = name  # argparse names the type in some messages
     return parse
+
+
+def switch_probes(resolver: Resolver | None = None, *, ipmi: bool | None = None) -> None:
+    """Opt-in probes read their switch from the environment (the probe layer has no settings): set
+    FOOTPRINT_IPMI from the flag, the variable or the config file's `ipmi`, checked like every option."""
+    on = (resolver or Resolver()).value("ipmi", ipmi)
+    if on is not None:
+        os.environ[OPTIONS["ipmi"].env] = "1" if on else "0"

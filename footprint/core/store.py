@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 # 2: the views below (a schema-1 DB gets them when a writer opens it); 3: new tables only (requests, power
-# limits, sweeps, quality)
+# limits, sweeps, quality) and node figures in the views
 SCHEMA_VERSION = 3
 DEFAULT_DB = "footprint.db"
 ENV_DB = "FOOTPRINT_DB"
@@ -217,9 +217,14 @@ def _around(p: str, t: str) -> str:
 
 
 # Per-kind columns: cpu, ram and gpu, then every other kind summed (kinds are open-ended; run_energy and
-# span_energy list each kind). The total adds them in that order, as the read model does.
-_KINDS = "".join(f"SUM(CASE WHEN kind = '{k}' THEN energy_j END) AS energy_j_{k}, " for k in ("cpu", "ram", "gpu"))
-_OTHER = "SUM(CASE WHEN kind NOT IN ('cpu', 'ram', 'gpu') THEN energy_j END) AS energy_j_other"
+# span_energy list each kind). The total adds them in that order, as the read model does. A `node` device (a
+# whole-machine meter) is no component: it has its own column, and kWh, CO2e and J/token use it when present.
+_KINDS = "".join(f"SUM(CASE WHEN kind = '{k}' THEN energy_j END) AS energy_j_{k}, "
+                 for k in ("cpu", "ram", "gpu", "node"))
+_OTHER = "SUM(CASE WHEN kind NOT IN ('cpu', 'ram', 'gpu', 'node') THEN energy_j END) AS energy_j_other"
+_BASIS = "COALESCE(energy_j_node, energy_j_total)"
+_NODE_COLUMNS = ("energy_j_node, energy_j_node - energy_j_total AS unattributed_j, "
+                 "CASE WHEN energy_j_node IS NOT NULL THEN 'node' ELSE 'components' END AS energy_basis")
 _TOTAL = ("CASE WHEN COALESCE(e.energy_j_cpu, e.energy_j_ram, e.energy_j_gpu, e.energy_j_other) IS NULL THEN NULL "
           "ELSE COALESCE(e.energy_j_cpu, 0) + COALESCE(e.energy_j_ram, 0) + COALESCE(e.energy_j_gpu, 0) "
           "+ COALESCE(e.energy_j_other, 0) END")
@@ -245,15 +250,15 @@ VIEWS: dict[str, str] = {
              f AS (SELECT r.id AS run_id, r.name, r.status, r.exit_code, r.host, r.job_id, r.rank, r.node,
                           COALESCE(r.started_at, e.first_t) AS started_at, COALESCE(r.ended_at, e.last_t) AS ended_at,
                           e.energy_j_cpu, e.energy_j_ram, e.energy_j_gpu, e.energy_j_other, {_TOTAL} AS energy_j_total,
-                          r.country, r.region, r.carbon_g_per_kwh, {_PUE} AS pue, k.tokens
+                          e.energy_j_node, r.country, r.region, r.carbon_g_per_kwh, {_PUE} AS pue, k.tokens
                    FROM runs r LEFT JOIN e ON e.run_id = r.id LEFT JOIN k ON k.run_id = r.id)
         SELECT run_id, name, status, exit_code, host, job_id, rank, node, started_at, ended_at,
                {_iso("started_at")} AS started_at_iso, {_iso("ended_at")} AS ended_at_iso,
                ended_at - started_at AS duration_s,
-               energy_j_cpu, energy_j_ram, energy_j_gpu, energy_j_other, energy_j_total,
-               energy_j_total / 3600000.0 AS kwh, country, region, carbon_g_per_kwh, pue,
-               energy_j_total / 3600000.0 * pue * carbon_g_per_kwh AS co2e_g, tokens,
-               CASE WHEN tokens THEN energy_j_total / tokens END AS j_per_token,
+               energy_j_cpu, energy_j_ram, energy_j_gpu, energy_j_other, energy_j_total, {_NODE_COLUMNS},
+               {_BASIS} / 3600000.0 AS kwh, country, region, carbon_g_per_kwh, pue,
+               {_BASIS} / 3600000.0 * pue * carbon_g_per_kwh AS co2e_g, tokens,
+               CASE WHEN tokens THEN {_BASIS} / tokens END AS j_per_token,
                CASE WHEN tokens AND ended_at - started_at THEN tokens / (ended_at - started_at) END AS tokens_per_s
         FROM f""",
     "span_energy": f"""
@@ -277,16 +282,16 @@ VIEWS: dict[str, str] = {
              f AS (SELECT sp.id AS span_id, sp.run_id, sp.name, sp.parent_id, named.path, sp.started_at,
                           sp.ended_at, COALESCE(sp.ended_at, rf.ended_at) - sp.started_at AS duration_s,
                           e.energy_j_cpu, e.energy_j_ram, e.energy_j_gpu, e.energy_j_other, {_TOTAL} AS energy_j_total,
-                          r.carbon_g_per_kwh, {_PUE} AS pue, k.tokens
+                          e.energy_j_node, r.carbon_g_per_kwh, {_PUE} AS pue, k.tokens
                    FROM spans sp JOIN runs r ON r.id = sp.run_id JOIN run_figures rf ON rf.run_id = sp.run_id
                    LEFT JOIN named ON named.id = sp.id LEFT JOIN e ON e.span_id = sp.id
                    LEFT JOIN k ON k.span_id = sp.id)
         SELECT span_id, run_id, name, parent_id, path, started_at, ended_at,
                {_iso("started_at")} AS started_at_iso, {_iso("ended_at")} AS ended_at_iso, duration_s,
-               energy_j_cpu, energy_j_ram, energy_j_gpu, energy_j_other, energy_j_total,
-               energy_j_total / 3600000.0 AS kwh, carbon_g_per_kwh, pue,
-               energy_j_total / 3600000.0 * pue * carbon_g_per_kwh AS co2e_g, tokens,
-               CASE WHEN tokens THEN energy_j_total / tokens END AS j_per_token
+               energy_j_cpu, energy_j_ram, energy_j_gpu, energy_j_other, energy_j_total, {_NODE_COLUMNS},
+               {_BASIS} / 3600000.0 AS kwh, carbon_g_per_kwh, pue,
+               {_BASIS} / 3600000.0 * pue * carbon_g_per_kwh AS co2e_g, tokens,
+               CASE WHEN tokens THEN {_BASIS} / tokens END AS j_per_token
         FROM f""",
 }
 

@@ -39,7 +39,8 @@ class Counter:
 
 @dataclass(eq=False)
 class Rail:
-    """One power-monitor channel. style: "in_curr" (mV x mA), "power" (µW), "iio" (in_powerN_input, mW)."""
+    """One power-monitor channel. style: "in_curr" (mV x mA), "power" (µW), "iio" (in_powerN_input, mW),
+    "average" (`powerN_average` µW, as the ACPI power_meter driver gives it)."""
 
     label: str
     power_w: float
@@ -56,6 +57,7 @@ class Chip:
     drm_card: int | None = None  # a GPU: lives under its PCI device, with class/drm/cardN
     iio: bool = False  # Jetson's ina3221x IIO layout instead of hwmon
     update_interval_ms: int | None = None  # the driver's `update_interval`, where it has one
+    average_interval_ms: int | None = None  # acpi_power_meter's `power1_average_interval`
 
 
 class _Segments:
@@ -113,6 +115,8 @@ class SysfsTree(CounterWriter):
                 (base / "name").write_text(f"{chip.name}\n")
                 if chip.update_interval_ms is not None:
                     (base / "update_interval").write_text(f"{chip.update_interval_ms}\n")
+                if chip.average_interval_ms is not None:
+                    (base / "power1_average_interval").write_text(f"{chip.average_interval_ms}\n")
             for c in chip.counters:
                 self._power[id(c)] = _Segments(self.t0, c.power_w)
                 if c.label is not None:
@@ -125,6 +129,8 @@ class SysfsTree(CounterWriter):
                     (base / f"rail_name_{n}").write_text(f"{r.label}\n")
                     self._files += [(r, base / f"in_power{n}_input", "mw"), (r, base / f"in_current{n}_input", "ma"),
                                     (r, base / f"in_voltage{n}_input", "mv")]
+                elif r.style == "average":
+                    self._files.append((r, base / f"power{n}_average", "uw"))
                 elif r.style == "power":
                     (base / f"power{n}_label").write_text(f"{r.label}\n")
                     self._files += [(r, base / f"power{n}_input", "uw"), (r, base / f"in{n}_input", "mv")]
@@ -202,3 +208,9 @@ def orin_agx() -> list[Chip]:
         Chip("ina3221", rails=[Rail("NC", 0.0, channel=1), Rail("VDDQ_VDD2_1V8AO", 1.5, channel=2)],
              update_interval_ms=140),
     ]
+
+
+def acpi_power_meter(watts: float = 420.0, interval_ms: int = 1000) -> Chip:
+    """The ACPI power meter (acpi_power_meter driver): the whole machine's mean power in `power1_average` (µW)
+    over `power1_average_interval` (ms), as server firmware reports it."""
+    return Chip("power_meter", rails=[Rail("", watts, style="average")], average_interval_ms=interval_ms)

@@ -1,5 +1,6 @@
-"""What the stand-in power tools share (macmon.py, powermetrics.py, vcgencmd.py): a linear power profile per
-kind, its exact mean and integral, and putting a stand-in on PATH under the real tool's name.
+"""Stand-in executables put on PATH (a script of tests/fakes run by this interpreter under the real tool's name),
+and what the stand-in power tools share (macmon.py, powermetrics.py, vcgencmd.py): a linear power profile per
+kind, its exact mean and integral.
 
 A profile is `FAKE_<TOOL>_POWER="cpu=3.5,gpu=1.25"` (W) and optionally `FAKE_<TOOL>_RAMP="cpu=0.5"` (W/s): the
 power of a kind at time s is power + ramp * s. The streaming tools (macmon, powermetrics) count s from their own
@@ -66,3 +67,12 @@ def with_bin(env: dict[str, str], bin_dir: Path) -> dict[str, str]:
 def window_ends(log: Path) -> list[float]:
     """The end of each sample's window (seconds since the tool started), as the stand-in logged them."""
     return [float(line) for line in log.read_text().split()]
+
+
+def put_on_path(bin_dir: Path, name: str, script: str, env: dict[str, str]) -> dict[str, str]:
+    """Write `bin_dir/name` (the stand-in `script` from tests/fakes) and return env with bin_dir first on PATH."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    tool = bin_dir / name
+    tool.write_text(f"#!{sys.executable}\n" + (FAKES / script).read_text())
+    tool.chmod(0o755)
+    return dict(env, PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', os.environ.get('PATH', ''))}")
