@@ -186,6 +186,7 @@ class _Exchange:
         headers.append((b"content-length", str(len(whole)).encode()))
         if self.headers and energy is not None:
             headers.append((b"x-footprint-energy-j", f"{energy:.6g}".encode()))
+            headers.append((b"x-footprint-attribution", b"provisional; see footprint report --requests"))
             row = self.log.run.store.run_row(self.log.run.id)
             if row is not None and row["carbon_g_per_kwh"] is not None:
                 grams = energy / 3.6e6 * (row["pue"] or 1.0) * row["carbon_g_per_kwh"]

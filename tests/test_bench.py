@@ -33,3 +33,14 @@ def test_bench_quick_mode_runs_and_writes_results(tmp_path: Path, clean_env: dic
         # the harness's clock reads and footprint's first and last counter reads
         assert abs(acc["gpu"]["own_window_error_percent"]) < 0.5 and abs(acc["cpu"]["own_window_error_percent"]) < 1.0
         assert abs(acc["gpu"]["error_percent"]) < 5.0 and abs(acc["cpu"]["error_percent"]) < 5.0
+
+
+def test_serving_bench_quick_mode_runs_and_the_proxy_recorded_every_request(clean_env: dict[str, str]):
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "serving.py"), "--quick"], env=clean_env,
+                         capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    out = res.stdout.decode()
+    assert "## Serving: footprint serve's proxy" in out and "throughput, 64 concurrent streams" in out
+    # 50 sequential + streams at 1/16/64 clients x 2 + 200 for memory, all through the proxy
+    recorded = int(out.split("The proxy recorded every request it passed (")[1].split(" rows")[0].replace(",", ""))
+    assert recorded == 50 + (1 + 16 + 64) * 2 + 200

@@ -81,7 +81,10 @@ def serve(env: dict[str, str], *args: str, usage: str = "asked", upstream_args: 
     cmd = [*footprint_cmd(), "serve", "--listen", f"127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{up}",
            "--interval", "0.05", *args, "--", sys.executable, str(FAKES / "openai_server.py"), str(up),
            "--usage", usage, *upstream_args]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # SIGINT at its default, as from a shell: test runners' worker processes may ignore it, and footprint (rightly)
+    # leaves an inherited SIG_IGN alone
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     s = Served(proc, port, Path(env["FOOTPRINT_DB"]), env)
     wait_ready(s.url, proc)
     return s

@@ -102,7 +102,8 @@ def main() -> int:
                     self.connection.shutdown(2)
                     return
                 delta = {"delta": {"content": "tok "}} if chat else {"text": "tok "}
-                event(json.dumps({"id": "x", "object": kind, "model": model,
+                # "sent": when the chunk left the server (epoch s), for the proxy benchmark's per-chunk latency
+                event(json.dumps({"id": "x", "object": kind, "model": model, "sent": time.time(),
                                   "choices": [{"index": 0, **delta, "finish_reason": None}], "usage": None}))
             asked = (doc.get("stream_options") or {}).get("include_usage") is True
             if opts.usage == "always" or (opts.usage == "asked" and asked):
