@@ -256,6 +256,7 @@ class Proxy:
         task = asyncio.current_task()
         assert task is not None
         self._clients.add(task)
+        _no_delay(writer)
         try:
             while await self._one(reader, writer):
                 pass
@@ -330,6 +331,7 @@ class Proxy:
             r, w = await asyncio.open_connection(self.upstream.host, self.upstream.port, limit=MAX_HEAD)
         except OSError as exc:
             raise UpstreamError(f"upstream {self.upstream.url} unreachable: {exc.strerror or exc}") from None
+        _no_delay(w)
         return r, w, False
 
     def _release(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -515,6 +517,16 @@ class Proxy:
         return not until_close
 
 
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    """Each chunk goes out at once. asyncio sets TCP_NODELAY only on sockets whose protocol number says TCP, which
+    sockets accepted from a listener made with protocol 0 do not: without it, Nagle's algorithm held every chunk
+    after the first until the client's delayed ACK (40 ms)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound now so that a busy port fails before any run exists."""
     try:
@@ -522,7 +534,7 @@ def bind(host: str, port: int) -> socket.socket:
     except socket.gaierror as exc:
         raise FootprintError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     family = socket.AF_INET if any(i[0] == socket.AF_INET for i in infos) else infos[0][0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -11,6 +11,7 @@ completion tokens counted from the chunks that carry text, and the request says 
 from __future__ import annotations
 
 import json
+import re
 
 from footprint.common.record import Record
 
@@ -159,7 +160,16 @@ class StreamReader:
         return b""
 
     def _read(self, event: bytes) -> bool:
-        """Note what an event says; True when it is the usage chunk to hide."""
+        """Note what an event says; True when it is the usage chunk to hide. Most events are a token of text:
+        those are recognised by a byte search, and only the first event (for the model), events that may carry a
+        usage object and ones the search cannot tell are parsed as JSON: parsing each chunk was most of the
+        proxy's cost per streamed token."""
+        if self.model is not None and _USAGE.search(event) is None:
+            if _TEXT.search(event) is not None:
+                self.text_chunks += 1
+                return False
+            if _EMPTY.search(event) is not None or b"data:" not in event:
+                return False  # a role-only or finishing chunk, or a comment/keep-alive line
         lines = [ln[5:].lstrip() for ln in event.splitlines() if ln.startswith(b"data:")]
         if not lines:
             return False
@@ -190,6 +200,13 @@ class StreamReader:
         if self.text_chunks:
             return Usage(None, self.text_chunks, "counted")
         return Usage()
+
+
+# a choice with text or tool calls: "content": "x...", "text": "x...", "reasoning_content": "x...", "tool_calls": [
+_TEXT = re.compile(rb'"(?:content|text|reasoning_content)"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{')
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')  # may be the usage chunk (or text that mentions one): parsed
+# no text: every text field empty or null, and no tool call
+_EMPTY = re.compile(rb'"delta"\s*:\s*\{\s*(?:"role"\s*:\s*"[a-z]+"\s*)?\}|"finish_reason"\s*:\s*"')
 
 
 def _split_events(buf: bytes) -> tuple[list[bytes], bytes]:

@@ -436,3 +436,58 @@ def test_a_node_meter_is_the_requests_basis_never_added_to_the_components():
     assert req.energy_j["node"] == pytest.approx(500.0) and req.energy_j["gpu"] == pytest.approx(300.0)
     assert req.energy_j["total"] == pytest.approx(500.0)  # the node's share, not 800
     assert report.energy_j == pytest.approx(1000.0) and report.idle_energy_j == pytest.approx(500.0)
+
+
+def test_the_byte_search_counts_text_chunks_as_parsing_them_would():
+    """The stream reader recognises text chunks without parsing them: it must agree with the JSON on every shape
+    of chunk servers send."""
+    chunks = [
+        {"model": "m", "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]},
+        {"model": "m", "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}], "usage": None},
+        {"model": "m", "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": None}]},
+        {"model": "m", "choices": [{"index": 0, "delta": {"content": None, "tool_calls": [{"index": 0, "id": "c"}]}}]},
+        {"model": "m", "choices": [{"index": 0, "text": " world", "finish_reason": None}]},
+        {"model": "m", "choices": [{"index": 0, "text": "", "finish_reason": "length"}]},
+        {"model": "m", "choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]},
+        {"model": "m", "choices": [{"index": 0, "delta": {"content": 'say "usage": {"x": 1}'}}]},
+        {"model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {"model": "m", "choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}],
+         "usage": {"prompt_tokens": 5, "completion_tokens": 6}},
+    ]
+    for compact in (True, False):
+        sep = (",", ":") if compact else (", ", ": ")
+        stream = b"".join(b"data: " + json.dumps(c, separators=sep).encode() + b"\n\n" for c in chunks)
+        stream = b": keep-alive\n\n" + stream + b"data: [DONE]\n\n"
+        reader = wire.StreamReader(hide_usage=False)
+        assert reader.feed(stream) == stream
+        assert reader.text_chunks == sum(wire._has_text(c) for c in chunks) == 6
+        assert reader.result().to_dict() == {"prompt_tokens": 5, "completion_tokens": 6, "source": "reported"}
+
+
+def test_chunks_of_a_stream_go_on_as_they_come_on_a_kept_alive_connection(gpu_env: dict[str, str]):
+    """Each chunk is sent on when it arrives. On a connection's second stream, Nagle's algorithm (no TCP_NODELAY on
+    the accepted socket) once held the chunks until the client's delayed ACK, 40 ms later."""
+    s = serve(gpu_env, upstream_args=("--token-s", "0.001"))
+    try:
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+        body = json.dumps({"model": "m", "stream": True, "max_tokens": 8,
+                           "messages": [{"role": "user", "content": "x"}]}).encode()
+        for _ in range(3):  # the later streams on the same connection are the ones that were held
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            delays, buf = [], b""
+            while b"data: [DONE]" not in buf:
+                data = sock.recv(65536)
+                assert data
+                now = time.time()
+                delays += [now - json.loads(line[6:])["sent"] for line in data.split(b"\n")
+                           if line.startswith(b'data: {"id"')]
+                buf += data
+            while not buf.endswith(b"0\r\n\r\n"):
+                buf += sock.recv(65536)
+        sock.close()
+    finally:
+        s.stop()
+    assert len(delays) == 8
+    # from the server's send to the client's receive: well under the 40 ms a held chunk waited
+    assert sorted(delays)[len(delays) // 2] < 0.015, delays
