@@ -476,6 +476,18 @@ def targets(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def keep_serving(text: str, out: Path) -> str:
+    """The serving section is written by bench/serving.py (its own run): keep it when this file is rewritten."""
+    old = out.read_text() if out.exists() else ""
+    start = old.find("## Serving: footprint serve's proxy")
+    if start < 0:
+        return text
+    end = old.find("\n## ", start + 3)
+    section = old[start:end + 1] if end >= 0 else old[start:]
+    marker = text.find("## Targets")
+    return text[:marker] + section + "\n" + text[marker:] if marker >= 0 else text + "\n" + section
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="footprint only, tiny sizes: seconds")
@@ -485,7 +497,7 @@ def main() -> int:
     ap.add_argument("--from-json", metavar="FILE", help="only re-render the markdown from saved raw results")
     args = ap.parse_args()
     if args.from_json:
-        Path(args.out).write_text(md(json.loads(Path(args.from_json).read_text())))
+        Path(args.out).write_text(keep_serving(md(json.loads(Path(args.from_json).read_text())), Path(args.out)))
         print(f"wrote {args.out}")
         return 0
     log: list[str] = []
@@ -536,7 +548,7 @@ def main() -> int:
 
         results["install_size"] = [measure(None), measure("codecarbon")]
     results["notes"] = NOTES + log
-    Path(args.out).write_text(md(results))
+    Path(args.out).write_text(keep_serving(md(results), Path(args.out)))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
