@@ -25,13 +25,9 @@ if TYPE_CHECKING:
 
 def parse_address(text: str) -> tuple[str, int]:
     """'9464', ':9464', 'host:9464' or '[::1]:9464' -> (host, port); the host defaults to 127.0.0.1."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "", text
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise FootprintError(f"--prometheus takes [HOST:]PORT, got '{text}'")
-    return host, int(port)
+    from footprint.common.address import parse_address as parse
+
+    return parse(text, "--prometheus")
 
 
 def _label(value: object) -> str:

@@ -18,6 +18,7 @@ import sys
 import threading
 import urllib.parse
 
+from footprint.common.address import parse_address
 from footprint.common.errors import FootprintError
 
 from . import wire
@@ -49,13 +50,7 @@ class UpstreamError(Exception):
 
 def parse_listen(text: str) -> tuple[str, int]:
     """'8001', ':8001', 'host:8001' or '[::1]:8001' -> (host, port); the host defaults to 127.0.0.1."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "", text
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise FootprintError(f"--listen takes [HOST:]PORT, got '{text}'")
-    return host, int(port)
+    return parse_address(text, "--listen")
 
 
 class Upstream:
@@ -131,12 +126,7 @@ async def _body(reader: asyncio.StreamReader, head: _Head, *, until_close: bool)
                 while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers: dropped
                     pass
                 return
-            left = size
-            while left:
-                piece = await reader.read(min(left, 65536))
-                if not piece:
-                    raise asyncio.IncompleteReadError(b"", left)
-                left -= len(piece)
+            async for piece in _pieces(reader, size):
                 yield piece
             await reader.readexactly(2)
         return
@@ -148,16 +138,22 @@ async def _body(reader: asyncio.StreamReader, head: _Head, *, until_close: bool)
             raise BadRequest(400, "bad Content-Length") from None
         if left < 0:
             raise BadRequest(400, "bad Content-Length")
-        while left:
-            piece = await reader.read(min(left, 65536))
-            if not piece:
-                raise asyncio.IncompleteReadError(b"", left)
-            left -= len(piece)
+        async for piece in _pieces(reader, left):
             yield piece
         return
     if until_close:
         while piece := await reader.read(65536):
             yield piece
+
+
+async def _pieces(reader: asyncio.StreamReader, left: int) -> AsyncIterator[bytes]:
+    """Exactly `left` bytes, as they arrive."""
+    while left:
+        piece = await reader.read(min(left, 65536))
+        if not piece:
+            raise asyncio.IncompleteReadError(b"", left)
+        left -= len(piece)
+        yield piece
 
 
 def _chunk(data: bytes) -> bytes:
