@@ -553,7 +553,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     check_endpoints(store, ids)
     report = load_report(store, ids, _settings(args))
-    sys.stdout.write(CompareRenderer(quality, as_json=args.json).render(report))
+    sys.stdout.write(CompareRenderer(quality, as_json=args.json, requests=store.request_counts(ids)).render(report))
     return 0
 
 
