@@ -358,6 +358,16 @@ class NvmlProbe(Probe):
             raise ProbeError("no GPU could be read: " + "; ".join(f"{k}: {v}" for k, v in self.errors.items()))
         return out
 
+    def processes(self) -> dict[int, set[int]]:
+        """NVML index -> the pids holding a compute context on that GPU (nvmlDeviceGetComputeRunningProcesses; pids
+        of the host's pid namespace), for the GPUs measured; a GPU that cannot say is left out."""
+        nv = _nvml()
+        out: dict[int, set[int]] = {}
+        for dev, h in zip(self.devices, self._handles, strict=True):
+            with contextlib.suppress(Exception):
+                out[dev.index] = {int(p.pid) for p in nv.nvmlDeviceGetComputeRunningProcesses(h)}
+        return out
+
     def close(self) -> None:
         if self._open:
             self._open = False
