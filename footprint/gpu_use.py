@@ -73,7 +73,7 @@ class ProcessWatch:
             return
         for probe in self.probes:
             with contextlib.suppress(Exception):  # a probe that cannot list processes says nothing
-                self.used |= used_by(probe.processes(), pids)  # type: ignore[attr-defined]
+                self.used |= used_by(probe.processes(), pids)
 
     def start(self) -> None:
         if not self.probes:
