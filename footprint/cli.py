@@ -553,7 +553,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     check_endpoints(store, ids)
     report = load_report(store, ids, _settings(args))
-    sys.stdout.write(CompareRenderer(quality, as_json=args.json).render(report))
+    sys.stdout.write(CompareRenderer(quality, as_json=args.json, requests=store.request_counts(ids)).render(report))
     return 0
 
 
@@ -712,6 +712,10 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
         started = False
         status, code = "failed", 1
         watch = _budget_watch(args, db, run.id, sup)
+        from .gpu_use import ProcessWatch
+        from .gpu_use import record as record_gpus_used
+
+        gpu_watch: ProcessWatch | None = None
         try:
             if not cmd:  # a service alone (footprint serve without CMD): until Ctrl-C or SIGTERM
                 sup.wait_for_signal()
@@ -733,10 +737,14 @@ def cmd_run(args: argparse.Namespace, *, services: list[Any] | None = None, cmd:
                         tap.tee.started()
                     if watch is not None:
                         watch.start()
+                    gpu_watch = ProcessWatch(run.sampler.probes, run.sampler.interval_s)  # the GPUs it used
+                    gpu_watch.start()
                     status, code = sup.outcome(sup.wait())
         finally:
             if watch is not None:
                 watch.close()
+            if gpu_watch is not None:
+                record_gpus_used(run.store, run.id, gpu_watch.close(), "nvml-processes")
             if limit is not None:  # the command has ended, whatever the way: its GPUs get their limits back
                 limit.restore()
             unfinished: str | None = None

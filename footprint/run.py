@@ -499,6 +499,11 @@ def finish_run(run: Run, *, status: str = "completed", exit_code: int | None = N
         with contextlib.suppress(Exception):
             probe.close()
     run.finished = True
+    from .gpu_use import record as record_gpus_used
+    from .gpu_use import torch_used
+
+    with contextlib.suppress(Exception):  # in-process: the GPUs torch holds memory on (a bonus, never a failure)
+        record_gpus_used(run.store, run.id, torch_used(sampler.probes), "torch")
     for attempt in range(3):
         try:
             if sampler.last_flush_error is not None:

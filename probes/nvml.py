@@ -10,6 +10,7 @@ from .base import Availability, Device, PowerIntegrator, Probe, ProbeError, Read
 
 TYPE_CHECKING = False  # importing typing costs start-up time; annotations need it only when checked
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from .base import Clock
@@ -30,25 +31,72 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def visible_gpus(env: str | None, uuids: list[str]) -> list[int]:
-    """NVML indices selected by a CUDA_VISIBLE_DEVICES value (None: all).
+def mig_note(mig_uuid: str) -> str:
+    """The note of a GPU measured for a MIG instance named in CUDA_VISIBLE_DEVICES."""
+    return f"MIG instance {mig_uuid}: the whole parent GPU's energy, shared with other instances"
 
-    Like CUDA, entries are indices, full UUIDs or unique UUID prefixes, and the list stops at the
-    first entry that matches nothing. MIG-<uuid> entries select nothing whole-GPU-wise here: the
-    caller sees the parent GPU through the UUID list only if it is also named.
-    """
+
+def order_note(value: str) -> str:
+    """The note of a GPU picked by index under CUDA_DEVICE_ORDER=FASTEST_FIRST among GPUs of several models."""
+    return (f"CUDA_DEVICE_ORDER is FASTEST_FIRST (CUDA's default) and the GPUs are not all one model: CUDA may number "
+            f"them otherwise than by PCI bus id, the order footprint assumed for CUDA_VISIBLE_DEVICES={value} (set "
+            "CUDA_DEVICE_ORDER=PCI_BUS_ID, or name the GPUs by UUID)")
+
+
+def pci_key(bus_id: str) -> tuple[int, ...]:
+    """A sort key for an NVML PCI bus id ("00000000:3B:00.0": domain, bus, device, function); unreadable ones last."""
+    try:
+        domain, bus, rest = bus_id.strip().split(":")
+        device, function = rest.split(".")
+        return (int(domain, 16), int(bus, 16), int(device, 16), int(function, 16))
+    except ValueError:
+        return (1 << 32,)
+
+
+def cuda_order(bus_ids: list[str], names: list[str], device_order: str | None) -> tuple[list[int], bool]:
+    """(NVML indices in the order CUDA numbers them, whether that order is an assumption).
+
+    With CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA numbers GPUs by PCI bus id (NVML's own order is not guaranteed to be
+    that). With FASTEST_FIRST, CUDA's default, the fastest GPU comes first and ties are broken by PCI bus id: GPUs
+    all of one model are in PCI order; among several models CUDA's ranking is not known here, so PCI order is
+    assumed, and said."""
+    order = sorted(range(len(bus_ids)), key=lambda i: (pci_key(bus_ids[i]), i))
+    fastest_first = (device_order or "FASTEST_FIRST").strip().upper() != "PCI_BUS_ID"
+    return order, fastest_first and len(set(names)) > 1
+
+
+def select_gpus(env: str | None, uuids: list[str], *, order: list[int] | None = None,
+                mig_parent: Callable[[str], int | None] | None = None,
+                order_assumed: bool = False) -> tuple[list[int], dict[int, str]]:
+    """(NVML indices a CUDA_VISIBLE_DEVICES value selects, in CUDA order; a note per index that needs one).
+
+    Like CUDA, entries are indices (in CUDA's numbering: `order` maps it to NVML's), full UUIDs or unique UUID
+    prefixes, and the list stops at the first entry that matches nothing. A MIG-<uuid> entry selects its parent
+    GPU (`mig_parent` finds it): NVML counts energy per physical GPU only, so the note says it is shared. None:
+    every GPU, in CUDA order."""
+    order = list(range(len(uuids))) if order is None else order
     if env is None:
-        return list(range(len(uuids)))
+        return list(order), {}
     chosen: list[int] = []
+    notes: dict[int, str] = {}
     for raw in env.split(","):
         entry = raw.strip()
         if not entry:
             break
         if entry.isdigit():
             idx = int(entry)
-            if idx >= len(uuids):
+            if idx >= len(order):
                 break
-            chosen.append(idx)
+            chosen.append(order[idx])
+            if order_assumed:
+                notes.setdefault(order[idx], order_note(env))
+            continue
+        if entry.startswith("MIG-"):
+            parent = mig_parent(entry) if mig_parent is not None else None
+            if parent is None:
+                break
+            chosen.append(parent)
+            notes[parent] = mig_note(entry)
             continue
         prefix = entry if entry.startswith("GPU-") else "GPU-" + entry
         matches = [i for i, u in enumerate(uuids) if u.startswith(prefix)]
@@ -56,11 +104,88 @@ def visible_gpus(env: str | None, uuids: list[str]) -> list[int]:
             break
         chosen.append(matches[0])
     # CUDA ignores repeats; so do we
-    return list(dict.fromkeys(chosen))
+    return list(dict.fromkeys(chosen)), notes
+
+
+def visible_gpus(env: str | None, uuids: list[str], order: list[int] | None = None) -> list[int]:
+    """NVML indices selected by a CUDA_VISIBLE_DEVICES value (None: all), in CUDA order (select_gpus)."""
+    return select_gpus(env, uuids, order=order)[0]
+
+
+def torch_uuids() -> list[str] | None:
+    """The UUIDs of the CUDA devices torch numbers cuda:0, cuda:1... in this process, when it has initialised
+    CUDA (then they are the truth about CUDA's order and CUDA_VISIBLE_DEVICES); else None. Never imports torch."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is None or not torch.cuda.is_initialized():
+            return None
+        out = []
+        for i in range(torch.cuda.device_count()):
+            text = str(torch.cuda.get_device_properties(i).uuid).strip()
+            out.append(text if text.startswith(("GPU-", "MIG-")) else "GPU-" + text)
+        return out
+    except Exception:
+        return None
+
+
+def _mig_parent(nv: Any, uuids: list[str]) -> Callable[[str], int | None]:
+    """Finds the NVML index of the GPU a MIG device UUID (or unique prefix) belongs to."""
+
+    def parent(mig_uuid: str) -> int | None:
+        if mig_uuid.startswith("MIG-GPU-"):  # the older form, MIG-GPU-<parent uuid>/<gi>/<ci>
+            found = [i for i, u in enumerate(uuids) if u == mig_uuid[4:].split("/")[0]]
+            return found[0] if found else None
+        try:
+            handle = nv.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nv.nvmlDeviceGetHandleByUUID(mig_uuid))
+            return uuids.index(_text(nv.nvmlDeviceGetUUID(handle)))
+        except Exception:
+            pass
+        matches: list[int] = []  # not a whole UUID: a prefix of one instance's, as CUDA allows
+        for i in range(len(uuids)):
+            with contextlib.suppress(Exception):
+                h = nv.nvmlDeviceGetHandleByIndex(i)
+                for k in range(int(nv.nvmlDeviceGetMaxMigDeviceCount(h))):
+                    with contextlib.suppress(Exception):  # no instance k: NVML_ERROR_NOT_FOUND
+                        mig = nv.nvmlDeviceGetMigDeviceHandleByIndex(h, k)
+                        if _text(nv.nvmlDeviceGetUUID(mig)).startswith(mig_uuid):
+                            matches.append(i)
+        return matches[0] if len(matches) == 1 else None
+
+    return parent
+
+
+def selection(nv: Any, handles: list[Any], uuids: list[str]) -> tuple[list[int], dict[int, str]]:
+    """What this process sees, as select_gpus says, from NVML and the environment; from torch's own device UUIDs
+    when torch has initialised CUDA here."""
+    parent = _mig_parent(nv, uuids)
+    seen = torch_uuids()
+    if seen:
+        picked: list[int] = []
+        notes: dict[int, str] = {}
+        for u in seen:
+            i = uuids.index(u) if u in uuids else (parent(u) if u.startswith("MIG-") else None)
+            if i is None:
+                break
+            picked.append(i)
+            if u.startswith("MIG-"):
+                notes[i] = mig_note(u)
+        else:
+            return list(dict.fromkeys(picked)), notes
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    bus_ids: list[str] = []
+    names: list[str] = []
+    for h in handles:
+        try:
+            bus_ids.append(_text(nv.nvmlDeviceGetPciInfo(h).busId))
+        except Exception:
+            bus_ids.append("")
+        names.append(_text(nv.nvmlDeviceGetName(h)))
+    order, assumed = cuda_order(bus_ids, names, os.environ.get("CUDA_DEVICE_ORDER"))
+    return select_gpus(env, uuids, order=order, mig_parent=parent, order_assumed=assumed)
 
 
 def _layout() -> tuple[list[int], int] | None:
-    """(NVML indices CUDA_VISIBLE_DEVICES selects, in CUDA order; GPUs on the machine), None without NVML."""
+    """(NVML indices this process sees, in CUDA order; GPUs on the machine), None without NVML."""
     try:
         nv = _nvml()
         nv.nvmlInit()
@@ -68,13 +193,14 @@ def _layout() -> tuple[list[int], int] | None:
         return None
     try:
         count = int(nv.nvmlDeviceGetCount())
-        uuids = [_text(nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
+        handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        uuids = [_text(nv.nvmlDeviceGetUUID(h)) for h in handles]
+        return selection(nv, handles, uuids)[0], count
     except Exception:
         return None
     finally:
         with contextlib.suppress(Exception):
             nv.nvmlShutdown()
-    return visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), uuids), count
 
 
 def visible_layout() -> tuple[int, int] | None:
@@ -150,8 +276,9 @@ class NvmlProbe(Probe):
         handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
         uuids = [_text(nv.nvmlDeviceGetUUID(h)) for h in handles]
         indices = self._indices
+        notes: dict[int, str] = {}
         if indices is None:
-            indices = visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), uuids)
+            indices, notes = selection(nv, handles, uuids)
             if self._ordinals is not None:
                 absent = [o for o in self._ordinals if not 0 <= o < len(indices)]
                 if absent:
@@ -167,9 +294,9 @@ class NvmlProbe(Probe):
                 limit = nv.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0
             except Exception:
                 limit = None
-            note = None
+            note = notes.get(i)
             try:
-                if nv.nvmlDeviceGetMigMode(h)[0] == 1:
+                if note is None and nv.nvmlDeviceGetMigMode(h)[0] == 1:
                     note = MIG_NOTE
             except Exception:
                 pass  # not MIG-capable
@@ -229,6 +356,16 @@ class NvmlProbe(Probe):
                 self.errors[dev.key] = _text(exc) or type(exc).__name__
         if self.devices and not out:
             raise ProbeError("no GPU could be read: " + "; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+        return out
+
+    def processes(self) -> dict[int, set[int]]:
+        """NVML index -> the pids holding a compute context on that GPU (nvmlDeviceGetComputeRunningProcesses; pids
+        of the host's pid namespace), for the GPUs measured; a GPU that cannot say is left out."""
+        nv = _nvml()
+        out: dict[int, set[int]] = {}
+        for dev, h in zip(self.devices, self._handles, strict=True):
+            with contextlib.suppress(Exception):
+                out[dev.index] = {int(p.pid) for p in nv.nvmlDeviceGetComputeRunningProcesses(h)}
         return out
 
     def close(self) -> None:

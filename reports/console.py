@@ -120,6 +120,17 @@ def forecast_lines(run: RunReport) -> list[str]:
     return lines
 
 
+def gpu_use_line(run: RunReport) -> str:
+    """The GPUs the run's processes used and the idle ones (measured all the same), with J/token without them."""
+    def keys(used: bool) -> str:
+        return ", ".join(f"gpu:{d.index}" for d in run.devices if d.kind == "gpu" and d.used is used) or "none"
+
+    line = f"GPUs used: {keys(True)} ({fmt_j(run.gpu_used_j)}) · idle: {keys(False)} ({fmt_j(run.gpu_idle_j)})"
+    if run.j_per_token_used_gpus is not None:
+        line += f" · {run.j_per_token_used_gpus:.4g} J/token without the idle GPUs"
+    return line
+
+
 class ConsoleRenderer(Renderer):
     name = "console"
     extensions = (".txt",)
@@ -162,7 +173,8 @@ class ConsoleRenderer(Renderer):
                           f"{src} ({label})" if devs else "no probe")
             if len(devs) > 1 or kind == "gpu":
                 for d in devs:
-                    table.add_row(f"  {kind}:{d.index}", fmt_j(d.energy_j), d.name or "")
+                    use = "" if d.used is None else (" · used" if d.used else " · idle")
+                    table.add_row(f"  {kind}:{d.index}", fmt_j(d.energy_j), (d.name or "") + use)
         table.add_row("[bold]total[/]", f"[bold]{fmt_j(run.energy_j.get('total'))}[/]", "")
         if run.energy_basis == "node":  # the whole machine, beside the components: never added to them
             table.add_row("NODE", fmt_j(run.node_energy_j), f"{run.sources.get('node', 'none')} (whole machine)")
@@ -221,6 +233,8 @@ class ConsoleRenderer(Renderer):
                 lines.append("per 1k tokens: " + " · ".join(per)
                              + (f" · per 1M tokens: {fmt_money(e.cost_per_1m_tokens, run.cost.currency)}"
                                 if e.cost_per_1m_tokens is not None and run.cost else ""))
+        if run.gpu_idle_j is not None:
+            lines.append(gpu_use_line(run))
         for line in lines:
             console.print(line)
         if run.power_limits is not None:

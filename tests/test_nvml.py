@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from footprint.probes.nvml import MIG_NOTE, visible_gpus
+from footprint.probes.nvml import MIG_NOTE, mig_note, order_note, visible_gpus
 
 from tests.conftest import nvml_env, report_json, run_cli
 from tests.fakes.profile import gpu_energy_between
@@ -138,3 +138,119 @@ def test_footprint_run_gpu_energy_matches_integral(nvml_lib_dir: Path, clean_env
         assert d["energy_j"] == pytest.approx(exact[d["index"]], rel=0.01)
     assert run["energy_j"]["gpu"] == pytest.approx(exact[0] + exact[1], rel=0.01)
     assert run["sources"]["gpu"] == "nvml-energy"
+
+
+# -- CUDA's numbering: CUDA_DEVICE_ORDER, torch's own device UUIDs, MIG instances -----------------------------
+
+def uuid_of(i: int) -> str:
+    return f"GPU-0000fa4e-0000-0000-0000-{i:012d}"
+
+
+# NVML index 0 sits on PCI bus 3, index 1 on bus 1, index 2 on bus 2: NVML's order is not PCI order
+PCI_OUT_OF_ORDER = "3,1,2"
+
+
+@pytest.mark.parametrize("order, names, cvd, expected, noted", [
+    ("PCI_BUS_ID", "A100,H100,H100", "0", ["gpu:1"], False),  # cuda:0 is the lowest bus id, NVML's 1
+    ("PCI_BUS_ID", "A100,H100,H100", "2,0", ["gpu:0", "gpu:1"], False),
+    (None, "H100", "0", ["gpu:1"], False),  # FASTEST_FIRST among equals: ties go by PCI bus id
+    ("FASTEST_FIRST", "H100", "1", ["gpu:2"], False),
+    (None, "A100,H100,H100", "0", ["gpu:1"], True),  # several models: PCI order assumed, and said
+    (None, "A100,H100,H100", uuid_of(0), ["gpu:0"], False),  # a UUID needs no numbering
+])
+def test_cuda_device_order_maps_indices(nvml_lib_dir: Path, clean_env: dict[str, str], order: str | None,
+                                        names: str, cvd: str, expected: list[str], noted: bool):
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=3, pci_bus=PCI_OUT_OF_ORDER, name=names)
+    env["CUDA_VISIBLE_DEVICES"] = cvd
+    if order is not None:
+        env["CUDA_DEVICE_ORDER"] = order
+    out = probe_run(env, 0.1)
+    assert [d["key"] for d in out["devices"]] == expected
+    notes = [d["note"] for d in out["devices"]]
+    assert notes == ([order_note(cvd)] * len(expected) if noted else [None] * len(expected))
+
+
+TORCH_SCRIPT = """
+import sys, types
+uuids = sys.argv[2].split(",")
+props = [types.SimpleNamespace(uuid=u) for u in uuids]
+cuda = types.SimpleNamespace(is_initialized=lambda: True, device_count=lambda: len(uuids),
+                             get_device_properties=lambda i: props[i])
+sys.modules["torch"] = types.SimpleNamespace(cuda=cuda)
+"""
+
+
+def test_torch_device_uuids_are_the_truth_about_cuda_order(nvml_lib_dir: Path, clean_env: dict[str, str]):
+    """torch, once it has initialised CUDA, says which GPU each cuda:N is (its UUIDs come without the GPU- prefix):
+    no assumption, no note, even among several models under FASTEST_FIRST."""
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=3, pci_bus=PCI_OUT_OF_ORDER, name="A100,H100,H100")
+    env["CUDA_VISIBLE_DEVICES"] = "0,1"
+    seen = ",".join(u.removeprefix("GPU-") for u in (uuid_of(2), uuid_of(0)))
+    res = subprocess.run([sys.executable, "-c", TORCH_SCRIPT + PROBE_SCRIPT, "0.1", seen], env=env,
+                         capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr.decode()
+    out = json.loads(res.stdout)
+    assert [d["key"] for d in out["devices"]] == ["gpu:2", "gpu:0"]
+    assert [d["note"] for d in out["devices"]] == [None, None]
+
+
+def mig_uuid(gpu: int, k: int) -> str:
+    return f"MIG-0000fa4e-0000-{gpu:04d}-0000-{k:012d}"
+
+
+def test_a_mig_instance_measures_its_parent_gpu_through_pynvml(nvml_lib_dir: Path, clean_env: dict[str, str],
+                                                               tmp_path: Path):
+    log = tmp_path / "calls.log"
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=3, power="100,250,300", mig="1,2", call_log=log)
+    env["CUDA_VISIBLE_DEVICES"] = mig_uuid(2, 1)
+    t0 = float(env["FAKE_NVML_T0"])
+    out = probe_run(env, 0.5)
+    assert [d["key"] for d in out["devices"]] == ["gpu:2"]
+    assert out["devices"][0]["note"] == mig_note(mig_uuid(2, 1))
+    assert out["devices"][0]["uuid"] == uuid_of(2)
+    a, b, e = per_device(out)["gpu:2"]
+    assert e == pytest.approx(gpu_energy_between(a, b, t0, 300.0, None), rel=0.01)
+    calls = log.read_text().split()
+    assert "nvmlDeviceGetHandleByUUID" in calls and "nvmlDeviceGetDeviceHandleFromMigDeviceHandle" in calls
+
+
+def test_a_mig_uuid_prefix_is_found_by_listing_the_instances(nvml_lib_dir: Path, clean_env: dict[str, str],
+                                                             tmp_path: Path):
+    log = tmp_path / "calls.log"
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=2, mig="0,1", call_log=log)
+    env["CUDA_VISIBLE_DEVICES"] = "MIG-0000fa4e-0000-0001"  # both of GPU 1's instances: ambiguous, CUDA stops
+    assert probe_run(env, 0.1)["devices"] == []
+    env["FAKE_NVML_MIG_INSTANCES"] = "1"  # now GPU 1's one instance alone begins so: its parent is GPU 1
+    out = probe_run(env, 0.1)
+    assert [d["key"] for d in out["devices"]] == ["gpu:1"]
+    assert out["devices"][0]["note"] == mig_note("MIG-0000fa4e-0000-0001")
+    assert "nvmlDeviceGetMigDeviceHandleByIndex" in log.read_text().split()
+
+
+@pytest.mark.parametrize("cvd", ["MIG-0000fa4e-0000-0009-0000-000000000000", f"MIG-{uuid_of(7)}/1/0"])
+def test_an_unknown_mig_instance_selects_nothing(nvml_lib_dir: Path, clean_env: dict[str, str], cvd: str):
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=2, mig="1")
+    env["CUDA_VISIBLE_DEVICES"] = cvd
+    assert probe_run(env, 0.1)["devices"] == []
+
+
+def test_the_older_mig_form_names_its_parent(nvml_lib_dir: Path, clean_env: dict[str, str]):
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=2, mig="1")
+    env["CUDA_VISIBLE_DEVICES"] = f"MIG-{uuid_of(1)}/1/0"
+    out = probe_run(env, 0.1)
+    assert [d["key"] for d in out["devices"]] == ["gpu:1"]
+    assert out["devices"][0]["note"] == mig_note(f"MIG-{uuid_of(1)}/1/0")
+
+
+def test_footprint_run_under_a_mig_instance_bills_the_parent_with_its_note(nvml_lib_dir: Path,
+                                                                           clean_env: dict[str, str]):
+    env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,400", mig="1")
+    env["CUDA_VISIBLE_DEVICES"] = mig_uuid(1, 0)
+    t0 = float(env["FAKE_NVML_T0"])
+    res = run_cli(["run", "--interval", "0.1", "--", sys.executable, "-c", "import time; time.sleep(1.0)"], env)
+    assert res.returncode == 0, res.stderr.decode()
+    run = report_json(env)["runs"][0]
+    (gpu,) = [d for d in run["devices"] if d["kind"] == "gpu"]
+    assert gpu["index"] == 1 and gpu["note"] == mig_note(mig_uuid(1, 0))
+    exact = gpu_energy_between(gpu["first_read_at"], gpu["last_read_at"], t0, 400.0, None)
+    assert gpu["energy_j"] == pytest.approx(exact, rel=0.01)

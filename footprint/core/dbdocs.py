@@ -38,8 +38,9 @@ COLUMNS: dict[str, tuple[str | None, str]] = {
     "rank": (None, "distributed jobs: the global rank"),
     "node": (None, "distributed jobs: the node it ran on"),
     "meta": (None, "JSON object: os, python, cpu_count, ram_total_gb, cpu_packages, embodied (on, lifetime_years, "
-                   "utilisation: how embodied CO2e is amortised), expect (the steps the workload expects) and "
-                   "anything the caller added"),
+                   "utilisation: how embodied CO2e is amortised), expect (the steps the workload expects), gpus_used "
+                   "(NVML indices of the GPUs the run's processes used; the others measured were idle) with "
+                   "gpus_used_source (nvml-processes or torch), and anything the caller added"),
     "kind": (None, "device kind (cpu, ram, gpu, or another) or token kind (tokens, prompt, generated)"),
     "idx": (None, "index of the device among those of its kind"),
     "source": (None, "what measured it: nvml, amdsmi, rapl, or estimate:... for labelled estimates"),

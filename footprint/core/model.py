@@ -30,12 +30,12 @@ STALE_AFTER_S = 15.0  # a 'running' run whose heartbeat is older than this (and 
 
 class DeviceReport(Record):
     __slots__ = ("kind", "index", "name", "energy_j", "source", "measured", "uuid", "power_limit_w", "note",
-                 "mean_power_w", "first_read_at", "last_read_at")
+                 "mean_power_w", "first_read_at", "last_read_at", "used")
 
     def __init__(self, kind: str, index: int, name: str, energy_j: float | None, source: str, measured: bool,
                  uuid: str | None = None, power_limit_w: float | None = None, note: str | None = None,
                  mean_power_w: float | None = None, first_read_at: float | None = None,
-                 last_read_at: float | None = None) -> None:
+                 last_read_at: float | None = None, used: bool | None = None) -> None:
         self.kind = kind
         self.index = index
         self.name = name
@@ -48,6 +48,8 @@ class DeviceReport(Record):
         self.mean_power_w = mean_power_w
         self.first_read_at = first_read_at
         self.last_read_at = last_read_at
+        # a GPU: whether the run's processes used it (runs.meta "gpus_used"); None: not known, or not a GPU
+        self.used = used
 
 
 class Economics(Record):
@@ -129,7 +131,7 @@ class RunReport(Record):
                  "economics", "baseline_w", "dynamic_energy_j", "power", "meta", "tokens_by_kind",
                  "j_per_generated_token", "j_per_prompt_token", "job_id", "rank", "node", "created_at", "pue_source",
                  "power_limits", "embodied", "embodied_co2e_g", "total_co2e_g", "forecast", "node_energy_j",
-                 "unattributed_j", "energy_basis")
+                 "unattributed_j", "energy_basis", "gpu_used_j", "gpu_idle_j", "j_per_token_used_gpus")
 
     def __init__(self, id: int, name: str, status: str, exit_code: int | None, started_at: float | None,
                  ended_at: float | None, duration_s: float | None, energy_j: dict[str, float | None],
@@ -150,7 +152,8 @@ class RunReport(Record):
                  embodied: EmbodiedReport | None = None, embodied_co2e_g: float | None = None,
                  total_co2e_g: float | None = None, forecast: ForecastReport | None = None,
                  node_energy_j: float | None = None, unattributed_j: float | None = None,
-                 energy_basis: str = "components") -> None:
+                 energy_basis: str = "components", gpu_used_j: float | None = None,
+                 gpu_idle_j: float | None = None, j_per_token_used_gpus: float | None = None) -> None:
         self.id = id
         self.name = name
         self.status = status
@@ -199,6 +202,11 @@ class RunReport(Record):
         self.node_energy_j = node_energy_j
         self.unattributed_j = unattributed_j
         self.energy_basis = energy_basis
+        # where the run's processes were seen on some GPUs (runs.meta "gpus_used"): the energy of those GPUs and of
+        # the others, measured all the same, and J/token with the idle GPUs' energy left out; else None
+        self.gpu_used_j = gpu_used_j
+        self.gpu_idle_j = gpu_idle_j
+        self.j_per_token_used_gpus = j_per_token_used_gpus
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -394,6 +402,7 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
     intensity, carbon_source, country = _intensity(row, settings)
     pue = settings.pue if settings.pue is not None else (row["pue"] or 1.0)
     meta = json.loads(row["meta"]) if row["meta"] else {}
+    gpu_used_j, gpu_idle_j = gpu_use(devices, meta.get("gpus_used"))
     pue_source = "given at report time" if settings.pue is not None else meta.get("pue_source")
     price_kwh = settings.price_kwh if settings.price_kwh is not None else row["price_kwh"]
     price_hour = settings.price_hour if settings.price_hour is not None else row["price_hour"]
@@ -461,8 +470,26 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
         job_id=row["job_id"], rank=row["rank"], node=row["node"], created_at=row["created_at"],
         pue_source=pue_source, power_limits=power_limits, embodied=emb, embodied_co2e_g=emb_g,
         total_co2e_g=total_co2, forecast=fc, node_energy_j=node_j, unattributed_j=unattributed,
-        energy_basis=energy_basis,
+        energy_basis=energy_basis, gpu_used_j=gpu_used_j, gpu_idle_j=gpu_idle_j,
+        j_per_token_used_gpus=units.per_token(total - gpu_idle_j, tokens_total)
+        if total is not None and gpu_idle_j is not None else None,
     )
+
+
+def gpu_use(devices: list[DeviceReport], gpus_used: object) -> tuple[float | None, float | None]:
+    """Mark each GPU used or idle from the NVML indices the run's processes were seen on (runs.meta "gpus_used",
+    None: not known) and return (J of the used GPUs, J of the idle ones); (None, None) when not known."""
+    if not isinstance(gpus_used, list) or not gpus_used:
+        return None, None
+    used = {int(i) for i in gpus_used if isinstance(i, int)}
+    gpus = [d for d in devices if d.kind == "gpu"]
+    for d in gpus:
+        d.used = d.index in used
+
+    def energy(group: list[DeviceReport]) -> float | None:
+        return _sum([d.energy_j for d in group]) if group else 0.0  # no GPU in the group: exactly 0 J
+
+    return energy([d for d in gpus if d.used]), energy([d for d in gpus if not d.used])
 
 
 def _forecast(store: Store, run_id: int, meta: dict[str, Any], started: float | None, dev_rows: list[Any],

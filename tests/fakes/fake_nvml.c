@@ -10,7 +10,14 @@
  *   FAKE_NVML_SQUARE     "period_s,amplitude_w": add amplitude during the first half of every period
  *   FAKE_NVML_NO_ENERGY  "1": nvmlDeviceGetTotalEnergyConsumption answers NOT_SUPPORTED (pre-Volta GPUs)
  *   FAKE_NVML_NO_FIELDS  "1": nvmlDeviceGetFieldValues answers NOT_SUPPORTED
- *   FAKE_NVML_MIG        comma list of GPU indices in MIG mode
+ *   FAKE_NVML_MIG        comma list of GPU indices in MIG mode; each has FAKE_NVML_MIG_INSTANCES (default 2) MIG
+ *                        devices, MIG-0000fa4e-0000-<gpu, 4 digits>-0000-<instance, 12 digits>, that answer
+ *                        nvmlDeviceGetHandleByUUID, nvmlDeviceGetMigDeviceHandleByIndex, nvmlDeviceGetUUID and
+ *                        nvmlDeviceGetDeviceHandleFromMigDeviceHandle (and, like the driver's, no energy)
+ *   FAKE_NVML_PCI_BUS    comma list of per-GPU PCI bus numbers (hex; default 1, 2, ...): nvmlDeviceGetPciInfo_v3
+ *                        answers busId "00000000:<bus>:00.0", so NVML's order need not be PCI order
+ *   FAKE_NVML_PROCS_FILE a file of "gpu_index pid" lines: nvmlDeviceGetComputeRunningProcesses lists those pids
+ *                        (that are alive) on those GPUs, as the driver lists the processes holding a context
  *   FAKE_NVML_LOST       "index,seconds_after_T0": that GPU answers GPU_IS_LOST from then on
  *   FAKE_NVML_CALL_LOG   a file; every call appends its name (to check what was called)
  *   FAKE_NVML_LIMITS     "min,max,default" power limit constraints and default limit in W (default 200,700,700)
@@ -77,6 +84,10 @@ static double base_w[MAX_GPUS];
 static double square_period = 0.0, square_amp = 0.0;
 static int no_energy = 0, no_fields = 0;
 static int mig[MAX_GPUS];
+static int mig_instances = 2;
+static unsigned int pci_bus[MAX_GPUS];
+static const char *procs_file = NULL;
+#define MIG_BASE 0x10000  /* MIG device handles: MIG_BASE + gpu * 64 + instance + 1 */
 static int lost_index = -1;
 static double lost_after = 0.0;
 static const char *call_log = NULL;
@@ -211,6 +222,19 @@ nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
             v++;
         }
     }
+    if ((v = getenv("FAKE_NVML_MIG_INSTANCES"))) mig_instances = atoi(v);
+    if (mig_instances < 0) mig_instances = 0;
+    if (mig_instances > 7) mig_instances = 7;
+    v = getenv("FAKE_NVML_PCI_BUS");
+    for (int i = 0; i < MAX_GPUS; i++) {
+        pci_bus[i] = (unsigned int)(i + 1);
+        if (v && *v) {
+            pci_bus[i] = (unsigned int)strtoul(v, (char **)&v, 16);
+            if (*v == ',') v++;
+        }
+    }
+    procs_file = getenv("FAKE_NVML_PROCS_FILE");
+    if (procs_file && !*procs_file) procs_file = NULL;
     if ((v = getenv("FAKE_NVML_LOST"))) {
         lost_index = (int)strtol(v, (char **)&v, 10);
         if (*v == ',') lost_after = strtod(v + 1, NULL);
@@ -277,14 +301,82 @@ static void uuid_of(int i, char *buf, unsigned int len) {
     snprintf(buf, len, "GPU-0000fa4e-0000-0000-0000-%012d", i);
 }
 
+static void mig_uuid_of(int gpu, int k, char *buf, unsigned int len) {
+    snprintf(buf, len, "MIG-0000fa4e-0000-%04d-0000-%012d", gpu, k);
+}
+
+/* A MIG device handle's GPU and instance; 0 when it is not one. */
+static int mig_of(nvmlDevice_t d, int *gpu, int *k) {
+    intptr_t h = (intptr_t)d - MIG_BASE - 1;
+    if (h < 0) return 0;
+    *gpu = (int)(h / 64); *k = (int)(h % 64);
+    return *gpu < gpu_count && mig[*gpu] && *k < mig_instances;
+}
+
 nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *dev) {
     char buf[96];
+    log_call("nvmlDeviceGetHandleByUUID");
     if (!initialised) return NVML_ERROR_UNINITIALIZED;
     for (int i = 0; i < gpu_count; i++) {
         uuid_of(i, buf, sizeof buf);
         if (strcmp(buf, uuid) == 0) { *dev = (nvmlDevice_t)(intptr_t)(i + 1); return NVML_SUCCESS; }
+        for (int k = 0; mig[i] && k < mig_instances; k++) {
+            mig_uuid_of(i, k, buf, sizeof buf);
+            if (strcmp(buf, uuid) == 0) { *dev = (nvmlDevice_t)(intptr_t)(MIG_BASE + i * 64 + k + 1); return NVML_SUCCESS; }
+        }
     }
-    return NVML_ERROR_INVALID_ARGUMENT;
+    return 6; /* NVML_ERROR_NOT_FOUND */
+}
+
+nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t d, unsigned int *count) {
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    *count = mig[i] ? 7 : 0;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t d, unsigned int k, nvmlDevice_t *out) {
+    log_call("nvmlDeviceGetMigDeviceHandleByIndex");
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    if (!mig[i]) return NVML_ERROR_INVALID_ARGUMENT;
+    if ((int)k >= mig_instances) return 6; /* NVML_ERROR_NOT_FOUND */
+    *out = (nvmlDevice_t)(intptr_t)(MIG_BASE + i * 64 + (int)k + 1);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_t m, nvmlDevice_t *out) {
+    log_call("nvmlDeviceGetDeviceHandleFromMigDeviceHandle");
+    int g, k;
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    if (!mig_of(m, &g, &k)) return NVML_ERROR_INVALID_ARGUMENT;
+    *out = (nvmlDevice_t)(intptr_t)(g + 1);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceIsMigDeviceHandle(nvmlDevice_t d, unsigned int *is_mig) {
+    int g, k;
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    *is_mig = (unsigned int)mig_of(d, &g, &k);
+    return NVML_SUCCESS;
+}
+
+typedef struct {
+    char busIdLegacy[16];
+    unsigned int domain, bus, device, pciDeviceId, pciSubSystemId;
+    char busId[32];
+} nvmlPciInfo_t;
+
+nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t d, nvmlPciInfo_t *p) {
+    log_call("nvmlDeviceGetPciInfo_v3");
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    memset(p, 0, sizeof *p);
+    p->bus = pci_bus[i];
+    p->pciDeviceId = 0x233010de;
+    snprintf(p->busId, sizeof p->busId, "00000000:%02X:00.0", pci_bus[i]);
+    snprintf(p->busIdLegacy, sizeof p->busIdLegacy, "0000:%02X:00.0", pci_bus[i]);
+    return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *buf, unsigned int len) {
@@ -299,6 +391,8 @@ nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *buf, unsigned int len) {
 }
 
 nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *buf, unsigned int len) {
+    int g, k;
+    if (initialised && mig_of(d, &g, &k)) { mig_uuid_of(g, k, buf, len); return NVML_SUCCESS; }
     int i; nvmlReturn_t r = check(d, &i);
     if (r) return r;
     uuid_of(i, buf, len);
@@ -415,7 +509,39 @@ static nvmlReturn_t no_processes(nvmlDevice_t d, unsigned int *count, void *info
     return NVML_SUCCESS;
 }
 
-nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *c, void *p) { return no_processes(d, c, p); }
+typedef struct { unsigned int pid; unsigned long long usedGpuMemory; unsigned int gpuInstanceId, computeInstanceId; }
+    nvmlProcessInfo_t;
+
+/* The live pids FAKE_NVML_PROCS_FILE puts on this GPU, with the driver's two-call protocol: a too small
+ * array gets INSUFFICIENT_SIZE and the count. */
+static nvmlReturn_t compute_processes(nvmlDevice_t d, unsigned int *count, nvmlProcessInfo_t *infos) {
+    log_call("nvmlDeviceGetComputeRunningProcesses_v3");
+    int i; nvmlReturn_t r = check(d, &i);
+    if (r) return r;
+    unsigned int pids[256], n = 0;
+    FILE *f = procs_file ? fopen(procs_file, "r") : NULL;
+    if (f) {
+        int gpu; unsigned int pid;
+        while (n < 256 && fscanf(f, "%d %u", &gpu, &pid) == 2) {
+            char path[64];
+            snprintf(path, sizeof path, "/proc/%u", pid);
+            if (gpu == i && access(path, F_OK) == 0) pids[n++] = pid;
+        }
+        fclose(f);
+    }
+    if (n == 0) { *count = 0; return NVML_SUCCESS; }
+    if (!infos || *count < n) { *count = n; return NVML_ERROR_INSUFFICIENT_SIZE; }
+    for (unsigned int k = 0; k < n; k++) {
+        infos[k].pid = pids[k]; infos[k].usedGpuMemory = 1ULL << 30;
+        infos[k].gpuInstanceId = infos[k].computeInstanceId = 0xFFFFFFFF;
+    }
+    *count = n;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *c, void *p) {
+    return compute_processes(d, c, (nvmlProcessInfo_t *)p);
+}
 nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t d, unsigned int *c, void *p) { return no_processes(d, c, p); }
 nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsigned int *c, void *p) { return no_processes(d, c, p); }
 nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t d, unsigned int *c, void *p) { return no_processes(d, c, p); }
