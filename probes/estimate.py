@@ -112,7 +112,7 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, int, bool]:
     return model, max(1, len(sockets)), hyper
 
 
-class _CpuTimes:
+class CpuTimes:
     """Machine-wide CPU utilisation between calls, from /proc/stat (psutil elsewhere)."""
 
     def __init__(self, path: str = "/proc/stat") -> None:
@@ -183,7 +183,7 @@ class CpuEstimateProbe(Probe):
         self._stat_path = stat_path
         self._energy_j = 0.0
         self._last_t = 0.0
-        self._cpu: _CpuTimes | None = None
+        self._cpu: CpuTimes | None = None
 
     def open(self) -> list[Device]:
         model, sockets, hyper = cpu_model()
@@ -196,7 +196,7 @@ class CpuEstimateProbe(Probe):
             Device(kind="cpu", index=0, name=model, source="estimate:tdp-utilisation", measured=False,
                    update_period_s=utilisation_period_s(), note=note)
         ]
-        self._cpu = _CpuTimes(self._stat_path)
+        self._cpu = CpuTimes(self._stat_path)
         self._last_t = self.clock.now()
         return self.devices
 

@@ -8,8 +8,8 @@ Kinds: VDD_CORE, the BCM2712's core rail (its CPU cores, and the VideoCore GPU o
 DDR_VDD2 and DDR_VDDQ are `ram`; the other rails (3.3 V and 1.8 V system rails, Wi-Fi, HDMI, ...) are
 `board`. The sum is what the PMIC delivers: it excludes what the 5 V input feeds directly (USB devices, the
 fan) and the PMIC's own conversion losses, so it is below what the power supply gives. EXT5V_V (the input)
-and BATT_V have a voltage only and give no power. Older boards have no such ADC: their CPU and RAM are
-estimated.
+and BATT_V have a voltage only and give no power. Older boards have no such ADC: they are estimated from their
+board model (`rpiboard.py`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ RAM_RAILS = ("DDR_VDD2", "DDR_VDDQ")
 BOARD_RAILS = ("3V7_WL_SW", "3V3_SYS", "1V8_SYS", "1V1_SYS", "0V8_SW", "3V3_DAC", "3V3_ADC", "0V8_AON", "HDMI")
 EXCLUDES = "excludes what the 5 V input feeds directly (USB devices, the fan) and the PMIC's own losses"
 NO_PMIC = (f"vcgencmd {COMMAND} gives no power rails here (a Raspberry Pi 5's PMIC has them; older boards have "
-           "no power ADC: CPU and RAM are estimated)")
+           "no power ADC: they are estimated from their board model, see rpi-estimate)")
 
 
 def parse_adc(text: str) -> dict[str, float]:

@@ -138,8 +138,8 @@ def test_probe_and_renderer_registries_list_every_module():
         assert (ROOT / "probes" / f"{name}.py").is_file()
     classes = probes.registered()
     assert {c.name for c in classes} == {"nvml", "amdsmi", "rapl", "hwmon", "jetson", "rpi", "macmon",
-                                          "powermetrics", "ipmi", "powermeter", "battery", "cpu-estimate",
-                                          "ram-estimate"}
+                                          "powermetrics", "ipmi", "powermeter", "battery", "rpi-estimate",
+                                          "cpu-estimate", "ram-estimate"}
     assert all(issubclass(c, Probe) and c.kinds for c in classes)
     assert reports.renderer_names() == ["console", "json", "csv", "csv-spans", "emissions-csv", "html"]
     for name in reports.renderer_names():
