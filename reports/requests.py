@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 
 from footprint.core.serving import ModelReport, ServingReport
 
@@ -29,11 +30,13 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> str:
 
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 1)
     for row in rows:
         table.add_row(*row)
     buf = io.StringIO()
-    Console(file=buf, width=160, no_color=True, highlight=False).print(table)
+    # as wide as the terminal (a pipe or file gets 160 columns, so saved output is stable)
+    width = shutil.get_terminal_size((160, 24)).columns
+    Console(file=buf, width=max(width, 80), no_color=True, highlight=False).print(table)
     return buf.getvalue()
 
 
@@ -107,14 +110,17 @@ def compare_models(reports: list[ServingReport], *, as_json: bool = False) -> st
     """Every (run, model) side by side, with ratios to the first: the production answer to "is the small model
     enough?"."""
     rows = [(r, m) for r in reports for m in r.models]
-    base = rows[0][1]
+    # the reference: the first run's model that generated the most (an embedding model has no J per output token)
+    first = [m for r, m in rows if r is reports[0]]
+    base = max(first, key=lambda m: (m.completion_tokens, m.requests))
+    rows.sort(key=lambda rm: (rm[0] is not reports[0] or rm[1] is not base))
 
     def ratio(m: ModelReport, key: str) -> float | None:
         a, b = getattr(m, key), getattr(base, key)
         return a / b if a is not None and b else None
 
     if as_json:
-        return json.dumps({"baseline": {"run_id": rows[0][0].run_id, "model": base.model}, "rows": [
+        return json.dumps({"baseline": {"run_id": reports[0].run_id, "model": base.model}, "rows": [
             {"run_id": r.run_id, "run_name": r.run_name, "idle_share": r.idle_share, **m.to_dict(),
              "ratios": {k: ratio(m, k) for k in MODEL_METRICS}} for r, m in rows]}, indent=2) + "\n"
     table_rows = []
@@ -127,6 +133,7 @@ def compare_models(reports: list[ServingReport], *, as_json: bool = False) -> st
                 if q is not None:
                     cells[col] += f" (×{q:.3g})"
         table_rows.append([f"{r.run_id}: {cells[0]}", *cells[1:], _pct(r.idle_share)])
-    return _table(f"compared with run {rows[0][0].run_id}'s {base.model} (ratios: ×this/first)",
+    return _table(f"compared with run {reports[0].run_id}'s {base.model}, the model that generated most in it "
+                  "(ratios: ×this/that)",
                   ["run: model", *MODEL_COLUMNS[1:], "idle (run)"], table_rows) + \
         "per-request figures are attributions (footprint report --requests says how)\n"
