@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import sys
 import threading
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 MAX_HEAD = 64 * 1024  # request or response head
 MAX_BODY = 256 * 1024 * 1024  # a recorded request's body is read whole (to find its model and stream flag)
 IDLE_UPSTREAM = 32  # kept-alive upstream connections kept for reuse
+IDLE_CLIENT_S = 75.0  # a client connection with no complete request head for this long is closed (as nginx's 75 s)
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authenticate", "proxy-authorization", "content-length", "expect"})
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -42,6 +44,10 @@ class BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ClientBodyError(Exception):
+    """The client's request body was malformed or cut short while it was being passed on."""
 
 
 class UpstreamError(Exception):
@@ -57,14 +63,20 @@ class Upstream:
     """Where requests go: http://host:port[/prefix]."""
 
     def __init__(self, url: str) -> None:
-        parts = urllib.parse.urlsplit(url if "//" in url else f"http://{url}")
+        try:
+            parts = urllib.parse.urlsplit(url if "//" in url else f"http://{url}")
+        except ValueError as exc:
+            raise FootprintError(f"--upstream is not a URL ({exc}): '{url}'") from None
         if parts.scheme != "http":
             raise FootprintError(f"--upstream must be an http:// URL (footprint does not speak TLS to the upstream), "
                                  f"got '{url}'")
         try:
-            port = parts.port or 80
+            port = parts.port if parts.port is not None else 80
         except ValueError:
             raise FootprintError(f"--upstream has a bad port: '{url}'") from None
+        if port == 0 or parts.query or parts.fragment or parts.username:
+            raise FootprintError(f"--upstream takes http://HOST[:PORT][/PREFIX], with a port above 0 and no query, "
+                                 f"fragment or credentials: '{url}'")
         if not parts.hostname:
             raise FootprintError(f"--upstream needs a host: '{url}'")
         self.host = parts.hostname
@@ -118,10 +130,10 @@ async def _body(reader: asyncio.StreamReader, head: _Head, *, until_close: bool)
     if "chunked" in head.tokens("transfer-encoding"):
         while True:
             line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadRequest(400, "bad chunk size") from None
+            digits = line.split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(digits):  # int() would take -5, +5, 0x10 and 1_0
+                raise BadRequest(400, "bad chunk size")
+            size = int(digits, 16)
             if size == 0:
                 while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers: dropped
                     pass
@@ -132,12 +144,9 @@ async def _body(reader: asyncio.StreamReader, head: _Head, *, until_close: bool)
         return
     length = head.get("content-length")
     if length is not None:
-        try:
-            left = int(length)
-        except ValueError:
-            raise BadRequest(400, "bad Content-Length") from None
-        if left < 0:
+        if not _DIGITS.fullmatch(length.encode("latin-1")):
             raise BadRequest(400, "bad Content-Length")
+        left = int(length)
         async for piece in _pieces(reader, left):
             yield piece
         return
@@ -154,6 +163,10 @@ async def _pieces(reader: asyncio.StreamReader, left: int) -> AsyncIterator[byte
             raise asyncio.IncompleteReadError(b"", left)
         left -= len(piece)
         yield piece
+
+
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(rb"[0-9]{1,19}")
 
 
 def _chunk(data: bytes) -> bytes:
@@ -193,6 +206,7 @@ class Proxy:
         self._thread: threading.Thread | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self.errors = 0  # upstream failures, for the closing line
+        self._said: dict[str, float] = {}
 
     # -- life cycle ---------------------------------------------------------------------------------
 
@@ -203,6 +217,7 @@ class Proxy:
 
         def main() -> None:
             loop = asyncio.new_event_loop()
+            loop.set_exception_handler(self._loop_error)
             self._loop = loop
             try:
                 self._server = loop.run_until_complete(
@@ -221,6 +236,19 @@ class Proxy:
         ready.wait()
         if failed:
             raise FootprintError(f"cannot start the proxy: {failed[0]}")
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        """asyncio's errors outside a request (accept() out of file descriptors, under a flood of connections):
+        one line per kind every 10 s, never a traceback per attempt."""
+        import time
+
+        message = str(context.get("message") or context.get("exception") or "error")
+        exc = context.get("exception")
+        key = f"{message}: {exc}" if exc is not None else message
+        now = time.monotonic()
+        if now - self._said.get(key, -1e9) >= 10.0:
+            self._said[key] = now
+            print(f"footprint: proxy: {key}", file=sys.stderr)
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Stop accepting, give requests in flight `grace_s` to end (the server is gone by now, usually), then
@@ -277,7 +305,10 @@ class Proxy:
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """One request on the client's connection; False when the connection should end."""
         try:
-            head = await _read_head(reader)
+            # a kept-alive connection may idle this long between requests; a head must arrive whole within it
+            head = await asyncio.wait_for(_read_head(reader), IDLE_CLIENT_S)
+        except asyncio.TimeoutError:
+            return False
         except BadRequest as exc:
             await self._reply(writer, exc.status, str(exc), close=True)
             return False
@@ -288,6 +319,13 @@ class Proxy:
             await self._reply(writer, 400, "malformed request line", close=True)
             return False
         method, target, version = parts
+        lengths = {v for k, v in head.headers if k.lower() == "content-length"}
+        if len(lengths) > 1 or (lengths and not _DIGITS.fullmatch(next(iter(lengths)).encode("latin-1"))):
+            await self._reply(writer, 400, "bad or conflicting Content-Length", close=True)
+            return False
+        if not target.startswith("/"):  # origin-form only: this is a reverse proxy, not a forward one
+            await self._reply(writer, 400, "the request target must be a path", close=True)
+            return False
         conn_tokens = head.tokens("connection")
         keep = "close" not in conn_tokens if version == "HTTP/1.1" else "keep-alive" in conn_tokens
         if "100-continue" in head.tokens("expect"):
@@ -311,10 +349,15 @@ class Proxy:
             body = rewritten if rewritten is not None else body
         req = self.log.begin(info) if recorded and self.log is not None else None
         try:
-            return await self._exchange(method, target, head, body, reader, writer, req) and keep
-        except BaseException:
+            return await self._exchange(method, target, head, body, reader, writer, req,
+                                        http10=version == "HTTP/1.0") and keep
+        except BaseException as exc:
             if req is not None and req.ended_at is None and self.log is not None:
-                await self._finish(req, CLIENT_GONE, wire.Usage(), "the connection ended before the response")
+                usage = wire.Usage(None, req.tokens_so_far, "counted") if req.tokens_so_far else wire.Usage()
+                if isinstance(exc, asyncio.CancelledError):  # footprint is stopping: not the client's doing
+                    self.log.finish(req, status=None, usage=usage, error="still running when the run ended")
+                else:
+                    await self._finish(req, CLIENT_GONE, usage, "the connection ended before the response")
             raise
 
     async def _connect(self, *, reuse: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
@@ -356,9 +399,13 @@ class Proxy:
                 if body is not None:
                     w.write(body)
                 elif chunked or length not in (None, "0"):
-                    async for piece in _body(client, head, until_close=False):
-                        w.write(_chunk(piece) if chunked else piece)
-                        await w.drain()
+                    try:
+                        async for piece in _body(client, head, until_close=False):
+                            w.write(_chunk(piece) if chunked else piece)
+                            await w.drain()
+                    except (BadRequest, asyncio.IncompleteReadError) as exc:
+                        w.close()
+                        raise ClientBodyError(str(exc) or "the request body ended early") from None
                     if chunked:
                         w.write(b"0\r\n\r\n")
                 await w.drain()
@@ -366,7 +413,9 @@ class Proxy:
                     resp = await _read_head(r)
                     if resp is None:
                         raise ConnectionResetError("upstream closed the connection")
-                    if resp.first.split(" ")[1:2] != ["100"]:
+                    code = resp.first.split(" ")[1:2]
+                    # interim responses (100 Continue, 103 Early Hints...) are not the answer: read past them
+                    if not (code and len(code[0]) == 3 and code[0].startswith("1") and code[0] != "101"):
                         return r, w, resp
             except (ConnectionError, asyncio.IncompleteReadError, BadRequest) as exc:
                 w.close()
@@ -384,16 +433,25 @@ class Proxy:
         return log.finish(req, status=status, usage=usage, error=error)
 
     async def _exchange(self, method: str, target: str, head: _Head, body: bytes | None,
-                        client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, req: Request | None) -> bool:
+                        client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, req: Request | None, *,
+                        http10: bool = False) -> bool:
         try:
             up_r, up_w, resp = await self._send_request(method, target, head, body, client_r)
+        except ClientBodyError as exc:
+            await self._reply(client_w, 400, f"bad request body: {exc}", close=True)
+            return False
         except UpstreamError as exc:
             self.errors += 1
             if req is not None:
                 await self._finish(req, 502, wire.Usage(), str(exc))
-            await self._reply(client_w, 502, str(exc), close=False)
-            return True
+            # a body not passed on is still unread on the connection: never read it as the next request
+            unread = body is None and ("chunked" in head.tokens("transfer-encoding")
+                                       or head.get("content-length") not in (None, "0"))
+            await self._reply(client_w, 502, str(exc), close=unread)
+            return not unread
         parts = resp.first.split(" ", 2)
+        if len(parts) > 1:  # footprint speaks HTTP/1.1 to the client, whatever the upstream spoke
+            resp.first = "HTTP/1.1 " + resp.first.split(" ", 1)[1]
         try:
             status = int(parts[1])
         except (IndexError, ValueError):
@@ -417,9 +475,9 @@ class Proxy:
             elif req is not None and not sse:
                 ok = await self._whole(resp, headers, up_r, client_w, req, status)
             elif req is not None:
-                ok = await self._stream(resp, headers, up_r, client_w, req, status)
+                ok = await self._stream(resp, headers, up_r, client_w, req, status, http10=http10)
             else:
-                ok = await self._relay(resp, headers, up_r, client_w)
+                ok = await self._relay(resp, headers, up_r, client_w, http10=http10)
         except BaseException:
             up_w.close()
             raise
@@ -458,11 +516,14 @@ class Proxy:
         return True
 
     async def _stream(self, resp: _Head, headers: list[tuple[str, str]], up_r: asyncio.StreamReader,
-                      client_w: asyncio.StreamWriter, req: Request, status: int) -> bool:
+                      client_w: asyncio.StreamWriter, req: Request, status: int, *, http10: bool = False) -> bool:
         log = self.log
         assert log is not None
         reader = wire.StreamReader(hide_usage=req.info.injected)
-        client_w.write(_head_bytes(resp.first, headers + [("Transfer-Encoding", "chunked")]))
+        # an HTTP/1.0 client knows no chunked encoding: its stream ends with the connection
+        frame = (lambda data: data) if http10 else _chunk
+        framing = ("Connection", "close") if http10 else ("Transfer-Encoding", "chunked")
+        client_w.write(_head_bytes(resp.first, headers + [framing]))
         await client_w.drain()
         seen = 0
         try:
@@ -473,7 +534,7 @@ class Proxy:
                 seen = reader.text_chunks
                 if out:
                     try:
-                        client_w.write(_chunk(out))
+                        client_w.write(frame(out))
                         await client_w.drain()
                     except ConnectionError:
                         await self._finish(req, CLIENT_GONE, reader.result(), "the client disconnected mid-stream")
@@ -486,15 +547,15 @@ class Proxy:
         tail = reader.finish()
         await self._finish(req, status, reader.result(), None if status < 400 else f"upstream status {status}")
         try:
-            client_w.write((_chunk(tail) if tail else b"") + b"0\r\n\r\n")
+            client_w.write((frame(tail) if tail else b"") + (b"" if http10 else b"0\r\n\r\n"))
             await client_w.drain()
         except ConnectionError:
             return False
-        return True
+        return not http10
 
     async def _relay(self, resp: _Head, headers: list[tuple[str, str]], up_r: asyncio.StreamReader,
-                     client_w: asyncio.StreamWriter) -> bool:
-        chunked = "chunked" in resp.tokens("transfer-encoding")
+                     client_w: asyncio.StreamWriter, *, http10: bool = False) -> bool:
+        chunked = "chunked" in resp.tokens("transfer-encoding") and not http10
         length = self._length(resp)
         until_close = not chunked and not length
         extra = [("Transfer-Encoding", "chunked")] if chunked else length

@@ -63,8 +63,8 @@ def prepare(target: str, body: bytes) -> tuple[RequestInfo, bytes | None]:
     info = RequestInfo(endpoint_of(target))
     try:
         doc = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
-        return info, None  # not JSON: upstream will say what is wrong with it
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return info, None  # not JSON (or nested past the parser's depth): upstream will say what is wrong with it
     if not isinstance(doc, dict):
         return info, None
     model = doc.get("model")
@@ -100,7 +100,7 @@ def response_usage(body: bytes) -> tuple[Usage, str | None]:
     """(usage, model) of a whole JSON response."""
     try:
         doc = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return Usage(), None
     model = doc.get("model") if isinstance(doc, dict) else None
     return usage_of(doc) or Usage(), model if isinstance(model, str) else None
@@ -178,7 +178,7 @@ class StreamReader:
             return False
         try:
             doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return False
         if not isinstance(doc, dict):
             return False

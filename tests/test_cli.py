@@ -90,7 +90,10 @@ def test_code_inside_the_command_attaches_to_the_parent_run(clean_env: dict[str,
         # together, like prefill's end and decode's start, may share one read)
         marks = conn.execute("SELECT COUNT(*) FROM samples s JOIN devices d ON d.id = s.device_id "
                              "WHERE s.mark = 1 AND d.kind = 'cpu'").fetchone()[0]
-    assert marks >= 2 + 7  # run start and end, and at least one read per span
+    # run start and end, and one read per group of edges that come together: inner+prefill start, prefill end+
+    # decode start+step 1 start, the three step-to-step edges, and step 4 end+decode end+inner end (edges 50 ms
+    # or more apart always get reads of their own; edges together may share one, as the comment above says)
+    assert marks >= 2 + 6
     assert run["name"] == "outer"
     assert run["tokens"] == 200
     assert run["j_per_token"] == pytest.approx(run["energy_j"]["total"] / 200)

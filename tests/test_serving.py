@@ -493,3 +493,110 @@ def test_chunks_of_a_stream_go_on_as_they_come_on_a_kept_alive_connection(gpu_en
     assert len(delays) == 8
     # from the server's send to the client's receive: well under the 40 ms a held chunk waited
     assert sorted(delays)[len(delays) // 2] < 0.015, delays
+
+
+def exchange(port: int, raw: bytes, *, timeout: float = 10) -> bytes:
+    """Send raw bytes, read until the proxy closes (or the timeout): everything it answered."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(raw)
+    out = b""
+    try:
+        while data := sock.recv(65536):
+            out += data
+    except TimeoutError:
+        pass
+    sock.close()
+    return out
+
+
+def test_http_edge_cases_are_answered_and_recorded_never_mixed_up(clean_env: dict[str, str]):
+    port, up = free_port(), free_port()
+    upstream = subprocess.Popen([sys.executable, str(FAKES / "raw_upstream.py"), str(up)])
+    proc = subprocess.Popen([*footprint_cmd(), "serve", "--listen", str(port), "--upstream", f"http://127.0.0.1:{up}"],
+                            env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v1", proc)
+        post = b"POST /v1/chat/completions%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+        # an interim 103 is read past: the client gets the 200, and no later request gets a stale answer
+        early = exchange(port, post % (b"?early", 2, b"{}"))
+        assert early.startswith(b"HTTP/1.1 200 ") and early.endswith(b'{"early": true}'), early
+        after = exchange(port, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert b'"path": "/v1/models"' in after
+        # JSON nested past the parser's depth, both ways: passed on, never a dropped connection
+        deep = b"[" * 100_000 + b"]" * 100_000
+        assert exchange(port, post % (b"", len(deep), deep)).startswith(b"HTTP/1.1 200 ")
+        assert exchange(port, post % (b"?deepjson", 2, b"{}"), timeout=20).startswith(b"HTTP/1.1 200 ")
+        # chunk sizes and lengths only as the grammar allows: -5 would have read to the connection's end
+        bad = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nab"
+        assert exchange(port, bad).startswith(b"HTTP/1.1 400 ")
+        assert exchange(port, b"POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello").startswith(
+            b"HTTP/1.1 400 ")
+        passthrough = b"POST /v1/other HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+        assert exchange(port, passthrough).startswith(b"HTTP/1.1 400 ")  # the client's error, not the upstream's
+        # an HTTP/1.0 client's stream is not chunked: it ends with the connection
+        stream = b'{"stream": true, "model": "r"}'
+        http10 = exchange(port, b"POST /v1/chat/completions?sse HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s"
+                          % (len(stream), stream))
+        head, _, body = http10.partition(b"\r\n\r\n")
+        assert b"chunked" not in head.lower() and body.startswith(b"data: ") and body.endswith(b"data: [DONE]\n\n")
+        assert b'"usage"' not in body  # asked for by footprint, so hidden
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        upstream.kill()
+        upstream.wait()
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
+    conn = sqlite3.connect(clean_env["FOOTPRINT_DB"])
+    statuses = sorted(r[0] for r in conn.execute("SELECT status FROM requests"))
+    conn.close()
+    assert 103 not in statuses and statuses.count(200) == 4, statuses  # early, two deep JSON, the 1.0 stream
+
+
+def test_an_unread_body_is_never_taken_for_the_next_request(clean_env: dict[str, str]):
+    port, nothing = free_port(), free_port()
+    proc = subprocess.Popen([*footprint_cmd(), "serve", "--listen", str(port), "--upstream",
+                             f"http://127.0.0.1:{nothing}"], env=clean_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        while True:
+            try:
+                out = exchange(port, b"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                               % (len(smuggled), smuggled))
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert out.count(b"HTTP/1.1 502 ") == 1, out  # one answer, then the connection closes
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
+def test_streams_cut_by_the_end_of_the_run_keep_their_tokens(gpu_env: dict[str, str]):
+    s = serve(gpu_env, upstream_args=("--token-s", "0.02"))
+    socks = []
+    for _ in range(3):
+        sock = raw_request(s.port, {"model": "m", "stream": True, "max_tokens": 1000,
+                                    "messages": [{"role": "user", "content": "x"}]})
+        socks.append(sock)
+    got = [b""] * 3
+    for i, sock in enumerate(socks):
+        while got[i].count(b"data:") < 5:
+            got[i] += sock.recv(65536)
+    code, err = s.stop()  # the server goes, the proxy's streams are cut: recorded with what they sent
+    for sock in socks:
+        sock.close()
+    assert code == 0, err
+    rows = s.rows("SELECT * FROM requests")
+    assert len(rows) == 3
+    assert all(r["completion_tokens"] and r["completion_tokens"] >= 5 for r in rows), [dict(r) for r in rows]
+
+
+@pytest.mark.parametrize("args", [["--listen", "::1"], ["--listen", "²"], ["--upstream", "http://[::1"],
+                                  ["--upstream", "http://127.0.0.1:0"], ["--upstream", "http://h:1/?q=1"]])
+def test_bad_addresses_are_one_line_errors(clean_env: dict[str, str], args: list[str]):
+    res = run_cli(["serve", *args], clean_env)
+    assert res.returncode == 2 and res.stderr.count(b"\n") == 1 and b"Traceback" not in res.stderr, res.stderr

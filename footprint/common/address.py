@@ -12,7 +12,9 @@ def parse_address(text: str, flag: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = "", text
+    if ":" in host and not host.startswith("["):  # '::1' alone: an IPv6 host needs its brackets and a port
+        raise FootprintError(f"{flag} takes [HOST:]PORT, with an IPv6 host in brackets ([::1]:PORT), got '{text}'")
     host = host.strip("[]") or LOOPBACK
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise FootprintError(f"{flag} takes [HOST:]PORT, got '{text}'")
     return host, int(port)
