@@ -76,13 +76,21 @@ def render_csv(report: ServingReport) -> str:
     kinds = sorted({k for r in report.requests for k in r.energy_j if k != "total"})
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["run_id", *[f for f in REQUEST_FIELDS if f != "energy_j"], *[f"energy_j_{k}" for k in kinds],
-                "energy_j_total"])
+    w.writerow(["run_id", *[f for f in REQUEST_FIELDS if f != "energy_j"], "started_at_iso", "ended_at_iso",
+                *[f"energy_j_{k}" for k in kinds], "energy_j_total"])
     for r in report.requests:
         d = r.to_dict()
         w.writerow([report.run_id, *["" if d[f] is None else d[f] for f in REQUEST_FIELDS if f != "energy_j"],
-                    *[r.energy_j.get(k, "") for k in kinds], r.energy_j["total"]])
+                    _iso(r.started_at), _iso(r.ended_at), *[r.energy_j.get(k, "") for k in kinds],
+                    r.energy_j["total"]])
     return buf.getvalue()
+
+
+def _iso(t: float) -> str:
+    """ISO 8601 UTC, as the other CSV exports and the SQL views write times (epoch seconds stay beside it)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat()
 
 
 def render(report: ServingReport, fmt: str = "console") -> str:

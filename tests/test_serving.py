@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +210,11 @@ def test_report_and_compare_per_model(served: Served):
     assert console.returncode == 0 and b"idle (no request active)" in console.stdout
     csv_out = run_cli(["report", "--requests", "-o", str(served.db.parent / "req.csv")], served.env)
     assert csv_out.returncode == 0
-    assert len((served.db.parent / "req.csv").read_text().splitlines()) == 7
+    lines = (served.db.parent / "req.csv").read_text().splitlines()
+    assert len(lines) == 7
+    header, first = lines[0].split(","), lines[1].split(",")
+    iso, epoch = first[header.index("started_at_iso")], float(first[header.index("started_at")])
+    assert iso.endswith("+00:00") and abs(datetime.fromisoformat(iso).timestamp() - epoch) < 1e-3
     cmp = run_cli(["compare", "--requests", "--json", "last", "last"], served.env)
     assert cmp.returncode == 0, cmp.stderr.decode()
     rows = json.loads(cmp.stdout)["rows"]
