@@ -353,7 +353,7 @@ class Proxy:
                                         http10=version == "HTTP/1.0") and keep
         except BaseException as exc:
             if req is not None and req.ended_at is None and self.log is not None:
-                usage = wire.Usage(None, req.tokens_so_far, "counted") if req.tokens_so_far else wire.Usage()
+                usage = req.usage_so_far()
                 if isinstance(exc, asyncio.CancelledError):  # footprint is stopping: not the client's doing
                     self.log.finish(req, status=None, usage=usage, error="still running when the run ended")
                 else:

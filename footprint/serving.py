@@ -45,6 +45,12 @@ class Request:
         self.error: str | None = None
         self.tokens_so_far = 0  # streamed text chunks, for provisional figures of requests still running
 
+    def usage_so_far(self) -> Usage:
+        """What is known of a request cut short: its streamed text chunks, counted (else nothing)."""
+        from .wire import Usage
+
+        return Usage(None, self.tokens_so_far, "counted") if self.tokens_so_far else Usage()
+
     def row(self) -> dict[str, Any]:
         u = self.usage
         return {"started_at": self.started_at, "first_token_at": self.first_token_at, "ended_at": self.ended_at,
@@ -162,7 +168,7 @@ class RequestLog:
         for req in unfinished:  # still running at the end (the server stopped mid-response): kept, with its time
             req.ended_at = self.clock.now()
             req.error = "still running when the run ended"
-            req.usage = req.usage or _counted(req.tokens_so_far)
+            req.usage = req.usage or req.usage_so_far()
             self._pending.append(req.row())
         if unfinished:
             self.flush()
@@ -171,9 +177,3 @@ class RequestLog:
                   file=sys.stderr)
         with contextlib.suppress(Exception):
             atexit.unregister(self.close)
-
-
-def _counted(chunks: int) -> Usage:
-    from .wire import Usage
-
-    return Usage(None, chunks, "counted") if chunks else Usage()
