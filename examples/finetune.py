@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--seq", type=int, default=32)
     args = ap.parse_args()
-    model, tok, label = load_tiny_gpt2() if args.tiny else load_smollm2(trainable=True)
+    model, tok, label = load_tiny_gpt2() if args.tiny else load_smollm2()
     model.train()
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     rows = []

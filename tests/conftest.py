@@ -42,6 +42,8 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     env["FOOTPRINT_DB"] = str(tmp_path / "fp.db")
     env["FOOTPRINT_POWERCAP"] = str(tmp_path / "no-powercap")  # this machine has none; be explicit
     env["FOOTPRINT_SYSFS"] = str(tmp_path / "no-sysfs")  # nor hwmon counters or Jetson rails
+    # SmolLM2's GGUF converted once per checkout, not once per test (examples/models.py: cached_conversion)
+    env["FOOTPRINT_EXAMPLES_CACHE"] = str(ROOT / ".cache" / "examples")
     env["PYTHONPATH"] = str(ROOT)
     return env
 
