@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # tests run in parallel processes: most of their time is spent waiting on subprocesses, not on the CPU
 TEST_WORKERS ?= 3
+# Bytecode is cached even where the environment says not to: the suite starts several hundred Python
+# processes, and each would compile footprint anew (~0.1 s), as pytest would rewrite every test module's
+# asserts in each worker. The caches are __pycache__ folders, which git ignores.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test lint typecheck promtool chromium clean
 
