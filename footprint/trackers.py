@@ -111,14 +111,16 @@ class StepMeter:
         self._begin: float | None = None
 
     def energy_now(self) -> float | None:
-        """The run's energy so far at the latest read, added up per kind as the read model does."""
+        """The run's energy so far at the latest span edge (not a periodic read the sampler may have taken
+        since: the step's figure must equal its span's), added up per kind as the read model does. The
+        callbacks read it right after their own edge, from the thread that marked it."""
         sampler = self.run.sampler
         if sampler is None:
             return None
         per_kind: dict[str, float] = {}
-        for first, _, latest in sampler.snapshot().values():
-            kind = latest.device.kind
-            per_kind[kind] = per_kind.get(kind, 0.0) + (latest.energy_j - first)
+        for first, edge in sampler.edge_snapshot().values():
+            kind = edge.device.kind
+            per_kind[kind] = per_kind.get(kind, 0.0) + (edge.energy_j - first)
         known = [per_kind[k] for k in kinds_of(per_kind) if k in per_kind]
         return sum(known) if known else None
 

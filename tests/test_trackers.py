@@ -72,6 +72,30 @@ def test_live_step_figures_equal_the_steps_spans(tmp_path: Path):
     assert seen[-1]["footprint/energy_j"] == 365.0 * (1.0 + STEPS * STEP_S)
 
 
+def test_a_periodic_read_right_after_a_step_edge_does_not_change_the_step_figure(tmp_path: Path):
+    """The sampler's thread may read the counters between a span's edge and the meter's look at them (seen
+    under load). The step's figure is still its span's energy, not that plus the time up to the later read."""
+    clock = FakeClock()
+    with footprint.track("train", probes=[FakeProbe({"gpu:0": 300.0}, clock=clock)], clock=clock,
+                         db=str(tmp_path / "f.db"), summary=False) as run:
+        assert run.sampler is not None
+        periodic_read = run.sampler._read  # what the sampler's thread does at each interval
+        meter = StepMeter(run)
+        figures = []
+        for _ in range(2):
+            with run.span("step"):
+                clock.advance(0.01)
+                periodic_read(run.sampler.probes)  # after the span's first edge, before the meter's look
+                meter.begin()
+                clock.advance(STEP_S)
+            clock.advance(0.02)
+            periodic_read(run.sampler.probes)  # after its last edge
+            figures.append(meter.end(TOKENS))
+    steps = [s for s in run.report().spans if s.name == "step"]
+    assert [s.energy_j["total"] for s in steps] == pytest.approx([300.0 * (0.01 + STEP_S)] * 2)
+    assert [f["footprint/step/energy_j"] for f in figures] == [s.energy_j["total"] for s in steps]
+
+
 # -- MLflow, on its file store ---------------------------------------------------------------------
 
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow not installed ([mlflow] extra)")
@@ -195,6 +219,7 @@ def test_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 # -- Lightning, a tiny model trained for a few steps on CPU ---------------------------------------------
 
+@pytest.mark.xdist_group("torch-in-process")  # imports lightning, so torch
 @pytest.mark.skipif(importlib.util.find_spec("lightning") is None or importlib.util.find_spec("mlflow") is None,
                     reason="lightning or mlflow not installed ([lightning] and [mlflow] extras)")
 def test_lightning_callback_logs_into_the_trainers_logger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -61,6 +61,9 @@ class Sampler:
         self._failing_since: float | None = None
         # per device: (first energy, previous reading, latest reading), for live exporters
         self._live: dict[str, tuple[float, Reading | None, Reading]] = {}
+        # per device: the reading of the latest span edge, which a periodic read that comes after it does not
+        # replace: what a span that just began or ended was given
+        self._at_mark: dict[str, Reading] = {}
         self.rounds = 0  # read rounds so far (periodic, edges, flushes): what the sampler really did
 
     @property
@@ -96,11 +99,20 @@ class Sampler:
                     samples.append((ids[key], r.t, r.energy_j, r.power_w, flag))
                     old = live.get(key)
                     live[key] = (r.energy_j, None, r) if old is None else (old[0], old[2], r)
+                    if mark:
+                        self._at_mark[key] = r
         return out
 
     def snapshot(self) -> dict[str, tuple[float, Reading | None, Reading]]:
         with self._buf_lock:
             return dict(self._live)
+
+    def edge_snapshot(self) -> dict[str, tuple[float, Reading]]:
+        """Per device: (first energy, the reading of the latest span edge). Unlike `snapshot`'s latest reading,
+        a periodic read taken since the edge does not change it, so a span's energy computed from two of
+        these equals the span's recorded energy."""
+        with self._buf_lock:
+            return {key: (self._live[key][0], r) for key, r in self._at_mark.items()}
 
     def _event(self, device_id: int | None, kind: str, message: str) -> None:
         # the same failure repeats at every read: record its first occurrence and each new message
