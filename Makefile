@@ -10,7 +10,7 @@ TEST_WORKERS ?= 3
 # asserts in each worker. The caches are __pycache__ folders, which git ignores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test lint typecheck promtool chromium clean
+.PHONY: demo test test-fast lint typecheck promtool chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,12 @@ chromium:
 test: $(STAMP) promtool chromium
 	$(BIN)/ruff check footprint probes reports tests examples tools bench
 	$(BIN)/python tools/typecheck.py
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
+# The edit-and-test loop: every test but those marked slow (torch, real models, torchrun, a browser, the
+# benchmarks in other processes); `make test`, which CI runs, runs them all.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check footprint probes reports tests examples tools bench

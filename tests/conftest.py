@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -16,6 +18,25 @@ from tests.fakes.powercap import PowercapTree, standard_zones
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKES = Path(__file__).resolve().parent / "fakes"
+
+
+def requires(*modules: str) -> pytest.MarkDecorator:
+    """Skip unless every module is installed, found without importing it: each test worker collects every
+    test file, and importing torch, transformers or openai there would cost each worker seconds."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
+
+
+class lazy_module:  # noqa: N801 (stands for a module)
+    """A module imported on first attribute use, for test files whose tests use it as a global."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):  # pytest probes module globals for such names while collecting
+            raise AttributeError(attr)
+        return getattr(importlib.import_module(self._name), attr)
 
 
 @pytest.fixture(scope="session")

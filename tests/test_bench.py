@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # each bench starts many processes, torch among them
 
 
 def test_bench_quick_mode_runs_and_writes_results(tmp_path: Path, clean_env: dict[str, str]):

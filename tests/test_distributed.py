@@ -24,11 +24,11 @@ from footprint.distributed import (
     slurm_tasks_on_node,
     used_cuda_ordinals,
 )
-from tests.conftest import FAKES, ROOT, footprint_cmd, nvml_env, run_cli
+from tests.conftest import FAKES, ROOT, footprint_cmd, nvml_env, requires, run_cli
 from tests.fakes.powercap import PowercapTree
 from tests.fakes.profile import gpu_energy_between
 
-pytest.importorskip("torch")
+pytestmark = requires("torch")  # torchrun and gloo
 PY = sys.executable
 CPU_W, RAM_W = 70.0, 10.0  # the powercap tree's packages and dram zones
 
@@ -139,6 +139,7 @@ def test_gather_is_bounded_and_never_raises():
     assert got == [{"id": 1}] and missing == [1, 2] and time.monotonic() - t < 1
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_one_node(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
     with PowercapTree(tmp_path / "pc", _zones(), period_s=0.002) as tree:
         env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
@@ -213,6 +214,7 @@ def torchrun(args: list[str], env: dict[str, str], cwd: Path,
                           timeout=timeout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["all-visible", "cvd-index-per-rank", "cvd-uuid-per-rank"])
 def test_torchrun_each_gpu_counted_once(pattern: str, tmp_path: Path, nvml_lib_dir: Path,
                                         clean_env: dict[str, str]):
@@ -257,6 +259,7 @@ def slurm_step(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str], ta
     return float(t0), [(p.returncode, o, e) for p, (o, e) in zip(procs, outs, strict=True)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["gpus-per-task", "one-task-per-node-two-gpus"])
 def test_slurm_variables_without_torchrun_each_gpu_once(pattern: str, tmp_path: Path, nvml_lib_dir: Path,
                                                         clean_env: dict[str, str]):
@@ -281,6 +284,7 @@ def test_slurm_variables_without_torchrun_each_gpu_once(pattern: str, tmp_path: 
                          expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["raise", "exit"])
 def test_failing_rank_never_hurts_rank0(how: str, tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
     """Rank 1 leaves track() with an exception (the script goes on), or exits inside it: rank 0 finishes
@@ -303,6 +307,7 @@ def test_failing_rank_never_hurts_rank0(how: str, tmp_path: Path, nvml_lib_dir: 
     assert {r["rank"]: r["status"] for r in runs}[0] == "completed"
 
 
+@pytest.mark.slow
 def test_each_launch_its_own_job_id(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
     """A fixed --master_addr/--master_port (static rendezvous, run id "none") still gives every launch its own
     job id, which both ranks share."""
@@ -322,6 +327,7 @@ def test_each_launch_its_own_job_id(tmp_path: Path, nvml_lib_dir: Path, clean_en
     assert len(job["runs"]) == 2 and job["tokens"] == 300
 
 
+@pytest.mark.slow
 def test_job_id_agreed_through_the_group_without_a_launcher_id(tmp_path: Path, nvml_lib_dir: Path,
                                                                 clean_env: dict[str, str]):
     """RANK/WORLD_SIZE set by some other launcher, the group initialised before track(): the ranks agree
@@ -342,6 +348,7 @@ def test_job_id_agreed_through_the_group_without_a_launcher_id(tmp_path: Path, n
     assert job[:8].isdigit() and "T" in job  # the agreed one (a launcher id would start with the node's name)
 
 
+@pytest.mark.slow
 def test_footprint_run_as_each_rank(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
     """torchrun --no-python footprint run -- python train.py: each footprint run is one rank's run, the node
     measured once (on local rank 0), each GPU by its rank, all under one job id."""
@@ -362,6 +369,7 @@ def test_footprint_run_as_each_rank(tmp_path: Path, nvml_lib_dir: Path, clean_en
     assert job["tokens"] == 300
 
 
+@pytest.mark.slow
 def test_ranks_inside_footprint_run_label_their_spans(tmp_path: Path, nvml_lib_dir: Path,
                                                       clean_env: dict[str, str]):
     """footprint run -- torchrun ...: one run for the node; each rank's span says which rank it is."""
@@ -383,6 +391,7 @@ def doc_block(marker: str) -> str:
     return after[start:after.index("```", start)]
 
 
+@pytest.mark.slow
 def test_slurm_recipe(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
     """The documented srun lines, as written, through a stand-in srun on two simulated nodes, from a batch
     script's shell (whose own SLURMD_NODENAME is the batch host's): one DB per node, named after it."""
@@ -428,6 +437,7 @@ def _zones() -> list[Any]:
     return standard_zones()
 
 
+@pytest.mark.slow
 def test_two_nodes_merged_into_one_job(tmp_path: Path, nvml_lib_dir: Path, clean_env: dict[str, str]):
     port = free_port()
     procs = []

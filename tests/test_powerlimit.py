@@ -324,6 +324,7 @@ def test_footprint_run_refuses_a_limit_out_of_range(nvml_lib_dir: Path, clean_en
 
 # -- the trainers' callbacks -----------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["hf", "lightning"])
 def test_trainer_callbacks_tune_and_restore(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path,
                                             trainer: str):
@@ -343,6 +344,7 @@ def test_trainer_callbacks_tune_and_restore(nvml_lib_dir: Path, clean_env: dict[
 
 # -- a distributed job ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ranks_apply_the_same_limit_summing_energy_and_taking_the_slowest_time(nvml_lib_dir: Path,
                                                                                clean_env: dict[str, str],
                                                                                tmp_path: Path):

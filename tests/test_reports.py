@@ -305,6 +305,7 @@ def _browse(page: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess[by
                           capture_output=True, timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_chromium() is None, reason="no chromium here (Debian package 'chromium')")
 def test_html_renders_in_headless_browser(tmp_path: Path, clean_env: dict[str, str]):
     """The report of a fake run with spans, of a 0.6 s run with only two reads per device, and of the canned

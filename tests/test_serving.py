@@ -25,9 +25,10 @@ from typing import Any
 import pytest
 
 from footprint import wire
-from tests.conftest import FAKES, footprint_cmd, nvml_env, run_cli
+from tests.conftest import FAKES, footprint_cmd, lazy_module, nvml_env, requires, run_cli
 
-openai = pytest.importorskip("openai")
+pytestmark = requires("openai")
+openai = lazy_module("openai")
 
 GPU_W = 200.0  # GPU 0 draws this, constantly
 

