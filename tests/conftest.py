@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import itertools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,28 @@ from tests.fakes.powercap import PowercapTree, standard_zones
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKES = Path(__file__).resolve().parent / "fakes"
+
+
+_next_port = itertools.count()
+PORTS_PER_WORKER = 400
+
+
+def free_port() -> int:
+    """A loopback port for a server that a test starts. Each test worker takes ports from a block of its own,
+    below the kernel's ephemeral range (where bind(0) and outgoing connections take theirs), so between choosing
+    a port and a server binding it no other test can take it: a port from bind(0), free when chosen, was once
+    taken by another worker's server first, and one test's requests went to the other test's server."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    base = 20000 + PORTS_PER_WORKER * (int(worker) if worker.isdigit() else 0)
+    for _ in range(PORTS_PER_WORKER):
+        port = base + next(_next_port) % PORTS_PER_WORKER
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # still held by a process an earlier test left, or in TIME_WAIT
+                continue
+        return port
+    raise RuntimeError(f"no free port in {base}-{base + PORTS_PER_WORKER - 1}")
 
 
 def requires(*modules: str) -> pytest.MarkDecorator:

@@ -24,19 +24,13 @@ from footprint.distributed import (
     slurm_tasks_on_node,
     used_cuda_ordinals,
 )
-from tests.conftest import FAKES, ROOT, footprint_cmd, nvml_env, requires, run_cli
+from tests.conftest import FAKES, ROOT, footprint_cmd, free_port, nvml_env, requires, run_cli
 from tests.fakes.powercap import PowercapTree
 from tests.fakes.profile import gpu_energy_between
 
 pytestmark = requires("torch")  # torchrun and gloo
 PY = sys.executable
 CPU_W, RAM_W = 70.0, 10.0  # the powercap tree's packages and dram zones
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def job_json(db: Path, env: dict[str, str]) -> dict[str, Any]:

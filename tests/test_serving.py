@@ -25,18 +25,12 @@ from typing import Any
 import pytest
 
 from footprint import wire
-from tests.conftest import FAKES, footprint_cmd, lazy_module, nvml_env, requires, run_cli
+from tests.conftest import FAKES, footprint_cmd, free_port, lazy_module, nvml_env, requires, run_cli
 
 pytestmark = requires("openai")
 openai = lazy_module("openai")
 
 GPU_W = 200.0  # GPU 0 draws this, constantly
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Served:

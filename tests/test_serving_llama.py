@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAKES, footprint_cmd, nvml_env, requires, run_cli
-from tests.test_serving import Served, check_conservation, free_port, wait_ready
+from tests.conftest import FAKES, footprint_cmd, free_port, nvml_env, requires, run_cli
+from tests.test_serving import Served, check_conservation, wait_ready
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from models import GGUF_FILE, smollm2_dir  # noqa: E402
