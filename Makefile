@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# tests run in parallel processes: most of their time is spent waiting on subprocesses, not on the CPU
+# tests run in parallel processes: part of their time is spent waiting on subprocesses, so 3 on 2 cores (4 was
+# slower: the suite is mostly CPU, torch starting in subprocesses)
 TEST_WORKERS ?= 3
 # Bytecode is cached even where the environment says not to: the suite starts several hundred Python
 # processes, and each would compile footprint anew (~0.1 s), as pytest would rewrite every test module's
