@@ -18,6 +18,21 @@ from footprint.run import Run, finish_run
 WATTS = {"gpu:0": 300.0, "gpu:1": 250.0, "cpu:0": 65.0, "ram:0": 6.0, "npu:0": 4.0}
 
 
+def _start(store: Store, name: str, probes: list[FakeProbe], clock: FakeClock) -> tuple[int, Run]:
+    """A started run of the canned machine (host, settings and prices) with these probes, on this clock."""
+    rid = store.create_run(name, created_at=clock.now(), host="canned-host", pid=4242,
+                           command=["python", "gen.py"], interval_s=0.5, country="FRA", carbon_g_per_kwh=50.0,
+                           carbon_source="given explicitly", pue=1.2, price_kwh=0.25, price_hour=4.0,
+                           currency="EUR", meta={"os": "Linux-6.1-x86_64", "python": "3.11.7", "cpu_count": 2})
+    devices = [d for p in probes for d in p.open()]
+    ids = store.add_devices(rid, devices, "canned-host")
+    sampler = Sampler(store, rid, probes, ids, interval_s=0.5, clock=clock)
+    run = Run(store, rid, name, sampler=sampler, sync_cuda=False)
+    store.set_started(rid, run._mark())
+    sampler.start()
+    return rid, run
+
+
 def record(store: Store) -> tuple[int, FakeClock]:
     clock = FakeClock()
     probes = [
@@ -25,16 +40,7 @@ def record(store: Store) -> tuple[int, FakeClock]:
         FakeProbe({"cpu:0": WATTS["cpu:0"]}, measured=False, clock=clock, name="cpu-estimate"),
         FakeProbe({"ram:0": WATTS["ram:0"], "npu:0": WATTS["npu:0"]}, clock=clock),
     ]
-    rid = store.create_run("canned", created_at=clock.now(), host="canned-host", pid=4242,
-                           command=["python", "gen.py"], interval_s=0.5, country="FRA", carbon_g_per_kwh=50.0,
-                           carbon_source="given explicitly", pue=1.2, price_kwh=0.25, price_hour=4.0,
-                           currency="EUR", meta={"os": "Linux-6.1-x86_64", "python": "3.11.7", "cpu_count": 2})
-    devices = [d for p in probes for d in p.open()]
-    ids = store.add_devices(rid, devices, "canned-host")
-    sampler = Sampler(store, rid, probes, ids, interval_s=0.5, clock=clock)
-    run = Run(store, rid, "canned", sampler=sampler, sync_cuda=False)
-    store.set_started(rid, run._mark())
-    sampler.start()
+    rid, run = _start(store, "canned", probes, clock)
     clock.advance(1.0)
     with run.span("generate"):
         span = run.begin_span("prefill")
@@ -69,16 +75,7 @@ def record_node(store: Store, node_w: float = NODE_WATTS["node:0"]) -> int:
         FakeProbe({"cpu:0": NODE_WATTS["cpu:0"], "ram:0": NODE_WATTS["ram:0"]}, clock=clock),
         FakeProbe({"node:0": node_w}, clock=clock, name="node-meter", update_period_s=1.0),
     ]
-    rid = store.create_run("node", created_at=clock.now(), host="canned-host", pid=4242,
-                           command=["python", "gen.py"], interval_s=0.5, country="FRA", carbon_g_per_kwh=50.0,
-                           carbon_source="given explicitly", pue=1.2, price_kwh=0.25, price_hour=4.0,
-                           currency="EUR", meta={"os": "Linux-6.1-x86_64", "python": "3.11.7", "cpu_count": 2})
-    devices = [d for p in probes for d in p.open()]
-    ids = store.add_devices(rid, devices, "canned-host")
-    sampler = Sampler(store, rid, probes, ids, interval_s=0.5, clock=clock)
-    run = Run(store, rid, "node", sampler=sampler, sync_cuda=False)
-    store.set_started(rid, run._mark())
-    sampler.start()
+    rid, run = _start(store, "node", probes, clock)
     clock.advance(1.0)
     span = run.begin_span("decode")
     run.add_tokens(192, kind="generated")
