@@ -7,6 +7,7 @@ import os
 import sys
 
 from footprint.common.errors import FootprintError
+from footprint.output import write_output
 
 TYPE_CHECKING = False  # typing costs start-up time, paid by every `footprint run`
 if TYPE_CHECKING:
@@ -380,18 +381,6 @@ def _damage_in(args: argparse.Namespace) -> FootprintError | None:
         return None
 
 
-def _write(text: str, output: str | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise FootprintError(f"cannot write {output}: {exc.strerror}") from None
-    print(f"footprint: wrote {output}", file=sys.stderr)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from footprint.core.integrity import check_endpoints
     from footprint.core.model import load_report
@@ -408,7 +397,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         from footprint.core.dbdocs import datasette_metadata
 
         name = os.path.splitext(os.path.basename(store.path))[0]
-        _write(json.dumps(datasette_metadata(name, store.columns()), indent=2) + "\n", args.output)
+        write_output(json.dumps(datasette_metadata(name, store.columns()), indent=2) + "\n", args.output)
         return 0
     if args.job is not None:
         return _report_job(store, args)
@@ -418,7 +407,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_endpoints(store, ids)
     report = load_report(store, ids, _settings(args))
     if args.html:
-        _write(renderer_for("html").render(report), args.html)
+        write_output(renderer_for("html").render(report), args.html)
         if not (args.json or args.format or args.output):
             return 0
     if args.json:
@@ -432,7 +421,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.format == "emissions-csv" and args.output:
         _write_emissions(text, args.output)
         return 0
-    _write(text, args.output)
+    write_output(text, args.output)
     return 0
 
 
@@ -459,7 +448,7 @@ def _report_requests(store: Any, args: argparse.Namespace) -> int:
         "csv" if (args.output or "").lower().endswith(".csv") else
         "json" if (args.output or "").lower().endswith(".json") else "console")
     ids = [store.resolve_run(ref) for ref in (args.runs or ["last"])]
-    _write("".join(render(r, fmt) for r in _serving_reports(store, ids, args)), args.output)
+    write_output("".join(render(r, fmt) for r in _serving_reports(store, ids, args)), args.output)
     return 0
 
 
@@ -476,7 +465,7 @@ def _write_emissions(text: str, output: str) -> None:
         raise FootprintError(f"cannot read {output}: {getattr(exc, 'strerror', None) or exc}") from None
     rows = append_emissions(existing, text) if existing else None
     if rows is None:
-        _write(text, output)
+        write_output(text, output)
         return
     try:
         with open(output, "a", encoding="utf-8", newline="") as fh:
@@ -504,7 +493,7 @@ def _report_job(store: Any, args: argparse.Namespace) -> int:
 
     check_endpoints(store, ids)
     runs = [r.to_dict() for r in load_report(store, ids, _settings(args)).runs]
-    _write(render_job(job_report(runs, job), as_json=args.json), args.output)
+    write_output(render_job(job_report(runs, job), as_json=args.json), args.output)
     return 0
 
 

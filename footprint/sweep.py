@@ -29,6 +29,7 @@ import tempfile
 import time
 
 from footprint.common.errors import FootprintError
+from footprint.output import write_output
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -401,17 +402,8 @@ def cmd_compare_sweep(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(args.db or default_db_path(), create=False, readonly=True)
     report = load_sweep(store, store.resolve_sweep(args.sweep), settings, within=args.within)
     if args.html:
-        _write(render_sweep(report, "html"), args.html)
+        write_output(render_sweep(report, "html"), args.html)
         if not args.json:
             return 0
     sys.stdout.write(render_sweep(report, "json" if args.json else "console"))
     return 0
-
-
-def _write(text: str, path: str) -> None:
-    try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise FootprintError(f"cannot write {path}: {exc.strerror}") from None
-    print(f"footprint: wrote {path}", file=sys.stderr)
