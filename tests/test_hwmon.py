@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,14 @@ from tests.fakes.hwmon import Chip, Counter, SysfsTree, amd_energy_chip, intel_g
 from tests.fakes.powercap import PowercapTree, standard_zones
 
 
-def _read_every(probe: HwmonProbe, seconds: float, step: float) -> tuple[float, float, dict[str, float]]:
+def _read_every(probe: HwmonProbe, clock: FakeClock, seconds: float, step: float) -> dict[str, float]:
+    """Energy over `seconds` read every `step` on a fake clock (the tree's counters exact at every read)."""
     first = {r.device.key: r for r in probe.read()}
-    end = time.time() + seconds
-    while time.time() < end:
-        time.sleep(step)
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
         probe.read()
     last = {r.device.key: r for r in probe.read()}
-    return (min(r.t for r in first.values()), max(r.t for r in last.values()),
-            {k: last[k].energy_j - first[k].energy_j for k in last})
+    return {k: last[k].energy_j - first[k].energy_j for k in last}
 
 
 def test_intel_gpus_and_amd_sockets_are_found_and_others_listed(tmp_path: Path):
@@ -97,22 +95,24 @@ def test_energy_matches_exact_integral_with_a_power_step(tmp_path: Path):
 def test_a_32_bit_wrap_is_exact(tmp_path: Path):
     # starts 10 J below 2^32 µJ: at 40 W it wraps 0.25 s in
     counter = Counter(None, 40.0, range_uj=1 << 32, offset_uj=(1 << 32) - 10_000_000)
-    with SysfsTree(tmp_path, [Chip("i915", [counter], drm_card=0)], period_s=0.001) as tree:
-        probe = HwmonProbe(tmp_path)
+    clock = FakeClock()
+    with SysfsTree(tmp_path, [Chip("i915", [counter], drm_card=0)], clock=clock) as tree:
+        probe = HwmonProbe(tmp_path, clock=clock)
         probe.open()
-        t_a, t_b, energy = _read_every(probe, 1.0, 0.05)
-    assert tree.counter_uj(counter, t_b) < 40_000_000  # it did wrap
-    assert energy["gpu:0"] == pytest.approx(40.0 * (t_b - t_a), rel=0.01)
+        energy = _read_every(probe, clock, 1.0, 0.05)
+    assert tree.counter_uj(counter, clock.now()) < 40_000_000  # it did wrap
+    assert energy["gpu:0"] == pytest.approx(40.0 * 1.0, rel=1e-6)
 
 
 def test_a_counter_with_an_unpublished_range_is_followed_by_its_power(tmp_path: Path):
     # wraps at 5 J (no usual range): every 0.25 s at 20 W, read every 50 ms
     counter = Counter("Esocket0", 20.0, range_uj=5_000_000)
-    with SysfsTree(tmp_path, [Chip("amd_energy", [counter])], period_s=0.001):
-        probe = HwmonProbe(tmp_path)
+    clock = FakeClock()
+    with SysfsTree(tmp_path, [Chip("amd_energy", [counter])], clock=clock):
+        probe = HwmonProbe(tmp_path, clock=clock)
         probe.open()
-        t_a, t_b, energy = _read_every(probe, 1.2, 0.05)
-    assert energy["cpu:0"] == pytest.approx(20.0 * (t_b - t_a), rel=0.03)
+        energy = _read_every(probe, clock, 1.2, 0.05)
+    assert energy["cpu:0"] == pytest.approx(20.0 * 1.2, rel=1e-6)
 
 
 def _no_nvml(monkeypatch: pytest.MonkeyPatch) -> None:

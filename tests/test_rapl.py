@@ -5,12 +5,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from footprint.probes.rapl import GRANT_HINT, RaplProbe, find_zones, grant_hint, unwrap
 
+from footprint.common.fakeclock import FakeClock
 from tests.conftest import report_json, run_cli
 from tests.fakes.powercap import PowercapTree, Zone, amd_rapl_zones, standard_zones
 
@@ -32,60 +32,61 @@ def test_zone_selection_counts_packages_and_dram_only(tmp_path: Path):
     ]
 
 
-def _read_every(probe: RaplProbe, seconds: float, step: float) -> tuple[float, float, dict[str, float]]:
+def _read_every(probe: RaplProbe, clock: FakeClock, seconds: float, step: float) -> dict[str, float]:
     first = {r.device.key: r for r in probe.read()}
-    end = time.time() + seconds
-    while time.time() < end:
-        time.sleep(step)
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
         probe.read()
     last = {r.device.key: r for r in probe.read()}
-    t_a = min(r.t for r in first.values())
-    t_b = max(r.t for r in last.values())
-    return t_a, t_b, {k: last[k].energy_j - first[k].energy_j for k in last}
+    return {k: last[k].energy_j - first[k].energy_j for k in last}
+
+
+# On a fake clock the tree's counters are rewritten each time the clock moves: exact to the µJ they are
+# written in, and as fast on a loaded machine as on an idle one.
+EXACT = 1e-6
 
 
 def test_energy_matches_exact_integral_across_wraps(tmp_path: Path):
     # 5 J range: package-0 at 40 W wraps every 125 ms; read every 60 ms (one wrap at most between reads)
-    zones = standard_zones(range_uj=5_000_000)
-    with PowercapTree(tmp_path, zones, period_s=0.002) as tree:
-        probe = RaplProbe(tmp_path)
+    clock = FakeClock()
+    with PowercapTree(tmp_path, standard_zones(range_uj=5_000_000), clock=clock):
+        probe = RaplProbe(tmp_path, clock=clock)
         probe.open()
-        t_a, t_b, energy = _read_every(probe, 1.5, 0.06)
-    power = {"cpu:0": 40.0, "cpu:1": 30.0, "ram:0": 6.0, "ram:1": 4.0}
-    for key, p in power.items():
-        exact = p * (t_b - t_a)
-        assert energy[key] == pytest.approx(exact, rel=0.01), key
-    assert tree  # the writer ran for the whole window
+        energy = _read_every(probe, clock, 1.5, 0.06)
+    for key, p in {"cpu:0": 40.0, "cpu:1": 30.0, "ram:0": 6.0, "ram:1": 4.0}.items():
+        assert energy[key] == pytest.approx(p * 1.5, rel=EXACT), key
 
 
 def test_several_wraps_between_two_reads(tmp_path: Path):
+    clock = FakeClock()
     zones = [Zone("intel-rapl:0", "package-0", 20.0, 5_000_000)]  # wraps every 0.25 s
-    with PowercapTree(tmp_path, zones, period_s=0.002):
-        probe = RaplProbe(tmp_path)
+    with PowercapTree(tmp_path, zones, clock=clock):
+        probe = RaplProbe(tmp_path, clock=clock)
         probe.open()
         a = probe.read()[0]
         for _ in range(5):  # learn the power
-            time.sleep(0.05)
+            clock.advance(0.05)
             probe.read()
-        time.sleep(1.1)  # more than 4 wraps with no read
+        clock.advance(1.1)  # more than 4 wraps with no read
         b = probe.read()[0]
-    exact = 20.0 * (b.t - a.t)
-    assert b.energy_j - a.energy_j == pytest.approx(exact, rel=0.01)
+    assert b.energy_j - a.energy_j == pytest.approx(20.0 * 1.35, rel=EXACT)
 
 
-def test_track_in_process_with_rapl_tree(powercap: PowercapTree, tmp_path: Path):
+def test_track_in_process_with_rapl_tree(tmp_path: Path):
     from footprint.probes import RaplProbe as Rp
 
     import footprint
 
-    with footprint.track("rapl", db=str(tmp_path / "r.db"), interval=0.1, probes=[Rp(powercap.root)],
-                         summary=False) as run:
-        time.sleep(1.0)
+    clock = FakeClock()
+    with PowercapTree(tmp_path / "powercap", standard_zones(), clock=clock) as tree:
+        with footprint.track("rapl", db=str(tmp_path / "r.db"), interval=0.1, probes=[Rp(tree.root, clock=clock)],
+                             summary=False, clock=clock) as run:
+            clock.advance(1.0)
     rep = run.report()
-    dur = rep.ended_at - rep.started_at
+    assert rep.ended_at - rep.started_at == pytest.approx(1.0)
     assert rep.sources["cpu"] == "rapl" and rep.sources["ram"] == "rapl"
-    assert rep.energy_j["cpu"] == pytest.approx(70.0 * dur, rel=0.01)  # package-0 + package-1, no core/uncore
-    assert rep.energy_j["ram"] == pytest.approx(10.0 * dur, rel=0.01)
+    assert rep.energy_j["cpu"] == pytest.approx(70.0, rel=EXACT)  # package-0 + package-1, no core/uncore
+    assert rep.energy_j["ram"] == pytest.approx(10.0, rel=EXACT)
     assert rep.energy_j["gpu"] is None and rep.sources["gpu"] == "none"
 
 
@@ -186,13 +187,14 @@ def test_multi_die_package_names_take_the_zone_number(tmp_path: Path):
 
 
 def test_amd_rapl_energy_matches_exact_integral_across_wraps(tmp_path: Path):
-    with PowercapTree(tmp_path, amd_rapl_zones(range_uj=20_000_000), period_s=0.002):  # wraps every ~0.2 s
-        probe = RaplProbe(tmp_path)
+    clock = FakeClock()
+    with PowercapTree(tmp_path, amd_rapl_zones(range_uj=20_000_000), clock=clock):  # wraps every ~0.2 s
+        probe = RaplProbe(tmp_path, clock=clock)
         devices = probe.open()
-        t_a, t_b, energy = _read_every(probe, 1.2, 0.05)
+        energy = _read_every(probe, clock, 1.2, 0.05)
     assert [d.name for d in devices] == ["RAPL package-0 (amd-rapl:0)", "RAPL package-1 (amd-rapl:1)"]
-    assert energy["cpu:0"] == pytest.approx(90.0 * (t_b - t_a), rel=0.01)
-    assert energy["cpu:1"] == pytest.approx(70.0 * (t_b - t_a), rel=0.01)
+    assert energy["cpu:0"] == pytest.approx(90.0 * 1.2, rel=EXACT)
+    assert energy["cpu:1"] == pytest.approx(70.0 * 1.2, rel=EXACT)
 
 
 def test_amd_rapl_cli_end_to_end(tmp_path: Path, clean_env: dict[str, str]):

@@ -36,6 +36,30 @@ def test_context_manager_energy_is_power_times_duration(tmp_path: Path, capsys: 
     assert "run 1 'cm'" in err and "fake (measured)" in err
 
 
+def test_a_fake_clock_tells_its_watchers_before_the_work_due_at_each_instant():
+    """What a stand-in for hardware relies on: at each instant work runs, the watchers have already seen it."""
+    clock = FakeClock()
+    seen: list[tuple[str, float]] = []
+    due = [0.5]
+
+    def work() -> None:
+        seen.append(("work", clock.monotonic()))
+        due[0] += 0.5
+
+    def moved() -> None:
+        seen.append(("moved", clock.monotonic()))
+
+    clock.attach(lambda: due[0], work)
+    clock.watch(moved)
+    clock.advance(1.2)
+    assert seen == [("moved", 0.5), ("work", 0.5), ("moved", 1.0), ("work", 1.0), ("moved", 1.2)]
+    clock.unwatch(moved)
+    clock.advance(0.3)
+    assert seen[-1] == ("work", 1.5)
+    clock.advance(0)  # time that does not move tells nobody
+    assert len(seen) == 6
+
+
 def test_the_real_clock_and_thread_still_measure_power_times_duration(tmp_path: Path):
     with footprint.track("real", db=str(tmp_path / "r.db"), probes=fake(None, gpu_0=200.0), interval=0.05,
                          summary=False) as run:

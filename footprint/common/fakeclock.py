@@ -26,6 +26,7 @@ class FakeClock:
         self._start = start
         # each: a function returning the next instant (monotonic) it wants to run at, and the work to run then
         self._waiters: list[tuple[Callable[[], float], Callable[[], None]]] = []
+        self._watchers: list[Callable[[], None]] = []
 
     def now(self) -> float:
         return self._start + self._m
@@ -39,6 +40,21 @@ class FakeClock:
     def detach(self, work: Callable[[], None]) -> None:
         self._waiters = [w for w in self._waiters if w[1] != work]
 
+    def watch(self, moved: Callable[[], None]) -> None:
+        """Call `moved` each time the clock moves, before any work due at the new instant: a stand-in for
+        hardware (a sysfs tree of counters) keeps itself current with it, so what a sampler reads is the
+        counter at the very instant it reads."""
+        self._watchers.append(moved)
+
+    def unwatch(self, moved: Callable[[], None]) -> None:
+        self._watchers = [m for m in self._watchers if m != moved]
+
+    def _moved_to(self, m: float) -> None:
+        if m != self._m:
+            self._m = m
+            for moved in list(self._watchers):
+                moved()
+
     def advance(self, seconds: float) -> None:
         """Move time forward by `seconds`, running every attached sampler's work at the instants it is due."""
         if not seconds >= 0:
@@ -50,8 +66,8 @@ class FakeClock:
             if not pending:
                 break
             t, work = min(pending, key=lambda p: p[0])
-            self._m = max(t, self._m)
+            self._moved_to(max(t, self._m))
             work()
             if any(w == work and due() <= t for due, w in self._waiters):
                 raise RuntimeError("work attached to a fake clock did not move its next due instant")
-        self._m = end
+        self._moved_to(end)

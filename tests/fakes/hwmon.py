@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from footprint.common.fakeclock import FakeClock
 from tests.fakes.writer import CounterWriter
 
 
@@ -81,11 +82,13 @@ class _Segments:
 
 
 class SysfsTree(CounterWriter):
-    def __init__(self, root: Path, chips: list[Chip], *, period_s: float = 0.001, t0: float | None = None) -> None:
+    def __init__(self, root: Path, chips: list[Chip], *, period_s: float = 0.001, t0: float | None = None,
+                 clock: FakeClock | None = None) -> None:
         self.root = root
         self.chips = chips
         self.period_s = period_s
-        self.t0 = time.time() if t0 is None else t0
+        self.clock = clock
+        self.t0 = t0 if t0 is not None else time.time() if clock is None else clock.now()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._lock = threading.Lock()
@@ -172,7 +175,7 @@ class SysfsTree(CounterWriter):
         self.write(t)
 
     def __enter__(self) -> SysfsTree:
-        self._thread.start()
+        self._start()
         return self
 
 

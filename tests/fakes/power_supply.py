@@ -110,5 +110,5 @@ class PowerSupplyTree(CounterWriter):
         self.write(t)
 
     def __enter__(self) -> PowerSupplyTree:
-        self._thread.start()
+        self._start()
         return self

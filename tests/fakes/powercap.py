@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from footprint.common.fakeclock import FakeClock
 from tests.fakes.writer import CounterWriter
 
 
@@ -25,11 +26,13 @@ class Zone:
 
 
 class PowercapTree(CounterWriter):
-    def __init__(self, root: Path, zones: list[Zone], *, period_s: float = 0.001) -> None:
+    def __init__(self, root: Path, zones: list[Zone], *, period_s: float = 0.001,
+                 clock: FakeClock | None = None) -> None:
         self.root = root
         self.zones = zones
         self.period_s = period_s
-        self.t0 = time.time()
+        self.clock = clock
+        self.t0 = time.time() if clock is None else clock.now()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._removed: set[str] = set()
@@ -100,7 +103,7 @@ class PowercapTree(CounterWriter):
         self._write(t)
 
     def __enter__(self) -> PowercapTree:
-        self._thread.start()
+        self._start()
         return self
 
 

@@ -1,4 +1,5 @@
-"""What the fake sysfs trees share: a thread that rewrites their counters every `period_s`, on time."""
+"""What the fake sysfs trees share: a thread that rewrites their counters every `period_s`, on time, or, on a
+fake clock, a rewrite each time the clock moves (no thread, no lag)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import threading
 import time
 from typing import Any
 
+from footprint.common.fakeclock import FakeClock
+
 
 class CounterWriter:
     """Mixin: set `period_s`, `_stop` (an Event), `_thread` (targeting `_loop`), `_lock` and `_fds` (path -> fd),
-    and write every counter for wall time t in `_tick(t)`. A context manager runs the thread."""
+    and write every counter for wall time t in `_tick(t)`. A context manager runs the thread, or, where `clock`
+    is a FakeClock, watches it: each counter is rewritten whenever the clock moves, so a sampler reads the counter
+    of the very instant it reads at, which no thread can promise on a loaded machine."""
 
     period_s: float
+    clock: FakeClock | None = None
     _stop: threading.Event
     _thread: threading.Thread
     _lock: threading.Lock
@@ -21,6 +27,16 @@ class CounterWriter:
 
     def _tick(self, t: float) -> None:
         raise NotImplementedError
+
+    def _start(self) -> None:
+        if self.clock is None:
+            self._thread.start()
+        else:
+            self.clock.watch(self._clock_tick)
+
+    def _clock_tick(self) -> None:
+        assert self.clock is not None
+        self._tick(self.clock.now())
 
     def _loop(self) -> None:
         with contextlib.suppress(OSError, AttributeError, PermissionError):
@@ -33,7 +49,10 @@ class CounterWriter:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self.clock is not None:
+            self.clock.unwatch(self._clock_tick)
+        else:
+            self._thread.join()
         with self._lock:
             for fd in self._fds.values():
                 os.close(fd)
