@@ -144,6 +144,11 @@ def test_torchrun_two_ranks_one_node(tmp_path: Path, nvml_lib_dir: Path, clean_e
     assert res.returncode == 0, res.stderr.decode()[-4000:]
     err = res.stderr.decode()
     assert err.count("footprint · job") == 1  # one job-wide summary, from rank 0
+    assert "partial" not in err and "not measured" not in err
+    # every GPU visible to every rank: each rank measures its own (LOCAL_RANK), each GPU once
+    runs = node_runs(tmp_path, env)
+    assert sorted(r["rank"] for r in runs) == [0, 1] and len({r["job_id"] for r in runs}) == 1
+    assert_each_gpu_once(runs, float(env["FAKE_NVML_T0"]), {"node-a": [100.0, 200.0]}, {0: [0], 1: [1]})
     db = tmp_path / "footprint-node-a.db"
     job = job_json(db, env)
     runs = runs_json(db, env, job["runs"])
@@ -209,18 +214,17 @@ def torchrun(args: list[str], env: dict[str, str], cwd: Path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pattern", ["all-visible", "cvd-index-per-rank", "cvd-uuid-per-rank"])
+@pytest.mark.parametrize("pattern", ["cvd-index-per-rank", "cvd-uuid-per-rank"])
 def test_torchrun_each_gpu_counted_once(pattern: str, tmp_path: Path, nvml_lib_dir: Path,
                                         clean_env: dict[str, str]):
+    """The launcher binds rank 0 to GPU 1 and rank 1 to GPU 0 (by index or by UUID): each GPU once, by the rank
+    bound to it. (Every GPU visible to every rank: test_torchrun_two_ranks_one_node.)"""
     env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
     env.pop("FOOTPRINT_DB")
     env["FOOTPRINT_NODE"] = "node-a"
-    cmd = ["--standalone", "--nproc_per_node", "2"]
-    expected = {0: [0], 1: [1]}
-    if pattern != "all-visible":  # the launcher binds rank 0 to GPU 1 and rank 1 to GPU 0
-        env["FAKE_RANK_GPUS"] = "1|0" if pattern == "cvd-index-per-rank" else f"{uuid(1)}|{uuid(0)}"
-        cmd += ["--no-python", PY, str(FAKES / "per_rank_gpus.py"), PY]
-        expected = {0: [1], 1: [0]}
+    env["FAKE_RANK_GPUS"] = "1|0" if pattern == "cvd-index-per-rank" else f"{uuid(1)}|{uuid(0)}"
+    cmd = ["--standalone", "--nproc_per_node", "2", "--no-python", PY, str(FAKES / "per_rank_gpus.py"), PY]
+    expected = {0: [1], 1: [0]}
     res = torchrun([*cmd, str(FAKES / "dist_job.py")], env, tmp_path)
     assert res.returncode == 0, res.stderr.decode()[-4000:]
     err = res.stderr.decode()
