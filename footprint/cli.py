@@ -586,8 +586,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_probes() -> int:
     from .probes import probe_status
 
-    for name, av in probe_status():
-        print(f"{name:6} {'yes' if av.ok else 'no ':3}  {av.reason}")
+    status = probe_status()
+    width = max(len(name) for name, _ in status)  # one column, however long a probe's name
+    for name, av in status:
+        print(f"{name:{width}} {'yes' if av.ok else 'no ':3}  {av.reason}")
     print("cpu/ram estimates are used where no probe above measures them, and are labelled estimated")
     return 0
 

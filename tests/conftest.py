@@ -125,6 +125,15 @@ def report_json(env: dict[str, str], *runs: str) -> dict[str, Any]:
     return data
 
 
+def probe_line(out: str, name: str) -> str:
+    """What `footprint probes` says of one probe: "yes  <why>" or "no   <why>", without the name's column."""
+    for line in out.splitlines():
+        head, _, rest = line.partition(" ")
+        if head == name:
+            return rest.lstrip(" ")
+    raise AssertionError(f"footprint probes says nothing of {name!r}:\n{out}")
+
+
 @pytest.fixture
 def powercap(tmp_path: Path) -> Iterator[PowercapTree]:
     with PowercapTree(tmp_path / "powercap", standard_zones(), period_s=0.002) as tree:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import report_json, run_cli
+from tests.conftest import probe_line, report_json, run_cli
 from tests.fakes.amdsmi_lib import build, wrapper_source
 from tests.fakes.profile import gpu_energy_between
 
@@ -287,7 +287,7 @@ def test_reason_when_the_library_is_older_than_the_package(clean_env: dict[str, 
 def test_footprint_probes_lists_it(amd_root: Path, clean_env: dict[str, str]):
     res = run_cli(["probes"], amd_env(clean_env, amd_root, gpus=2))
     assert res.returncode == 0, res.stderr.decode()
-    assert "amdsmi yes  AMD SMI sees 2 GPU(s)" in res.stdout.decode().splitlines()
+    assert probe_line(res.stdout.decode(), "amdsmi") == "yes  AMD SMI sees 2 GPU(s)"
 
 
 def test_footprint_run_gpu_energy_matches_integral(amd_root: Path, clean_env: dict[str, str]):

@@ -20,7 +20,7 @@ from footprint.probes.powermetrics import PowermetricsProbe
 from footprint.probes.powermetrics import parse_sample as parse_plist
 from footprint.probes.stream import Sample, StreamTotals
 
-from tests.conftest import report_json, run_cli
+from tests.conftest import probe_line, report_json, run_cli
 from tests.fakes.tools import Profile, install, window_ends, with_bin
 
 MACMON = {"cpu": 3.5, "gpu": 1.25, "gpu_ram": 0.05, "ane": 0.5, "ram": 0.75, "sys": 12.0}
@@ -146,7 +146,7 @@ def test_cli_end_to_end_with_macmon(tmp_path: Path, clean_env: dict[str, str]):
     install(bin_dir, "macmon", "macmon.py")
     env = with_bin(dict(clean_env, FAKE_MACMON_POWER=spec(MACMON)), bin_dir)
     probes = run_cli(["probes"], env)
-    assert "macmon yes" in probes.stdout.decode() and "no root" in probes.stdout.decode()
+    assert probe_line(probes.stdout.decode(), "macmon").startswith("yes  ") and "no root" in probes.stdout.decode()
     res = run_cli(["run", "--no-summary", "--", "sleep", "2"], env)
     assert res.returncode == 0, res.stderr.decode()
     run = report_json(env)["runs"][0]

@@ -11,7 +11,7 @@ from footprint.probes.battery import BatteryProbe
 from footprint.probes.nvml import NvmlProbe
 
 from footprint.common.fakeclock import FakeClock
-from tests.conftest import report_json, run_cli
+from tests.conftest import probe_line, report_json, run_cli
 from tests.fakes.power_supply import Battery, PowerSupplyTree
 from tests.fakes.powercap import PowercapTree, standard_zones
 
@@ -117,8 +117,8 @@ def test_cli_on_battery_end_to_end(tmp_path: Path, clean_env: dict[str, str]):
         probes = run_cli(["probes"], env)
         res = run_cli(["run", "--no-summary", "--", "sleep", "1"], env)
     assert res.returncode == 0, res.stderr.decode()
-    assert "battery yes  on battery: the whole machine from BAT0 (battery:current_now*voltage_now)" in (
-        probes.stdout.decode())
+    assert probe_line(probes.stdout.decode(), "battery").startswith(
+        "yes  on battery: the whole machine from BAT0 (battery:current_now*voltage_now)")
     run = report_json(env)["runs"][0]
     dur = run["ended_at"] - run["started_at"]
     assert run["sources"]["node"] == "battery:current_now*voltage_now" and run["energy_basis"] == "node"

@@ -229,3 +229,17 @@ def test_every_command_is_in_the_fast_path_list():
     for name in COMMANDS:
         only = next(a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction))
         assert list(only.choices) == [name]
+
+
+def test_probes_lists_every_probe_in_aligned_columns(clean_env: dict[str, str]):
+    from footprint.probes import probe_status
+
+    res = run_cli(["probes"], clean_env)
+    assert res.returncode == 0, res.stderr.decode()
+    lines = res.stdout.decode().splitlines()[:-1]  # the last line says where estimates come in
+    names = [name for name, _ in probe_status()]
+    assert [line.split()[0] for line in lines] == names
+    width = max(map(len, names))
+    assert width > 6  # names longer than the shortest ones ("rpi-estimate", "powermetrics")
+    for line in lines:
+        assert line[width] == " " and line[width + 1:width + 4] in ("yes", "no "), line

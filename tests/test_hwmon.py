@@ -8,7 +8,7 @@ from footprint.probes.hwmon import HwmonProbe, find_counters, kind_map, unwrap_u
 from footprint.probes.nvml import NvmlProbe
 
 from footprint.common.fakeclock import FakeClock
-from tests.conftest import report_json, run_cli
+from tests.conftest import probe_line, report_json, run_cli
 from tests.fakes.hwmon import Chip, Counter, SysfsTree, amd_energy_chip, intel_gpus
 from tests.fakes.powercap import PowercapTree, standard_zones
 
@@ -157,8 +157,8 @@ def test_cli_end_to_end_with_the_tree_named_by_env(tmp_path: Path, clean_env: di
         probes = run_cli(["probes"], env)
         res = run_cli(["run", "--no-summary", "--", "sleep", "0.5"], env)
     assert res.returncode == 0, res.stderr.decode()
-    assert "hwmon  yes  hwmon energy counters for cpu (hwmon:amd_energy), gpu (hwmon:i915), gpu (hwmon:xe)" in (
-        probes.stdout.decode())
+    assert probe_line(probes.stdout.decode(), "hwmon").startswith(
+        "yes  hwmon energy counters for cpu (hwmon:amd_energy), gpu (hwmon:i915), gpu (hwmon:xe)")
     run = report_json(env)["runs"][0]
     dur = run["ended_at"] - run["started_at"]
     assert run["sources"] == {"cpu": "hwmon:amd_energy", "ram": "estimate:ram-w-per-gb",

@@ -9,7 +9,7 @@ from footprint.probes.jetson import JetsonProbe, Plan, find_rails
 from footprint.probes.nvml import NvmlProbe
 
 from footprint.common.fakeclock import FakeClock
-from tests.conftest import report_json, run_cli
+from tests.conftest import probe_line, report_json, run_cli
 from tests.fakes.hwmon import Chip, Rail, SysfsTree, orin_agx
 
 
@@ -108,7 +108,8 @@ def test_cli_end_to_end_on_orin_agx(tmp_path: Path, clean_env: dict[str, str]):
         probes = run_cli(["probes"], env)
         res = run_cli(["run", "--no-summary", "--", "sleep", "0.5"], env)
     assert res.returncode == 0, res.stderr.decode()
-    assert "jetson yes  Jetson rails VDD_GPU_SOC->gpu, VDD_CPU_CV->cpu, VDDQ_VDD2_1V8AO->ram" in probes.stdout.decode()
+    assert probe_line(probes.stdout.decode(), "jetson").startswith(
+        "yes  Jetson rails VDD_GPU_SOC->gpu, VDD_CPU_CV->cpu, VDDQ_VDD2_1V8AO->ram")
     run = report_json(env)["runs"][0]
     dur = run["ended_at"] - run["started_at"]
     assert run["sources"] == {"cpu": "ina3221:VDD_CPU_CV", "ram": "ina3221:VDDQ_VDD2_1V8AO",

@@ -11,7 +11,7 @@ from footprint.probes.nvml import NvmlProbe
 from footprint.probes.powermeter import PowerMeterProbe, find_meters
 
 from footprint.common.fakeclock import FakeClock
-from tests.conftest import report_json, run_cli
+from tests.conftest import probe_line, report_json, run_cli
 from tests.fakes.hwmon import SysfsTree, acpi_power_meter
 from tests.fakes.powercap import PowercapTree, standard_zones
 
@@ -75,7 +75,8 @@ def test_cli_end_to_end_node_beside_rapl(tmp_path: Path, clean_env: dict[str, st
         res = run_cli(["run", "--no-summary", "--", "sleep", "1"], env)
         text = run_cli(["report"], env)
     assert res.returncode == 0, res.stderr.decode()
-    assert "powermeter yes  ACPI power meter: the whole node (hwmon0 every 0.25 s)" in probes.stdout.decode()
+    assert probe_line(probes.stdout.decode(), "powermeter").startswith(
+        "yes  ACPI power meter: the whole node (hwmon0 every 0.25 s)")
     run = report_json(env)["runs"][0]
     dur = run["ended_at"] - run["started_at"]
     assert run["sources"]["node"] == "acpi-power-meter" and run["energy_basis"] == "node"

@@ -11,7 +11,7 @@ import pytest
 from footprint.probes.rapl import GRANT_HINT, RaplProbe, find_zones, grant_hint, unwrap
 
 from footprint.common.fakeclock import FakeClock
-from tests.conftest import report_json, run_cli
+from tests.conftest import probe_line, report_json, run_cli
 from tests.fakes.powercap import PowercapTree, Zone, amd_rapl_zones, standard_zones
 
 
@@ -203,7 +203,7 @@ def test_amd_rapl_cli_end_to_end(tmp_path: Path, clean_env: dict[str, str]):
         probes = run_cli(["probes"], env)
         res = run_cli(["run", "--no-summary", "--", "sleep", "0.5"], env)
     assert res.returncode == 0, res.stderr.decode()
-    assert "rapl   yes  RAPL zones for cpu under" in probes.stdout.decode()
+    assert probe_line(probes.stdout.decode(), "rapl").startswith("yes  RAPL zones for cpu under")
     run = report_json(env)["runs"][0]
     dur = run["ended_at"] - run["started_at"]
     assert run["sources"]["cpu"] == "rapl" and run["sources"]["ram"] == "estimate:ram-w-per-gb"

@@ -18,7 +18,7 @@ from footprint.probes.nvml import NvmlProbe
 from footprint.probes.rpiboard import BOARDS, RpiBoardEstimateProbe, board_model, board_power
 
 from footprint.common.fakeclock import FakeClock
-from tests.conftest import report_json, run_cli
+from tests.conftest import probe_line, report_json, run_cli
 from tests.fakes.tools import install, with_bin
 from tests.test_estimate import _write_stat
 
@@ -134,7 +134,8 @@ def test_cli_probes_and_run_on_a_pi_4(tmp_path: Path, clean_env: dict[str, str])
     write_model(sysfs, "Raspberry Pi 4 Model B Rev 1.4")
     env = with_bin(dict(clean_env, FAKE_VCGENCMD_BOARD="pi4", FOOTPRINT_SYSFS=str(sysfs)), bin_dir)
     probes = run_cli(["probes"], env).stdout.decode()
-    assert "rpi-estimate yes  Raspberry Pi 4 Model B Rev 1.4 (device tree): whole board 2.7 W idle" in probes
+    assert probe_line(probes, "rpi-estimate").startswith(
+        "yes  Raspberry Pi 4 Model B Rev 1.4 (device tree): whole board 2.7 W idle")
     assert "in place of the generic CPU and RAM estimates" in probes
     res = run_cli(["run", "--no-summary", "--", "sleep", "1"], env)
     assert res.returncode == 0, res.stderr.decode()
