@@ -416,3 +416,23 @@ def test_compare_is_per_generated_token_and_keeps_small_ratios(tmp_path: Path, c
     text = run_cli(["compare", str(big), str(small), "--quality", f"{big}=0.8", "--quality", f"{small}=0.000123"],
                    env).stdout.decode()
     assert "J/gen tok" in text and "0.000123 (×0.000154)" in text
+
+
+def test_a_baseline_above_the_run_says_so_and_keeps_the_negative_figure():
+    """Idle power measured while something else was busy (or an estimate that follows load elsewhere): the
+    dynamic energy is below zero, shown as it is, with a warning; never clipped to a silent zero."""
+    from footprint.core.model import load_run
+    from footprint.core.store import Store
+    from tests.canned import WATTS, record
+
+    store = Store(":memory:")
+    rid, _ = record(store)
+    ids = {f"{d['kind']}:{d['idx']}": d["id"] for d in store.run_devices(rid)}
+    store.set_baseline(ids["cpu:0"], WATTS["cpu:0"] + 10.0)  # 10 W above what the CPU drew all run
+    store.set_baseline(ids["ram:0"], WATTS["ram:0"])  # exactly its own power: zero, give or take rounding
+    rep = load_run(store, rid)
+    assert rep.dynamic_energy_j is not None
+    assert rep.dynamic_energy_j["cpu"] == pytest.approx(-10.0 * 5.0)  # the canned run's 5 s
+    assert rep.dynamic_energy_j["ram"] == pytest.approx(0.0, abs=1e-9)
+    (warning,) = [w for w in rep.warnings if "below zero" in w]
+    assert "for cpu:" in warning and "ram" not in warning.split(":")[0]

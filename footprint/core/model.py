@@ -432,6 +432,13 @@ def load_run(store: Store, run_id: int, settings: Settings | None = None, *, pow
             dyn = dev.energy_j - b * span_t if dev.energy_j is not None and b is not None and span_t else None
             dyn_kind.setdefault(dev.kind, []).append(dyn)
         baseline, dynamic = _components(base_kind), _components(dyn_kind)
+        # below by more than rounding: a constant estimate (the RAM's) is its own baseline, give or take 1e-9
+        below = [k for k in components(dynamic)
+                 if (dynamic[k] or 0.0) < -1e-6 * max(abs(energy.get(k) or 0.0), 1.0)]
+        if below:  # kept as it is, never clipped to a zero: the figure that says the baseline is off
+            warnings.append("dynamic energy is below zero for " + ", ".join(below) + ": the run drew less than "
+                            "the idle baseline measured before it (the machine was busier then, or the figures "
+                            "are estimates that follow load elsewhere); take the baseline on an idle machine")
 
     def span_money(e: float | None, d: float | None) -> tuple[float | None, Cost | None]:
         c = units.co2e_g(e, intensity, pue) if e is not None and intensity is not None else None
