@@ -97,8 +97,7 @@ def main() -> int:
         with tuner:
             for step in range(a.steps):
                 if step == a.kill_at:
-                    print(json.dumps({"killing": step, "limit_w": pynvml.nvmlDeviceGetPowerManagementLimit(handle)
-                                      / 1000}), flush=True)
+                    emit({"killing": step, "limit_w": pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000})
                     os.kill(os.getpid(), signal.SIGKILL)
                 tuner.on_step_begin()
                 dt = step_s(pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000.0, a.slow)
@@ -109,10 +108,26 @@ def main() -> int:
                 tuner.on_step_end()
             during = pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000.0
         after = pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000.0
-    print(json.dumps({"chosen_w": tuner.chosen_w, "state": tuner.state, "limit_at_end_w": during,
-                      "limit_after_close_w": after, "run_id": run.id if run is not None else None,
-                      "profiles": [p.to_dict() for p in tuner.profiles]}))
+    emit({"chosen_w": tuner.chosen_w, "state": tuner.state, "limit_at_end_w": during, "limit_after_close_w": after,
+          "run_id": run.id if run is not None else None, "profiles": [p.to_dict() for p in tuner.profiles]})
     return 0
+
+
+def emit(result: dict[str, object]) -> None:
+    """One JSON line on stdout in a single write(2). Under torchrun the ranks share the test's stdout pipe and run
+    as `python -u` (unbuffered), where print() writes the text and its newline in two calls: another rank's line
+    could land between them ('{rank 0}{rank 1}' then an empty line). One write of at most PIPE_BUF bytes to a
+    pipe is atomic, so each line arrives whole."""
+    import select
+
+    data = (json.dumps(result) + "\n").encode()
+    if len(data) > select.PIPE_BUF and os.environ.get("WORLD_SIZE", "1") != "1":
+        raise SystemExit(f"limit_train: a {len(data)}-byte result line is not written atomically by one rank "
+                         f"(PIPE_BUF is {select.PIPE_BUF})")
+    sys.stdout.flush()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(sys.stdout.fileno(), view):]
 
 
 class _nothing:
