@@ -20,6 +20,9 @@ class CounterWriter:
 
     period_s: float
     clock: FakeClock | None = None
+    # the most a counter was behind its own power, as the thread kept it: a period plus what a busy machine
+    # adds; a reading's error is at most this times the power
+    max_lag_s: float = 0.0
     _stop: threading.Event
     _thread: threading.Thread
     _lock: threading.Lock
@@ -43,8 +46,13 @@ class CounterWriter:
             # a counter that lags its own power is no stand-in for hardware: on a busy machine (tests run in
             # parallel) the writer thread keeps its time by real-time priority, where the user may set it
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        last: float | None = None
         while not self._stop.is_set():
-            self._tick(time.time())
+            t = time.time()
+            self._tick(t)
+            if last is not None:  # from the instant the previous write was for to this one's being in place
+                self.max_lag_s = max(self.max_lag_s, time.time() - last)
+            last = t
             time.sleep(self.period_s)
 
     def __exit__(self, *_: object) -> None:
