@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 COLUMNS = (("j_per_token", "J/{tok}", ".4g"), ("j_per_request", "J/request", ".4g"),
            ("tokens_per_s", "{tok}/s", ".4g"), ("duration_s", "duration s", ".3g"), ("quality", "quality", ".4g"),
            ("cost_per_1m_tokens", "cost/1M {tok}", ".4g"))
+# the energy itself, as a column only where J per token cannot stand for it: a point with energy but no tokens
+# (a training job that counts none, a power-limit sweep) would otherwise show no energy figure at all
+ENERGY_COLUMN = ("energy_j", "energy J", ".4g")
 LEGEND = ("Q: on the Pareto frontier of J per token and quality; T: of J per token and tokens/s. "
           "± is the half-width of the t-based 95 % confidence interval over a point's runs; (×r) is the ratio "
           "to the reference point.")
@@ -34,10 +37,15 @@ def _tok(report: SweepReport) -> str:
     return "gen tok" if report.per == "generated" else "tok"
 
 
+def columns(report: SweepReport) -> tuple[tuple[str, str, str], ...]:
+    untokened = any(p.figures["j_per_token"] is None and p.figures["energy_j"] is not None for p in report.points)
+    return (ENERGY_COLUMN, *COLUMNS) if untokened else COLUMNS
+
+
 def _titles(report: SweepReport) -> list[str]:
     tok = _tok(report)
     return [(f"{title} {report.currency}" if m == "cost_per_1m_tokens" and report.currency else title).format(tok=tok)
-            for m, title, _ in COLUMNS]
+            for m, title, _ in columns(report)]
 
 
 def cell(e: Estimate | None, ratio: float | None, fmt: str, reference: bool) -> str:
@@ -93,7 +101,7 @@ def _console(report: SweepReport) -> str:
     for p in report.points:
         is_ref = p.index == report.reference
         table.add_row(str(p.index), p.label() + (" *" if p.estimated else ""), p.status, runs_text(report, p),
-                      *(cell(p.figures[m], p.ratios.get(m), f, is_ref) for m, _, f in COLUMNS), marks(p))
+                      *(cell(p.figures[m], p.ratios.get(m), f, is_ref) for m, _, f in columns(report)), marks(p))
     buf = io.StringIO()
     Console(file=buf, width=180, no_color=True, highlight=False).print(table)
     buf.write(LEGEND + "\n")
@@ -158,9 +166,10 @@ def _html(report: SweepReport) -> str:
 
     charts = _charts(report)
     rows = []
+    cols = columns(report)
     for p in report.points:
         is_ref = p.index == report.reference
-        cells = "".join(f"<td class=n>{_e(cell(p.figures[m], p.ratios.get(m), f, is_ref))}</td>" for m, _, f in COLUMNS)
+        cells = "".join(f"<td class=n>{_e(cell(p.figures[m], p.ratios.get(m), f, is_ref))}</td>" for m, _, f in cols)
         est = " <span class=est>(estimated)</span>" if p.estimated else ""
         rows.append(f"<tr><td>{p.index}</td><td>{_e(p.label())}{est}</td><td>{_e(p.status)}</td>"
                     f"<td class=n>{_e(runs_text(report, p))}</td>{cells}<td>{_e(marks(p))}</td></tr>")

@@ -200,6 +200,7 @@ def test_sweep_energy_exact_per_point_frontiers_and_cheapest_within(standin: dic
     # the renderers: the terminal table marks the frontiers, the HTML page has the charts
     text = run_cli(["compare", "--sweep", "1"], standin).stdout.decode()
     assert "J/gen tok" in text and "QT" in text and "(×" in text
+    assert "energy J" not in text  # J per token stands for the energy where every point has tokens
     page = tmp_path / "sweep.html"
     assert run_cli(["compare", "--sweep", "1", "--html", str(page)], standin).returncode == 0
     html = page.read_text()
@@ -207,6 +208,23 @@ def test_sweep_energy_exact_per_point_frontiers_and_cheapest_within(standin: dic
     # a plain compare of two of the runs takes the quality they recorded
     res = run_cli(["compare", "--json", str(points[0]["run_id"]), str(points[3]["run_id"])], standin)
     assert [r["quality"] for r in json.loads(res.stdout)["rows"]] == [0.70, 0.80]
+
+
+def test_points_without_tokens_show_their_energy(standin: dict[str, str], tmp_path: Path):
+    """A sweep of a job that counts no tokens (training by steps, a power-limit sweep): the table shows each
+    point's energy, exact, and its ratio, where the per-token columns can only say "–"."""
+    res = run_cli(["sweep", "--param", "model=s,m", "--param", "batch=1", *CMD, "--no-tokens"], standin, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()
+    ran = {r["model"]: (r["cpu_w"] + r["ram_w"]) * r["busy_s"] for r in log(standin)}
+    text = run_cli(["compare", "--sweep", "last"], standin).stdout.decode()
+    assert "energy J" in text
+    rows = {line.split("│")[2].strip(): line.split("│")[5].strip() for line in text.splitlines()
+            if line.startswith("│")}
+    assert float(rows["model=s batch=1"]) == pytest.approx(ran["s"], rel=1e-3)  # 4 significant digits
+    assert rows["model=m batch=1"] == f"{ran['m']:.4g} (×{ran['m'] / ran['s']:.3g})"
+    page = tmp_path / "sweep.html"
+    assert run_cli(["compare", "--sweep", "last", "--html", str(page)], standin).returncode == 0
+    assert "<th>energy J</th>" in page.read_text()
 
 
 def test_failed_point_is_recorded_and_the_sweep_goes_on(standin: dict[str, str]):

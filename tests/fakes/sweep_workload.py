@@ -71,6 +71,7 @@ def main() -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--quality-file", action="store_true", help="report quality through FOOTPRINT_QUALITY_FILE")
+    ap.add_argument("--no-tokens", action="store_true", help="count nothing (a job whose unit is not a token)")
     args = ap.parse_args()
     if args.model == "x":
         print("model x: no such model", file=sys.stderr)
@@ -84,8 +85,9 @@ def main() -> int:
 
     with footprint.track() as run:  # joins the run of the `footprint run` around us
         busy = burn(zone_files(Path(os.environ["FOOTPRINT_POWERCAP"])), {"cpu": cpu_w, "ram": RAM_W}, busy_s)
-        run.add_tokens(TOKENS_PER_REQUEST * args.batch, kind="generated")
-        run.add_tokens(args.batch, kind="requests")
+        if not args.no_tokens:
+            run.add_tokens(TOKENS_PER_REQUEST * args.batch, kind="generated")
+            run.add_tokens(args.batch, kind="requests")
         if args.quality_file:
             Path(os.environ["FOOTPRINT_QUALITY_FILE"]).write_text(json.dumps({"quality": quality,
                                                                                "metric": "stand-in"}))
