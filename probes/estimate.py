@@ -229,7 +229,9 @@ class RamEstimateProbe(Probe):
         self._integrator = PowerIntegrator()
 
     def open(self) -> list[Device]:
-        gb = total_memory_bytes() / 1e9
+        # GB as DRAM is sold and CodeCarbon counts it (2^30 bytes): the figure of the 3 W per 8 GB DIMM rule, and
+        # the same as the run's ram_total_gb, which the embodied estimate uses
+        gb = total_memory_bytes() / 2**30
         self.power_w = gb * RAM_W_PER_GB
         self.devices = [
             Device(kind="ram", index=0, name=f"{gb:.1f} GB RAM", source="estimate:ram-w-per-gb",

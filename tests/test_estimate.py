@@ -45,6 +45,20 @@ def test_cpu_estimate_energy_does_not_depend_on_how_often_it_is_read(tmp_path: P
     rarely.close()
 
 
+def test_the_ram_estimate_counts_gb_as_dram_is_sold_and_as_the_run_records_it():
+    """3 W per 8 GB DIMM: GB of 2^30 bytes, as CodeCarbon counts them and as the run's ram_total_gb (the
+    embodied estimate's) has them, so one machine's RAM is one figure everywhere."""
+    from footprint.probes.estimate import RAM_W_PER_GB, total_memory_bytes
+
+    from footprint.run import _ram_gb
+
+    probe = RamEstimateProbe()
+    (dev,) = probe.open()
+    gib = total_memory_bytes() / 2**30
+    assert probe.power_w == pytest.approx(gib * RAM_W_PER_GB, rel=1e-12)
+    assert _ram_gb() == pytest.approx(gib, rel=1e-3) and dev.name == f"{gib:.1f} GB RAM"
+
+
 def test_estimates_ask_not_to_be_polled():
     # their energy between two reads is exact, so the sampler reads them at edges and flushes only
     assert CpuEstimateProbe.polled is False and RamEstimateProbe.polled is False
