@@ -5,7 +5,9 @@ else passes through untouched and unrecorded. Streams pass through as they come:
 soon as it arrives, never gathered. Non-streamed responses of recorded requests are read whole before they
 go on (the server sends them at once when it has finished), which is what lets `--headers` add their energy.
 A client that goes away, an upstream that fails and a body of any size are recorded, and never stop the proxy;
-each request runs on its own, so a slow or hung upstream request holds up no other.
+each request runs on its own, so a slow or hung upstream request holds up no other. A client that leaves while
+its answer is still being made is seen within CLIENT_WATCH_S, and the upstream connection is closed then, as
+nginx does, so the server can stop generating for nobody.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import socket
 import sys
 import threading
 import urllib.parse
+from typing import TypeVar
 
 from footprint.common.address import parse_address
 from footprint.common.errors import FootprintError
@@ -26,7 +29,7 @@ from . import wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable
 
     from .serving import Request, RequestLog
 
@@ -37,7 +40,9 @@ IDLE_CLIENT_S = 75.0  # a client connection with no complete request head for th
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authenticate", "proxy-authorization", "content-length", "expect"})
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+T = TypeVar("T")
 CLIENT_GONE = 499  # nginx's status for a client that closed the connection before the response ended
+CLIENT_WATCH_S = 0.1  # how often a client waiting for its answer's head (or a whole answer) is checked for EOF
 
 
 class BadRequest(Exception):
@@ -48,6 +53,33 @@ class BadRequest(Exception):
 
 class ClientBodyError(Exception):
     """The client's request body was malformed or cut short while it was being passed on."""
+
+
+class ClientGone(ConnectionError):
+    """The client closed its connection while its answer was still being made upstream."""
+
+
+def _client_left(reader: asyncio.StreamReader) -> bool:
+    # the transport reads the socket whatever the proxy is doing, so an EOF (or a reset) shows here unread;
+    # bytes of a pipelined next request keep at_eof() False, and then the answer is awaited as before
+    return reader.at_eof() or reader.exception() is not None
+
+
+async def _unless_client_leaves(client: asyncio.StreamReader, work: Awaitable[T]) -> T:
+    """`work`'s result, or ClientGone (with `work` cancelled) if the client leaves first."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=CLIENT_WATCH_S)
+            if done:
+                return task.result()
+            if _client_left(client):
+                raise ClientGone("the client closed the connection before the response")
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
 
 class UpstreamError(Exception):
@@ -422,6 +454,9 @@ class Proxy:
                 if reused and attempt == 0:
                     continue
                 raise UpstreamError(f"upstream {self.upstream.url} failed: {exc}") from None
+            except BaseException:  # cancelled (its client left, or footprint stops): the upstream must see it
+                w.close()
+                raise
         raise UpstreamError(f"upstream {self.upstream.url} failed")  # pragma: no cover - the loop returns
 
     async def _finish(self, req: Request, status: int | None, usage: wire.Usage, error: str | None) -> float | None:
@@ -436,7 +471,9 @@ class Proxy:
                         client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, req: Request | None, *,
                         http10: bool = False) -> bool:
         try:
-            up_r, up_w, resp = await self._send_request(method, target, head, body, client_r)
+            sending = self._send_request(method, target, head, body, client_r)
+            # a buffered body: the client has nothing more to send, so an EOF from it now means it has left
+            up_r, up_w, resp = await (_unless_client_leaves(client_r, sending) if body is not None else sending)
         except ClientBodyError as exc:
             await self._reply(client_w, 400, f"bad request body: {exc}", close=True)
             return False
@@ -473,7 +510,7 @@ class Proxy:
                 if req is not None:
                     await self._finish(req, status, wire.Usage(), None)
             elif req is not None and not sse:
-                ok = await self._whole(resp, headers, up_r, client_w, req, status)
+                ok = await self._whole(resp, headers, up_r, client_r, client_w, req, status)
             elif req is not None:
                 ok = await self._stream(resp, headers, up_r, client_w, req, status, http10=http10)
             else:
@@ -493,9 +530,14 @@ class Proxy:
         return [("Content-Length", length)] if length is not None else []
 
     async def _whole(self, resp: _Head, headers: list[tuple[str, str]], up_r: asyncio.StreamReader,
-                     client_w: asyncio.StreamWriter, req: Request, status: int) -> bool:
+                     client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, req: Request, status: int) -> bool:
+        async def whole() -> bytes:
+            return b"".join([p async for p in _body(up_r, resp, until_close=True)])
+
         try:
-            data = b"".join([p async for p in _body(up_r, resp, until_close=True)])
+            data = await _unless_client_leaves(client_r, whole())
+        except ClientGone:
+            raise
         except (ConnectionError, asyncio.IncompleteReadError, BadRequest) as exc:
             await self._finish(req, 502, wire.Usage(), f"upstream broke off the response: {exc}")
             await self._reply(client_w, 502, "upstream broke off the response", close=True)

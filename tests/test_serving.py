@@ -330,6 +330,37 @@ def test_disconnects_failures_hangs_and_big_bodies_are_recorded_and_block_nothin
     check_conservation(s)
 
 
+def test_a_client_that_leaves_before_its_answer_is_recorded_at_once_and_the_upstream_told(
+        gpu_env: dict[str, str], tmp_path: Path):
+    """A non-streamed request whose answer is slow in coming (a long generation, a hung server): its client gives
+    up. The proxy sees it within CLIENT_WATCH_S, records the request as the client's leaving (499) there and
+    then, and closes the upstream connection, so the server can stop working for nobody (as nginx does)."""
+    from footprint.proxy import CLIENT_GONE, CLIENT_WATCH_S
+
+    upstream_log = tmp_path / "upstream.log"
+    s = serve({**gpu_env, "FAKE_UPSTREAM_LOG": str(upstream_log)})
+    try:
+        sock = raw_request(s.port, {"model": "hang", "messages": [{"role": "user", "content": "x"}]})
+        time.sleep(0.3)  # upstream has it now
+        left = time.time()
+        sock.close()
+        deadline = time.monotonic() + 20
+        while not upstream_log.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upstream_log.exists(), "the upstream connection was not closed after the client left"
+        closed = float(upstream_log.read_text().split(" at ")[1])
+        assert closed - left < 10 * CLIENT_WATCH_S + 1.0  # seen at once, not when (if ever) the answer comes
+        fine = chat(s.client(), 0, stream=False)  # the proxy goes on serving
+        assert fine["completion"] == 4
+    finally:
+        code, err = s.stop()
+    assert code == 0 and "Traceback" not in err, err
+    rows = {r["model"]: r for r in s.rows("SELECT * FROM requests")}
+    assert rows["hang"]["status"] == CLIENT_GONE
+    assert rows["hang"]["error"] == "the connection ended before the response"
+    assert rows["small"]["status"] == 200
+
+
 def test_upstream_down_is_a_502_and_bad_addresses_are_one_line_errors(clean_env: dict[str, str]):
     port, up = free_port(), free_port()
     proc = subprocess.Popen([*footprint_cmd(), "serve", "--listen", str(port), "--upstream", f"127.0.0.1:{up}"],

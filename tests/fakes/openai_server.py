@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -53,6 +54,25 @@ def main() -> int:
             self.end_headers()
             self.wfile.write(body)
 
+        def _until_closed(self, deadline: float) -> None:
+            import select
+            import socket
+
+            while time.monotonic() < deadline:
+                if select.select([self.connection], [], [], 0.05)[0]:
+                    try:
+                        gone = self.connection.recv(1, socket.MSG_PEEK) == b""
+                    except OSError:
+                        gone = True
+                    if gone:
+                        log = os.environ.get("FAKE_UPSTREAM_LOG")
+                        if log:
+                            with open(log, "a", encoding="utf-8") as fh:
+                                fh.write(f"hang: connection closed at {time.time():.3f}\n")
+                        self.close_connection = True
+                        return
+            self.close_connection = True
+
         def do_GET(self) -> None:  # noqa: N802
             if self.path.startswith("/v1/models"):
                 self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
@@ -66,8 +86,9 @@ def main() -> int:
             if model == "fail":
                 self._json(500, {"error": {"message": "failed"}})
                 return
-            if model == "hang":
-                time.sleep(3600)
+            if model == "hang":  # never answers; says in $FAKE_UPSTREAM_LOG when its connection is closed
+                self._until_closed(time.monotonic() + 3600)
+                return
             prompt = words(doc)
             time.sleep(min(prompt * opts.prefill_s, 0.1))
             if self.path.startswith("/v1/embeddings"):
