@@ -103,14 +103,32 @@ def test_concurrent_writers_on_a_new_file(clean_env: dict[str, str], n: int):
     assert all(r["status"] == "completed" and r["energy_j"]["total"] is not None for r in runs)
 
 
-def test_gpu_lost_mid_run_keeps_the_rest(nvml_lib_dir: Path, clean_env: dict[str, str]):
+def test_gpu_lost_mid_run_keeps_the_rest(nvml_lib_dir: Path, clean_env: dict[str, str], tmp_path: Path):
     env = nvml_env(clean_env, nvml_lib_dir, gpus=2, power="100,200")
     t0 = float(env["FAKE_NVML_T0"])
-    lost_at = time.time() + 1.0
-    env["FAKE_NVML_LOST"] = f"1,{lost_at - t0:.3f}"
-    res = run_cli(["run", "--interval", "0.1", "--", PY, "-c", "import time; time.sleep(2)"], env)
-    assert res.returncode == 0, res.stderr.decode()
-    assert "GPU is lost" in res.stderr.decode()
+    # GPU 1 falls off once the run has read it for a while, at an instant chosen then: an instant fixed before
+    # the launch (1 s on) once passed before a loaded machine had footprint reading at all (0 J counted). The
+    # child then runs 1.5 s on, longer than the 1 s gap the report warns about
+    trigger = tmp_path / "lost-at"
+    env["FAKE_NVML_LOST"] = f"1,@{trigger}"
+    child = (f"import os, time\nwhile not os.path.exists({str(trigger)!r}):\n    time.sleep(0.05)\n"
+             f"time.sleep(max(0.0, float(open({str(trigger)!r}).read()) + {t0!r} + 1.5 - time.time()))")
+    proc = start(["run", "--interval", "0.1", "--", PY, "-c", "print('ready', flush=True)\n" + child], env)
+    deadline = time.monotonic() + 60
+    while True:  # the first flush holds about a second of GPU 1's reads
+        with sqlite3.connect(env["FOOTPRINT_DB"]) as conn:
+            span = conn.execute("SELECT MAX(t) - MIN(t) FROM samples JOIN devices ON devices.id = device_id "
+                                "WHERE kind = 'gpu' AND idx = 1").fetchone()[0]
+        if span is not None and span >= 0.8:
+            break
+        assert time.monotonic() < deadline, "no GPU 1 samples flushed"
+        time.sleep(0.05)
+    lost_at = time.time() + 0.2
+    (tmp_path / "lost-at.tmp").write_text(f"{lost_at - t0:.6f}\n")
+    os.replace(tmp_path / "lost-at.tmp", trigger)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert "GPU is lost" in err.decode()
     run = report_json(env)["runs"][0]
     assert run["status"] == "completed"
     gpus = {d["index"]: d for d in run["devices"] if d["kind"] == "gpu"}

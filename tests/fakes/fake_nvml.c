@@ -18,7 +18,9 @@
  *                        answers busId "00000000:<bus>:00.0", so NVML's order need not be PCI order
  *   FAKE_NVML_PROCS_FILE a file of "gpu_index pid" lines: nvmlDeviceGetComputeRunningProcesses lists those pids
  *                        (that are alive) on those GPUs, as the driver lists the processes holding a context
- *   FAKE_NVML_LOST       "index,seconds_after_T0": that GPU answers GPU_IS_LOST from then on
+ *   FAKE_NVML_LOST       "index,seconds_after_T0": that GPU answers GPU_IS_LOST from then on; "index,@file":
+ *                        the same, with seconds_after_T0 read from that file once it exists, so a test can choose
+ *                        the instant once the profiler is reading (a time fixed at launch can pass before then)
  *   FAKE_NVML_CALL_LOG   a file; every call appends its name (to check what was called)
  *   FAKE_NVML_LIMITS     "min,max,default" power limit constraints and default limit in W (default 200,700,700)
  *   FAKE_NVML_ALLOW_SET  "1": nvmlDeviceSetPowerManagementLimit is allowed (models root / CAP_SYS_ADMIN);
@@ -90,6 +92,7 @@ static const char *procs_file = NULL;
 #define MIG_BASE 0x10000  /* MIG device handles: MIG_BASE + gpu * 64 + instance + 1 */
 static int lost_index = -1;
 static double lost_after = 0.0;
+static const char *lost_file = NULL;  /* "@file": lost_after is in it once it exists */
 static const char *call_log = NULL;
 static unsigned int limit_min_mw = 200000, limit_max_mw = 700000, limit_default_mw = 700000;
 static int allow_set = 0;
@@ -179,7 +182,14 @@ static nvmlReturn_t check(nvmlDevice_t d, int *i) {
     if (!initialised) return NVML_ERROR_UNINITIALIZED;
     *i = index_of(d);
     if (*i < 0 || *i >= gpu_count) return NVML_ERROR_INVALID_ARGUMENT;
-    if (*i == lost_index && now() - t0 >= lost_after) return NVML_ERROR_GPU_IS_LOST;
+    if (*i == lost_index && lost_file) {
+        FILE *f = fopen(lost_file, "r");
+        if (f) {
+            if (fscanf(f, "%lf", &lost_after) == 1) lost_file = NULL;
+            fclose(f);
+        }
+    }
+    if (*i == lost_index && !lost_file && now() - t0 >= lost_after) return NVML_ERROR_GPU_IS_LOST;
     return NVML_SUCCESS;
 }
 
@@ -237,7 +247,8 @@ nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
     if (procs_file && !*procs_file) procs_file = NULL;
     if ((v = getenv("FAKE_NVML_LOST"))) {
         lost_index = (int)strtol(v, (char **)&v, 10);
-        if (*v == ',') lost_after = strtod(v + 1, NULL);
+        if (*v == ',' && v[1] == '@') lost_file = v + 2;
+        else if (*v == ',') lost_after = strtod(v + 1, NULL);
     }
     if ((v = getenv("FAKE_NVML_LIMITS"))) {
         double lo = strtod(v, (char **)&v), hi = 0, dflt = 0;
