@@ -178,7 +178,15 @@ def test_openai_client_through_the_proxy_streams_and_not_energy_conserved(served
                            prompt_tokens=q["prompt_tokens"], completion_tokens=q["completion_tokens"]) for q in rows]
             shares, _ = attribute([(x["t"], x["energy_j"]) for x in samples], work)
             exact = GPU_W * (r["ended_at"] - r["started_at"])
-            assert shares[r["id"] - 1] == pytest.approx(exact, abs=0.005), r["id"]  # NVML counts whole mJ
+            # NVML counts whole mJ; and a sample's time is stamped just after its counter was read, later when the
+            # thread waits for the CPU or the GIL (77 µs seen under load: 15 mJ at 200 W). The stand-in's counter
+            # is exact, so each stamp's lag is measured, t - E / P, against the other samples': between the
+            # samples around the request, their spread in lag is what its share can be off by
+            before = max(i for i, x in enumerate(samples) if x["t"] <= r["started_at"])
+            after = min(i for i, x in enumerate(samples) if x["t"] >= r["ended_at"])
+            lags = [x["t"] - x["energy_j"] / GPU_W for x in samples[before:after + 1]]
+            bound = 0.005 + GPU_W * (max(lags) - min(lags))
+            assert shares[r["id"] - 1] == pytest.approx(exact, abs=bound), r["id"]
 
 
 def test_report_and_compare_per_model(served: Served):
