@@ -365,10 +365,10 @@ class AmdSmiProbe(Probe):
         for k, dev in enumerate(self.devices):
             h = self._handles[k]
             try:
+                t = self.clock.now()  # before the call, which lets go of the GIL (see NvmlProbe.read)
                 if self._modes[k] == SOURCE_ENERGY:
                     e = smi.amdsmi_get_energy_count(h)
                     count = int(e.get("energy_accumulator", e.get("power")))  # "power" before amdsmi 6.2.1
-                    t = self.clock.now()
                     counter = self._counters[k]
                     if counter is None:
                         self._counters[k] = EnergyCounter("amdsmi_get_energy_count", count, t, self._resolutions[k])
@@ -378,7 +378,6 @@ class AmdSmiProbe(Probe):
                     continue
                 field = POWER_FIELD[self._modes[k]]
                 watts = smi.amdsmi_get_power_info(h)[field]
-                t = self.clock.now()
                 if not isinstance(watts, int):
                     raise ProbeError(f"{field} is {watts}")
                 p = float(watts)

@@ -251,12 +251,12 @@ class HwmonProbe(Probe):
     def read(self) -> list[Reading]:
         out: list[Reading] = []
         for c, dev in zip(self._counters, self.devices, strict=False):
+            t = self.clock.now()  # before the read, which lets go of the GIL (see NvmlProbe.read)
             try:
                 cur = read_int(c.counter)
             except (OSError, ValueError) as exc:
                 self.errors[dev.key] = f"{c.counter}: {exc}"
                 continue
-            t = self.clock.now()
             out.append(Reading(dev, t, c.advance(cur, t, unwrap_unknown_range), c.power_w))
         if self._counters and not out:
             raise ProbeError("no hwmon energy counter could be read: " + "; ".join(self.errors.values()))

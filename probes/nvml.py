@@ -334,9 +334,12 @@ class NvmlProbe(Probe):
         for k, dev in enumerate(self.devices):
             h = self._handles[k]
             try:
+                # stamped before the call: the driver call lets go of the GIL, and getting it back can take a
+                # busy Python thread's whole switch interval (5 ms and more seen), which a stamp taken after it
+                # would add to the reading's time
+                t = self.clock.now()
                 if self._modes[k] == "nvml-energy":
                     mj = int(nv.nvmlDeviceGetTotalEnergyConsumption(h))
-                    t = self.clock.now()
                     first = self._first_mj[k]
                     if first is None:
                         self._first_mj[k] = first = mj
@@ -349,7 +352,6 @@ class NvmlProbe(Probe):
                     mw = float(v.value.uiVal)
                 else:
                     mw = float(nv.nvmlDeviceGetPowerUsage(h))
-                t = self.clock.now()
                 p = mw / 1000.0
                 out.append(Reading(dev, t, self._integrators[k].add(t, p), p))
             except Exception as exc:  # one GPU failing must not stop the others

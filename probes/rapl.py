@@ -171,12 +171,12 @@ class RaplProbe(Probe):
     def read(self) -> list[Reading]:
         out: list[Reading] = []
         for zone, dev in zip(self._zones, self.devices, strict=False):
+            t = self.clock.now()  # before the read, which lets go of the GIL (see NvmlProbe.read)
             try:
                 cur = _read_int(zone.counter)
             except (OSError, ValueError) as exc:
                 self.errors[dev.key] = f"{zone.counter}: {exc}"
                 continue
-            t = self.clock.now()
             out.append(Reading(dev, t, zone.advance(cur, t, zone.unwrap), zone.power_w))
         if self._zones and not out:
             raise ProbeError("no RAPL zone could be read: " + "; ".join(self.errors.values()))

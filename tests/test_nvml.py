@@ -254,3 +254,59 @@ def test_footprint_run_under_a_mig_instance_bills_the_parent_with_its_note(nvml_
     assert gpu["index"] == 1 and gpu["note"] == mig_note(mig_uuid(1, 0))
     exact = gpu_energy_between(gpu["first_read_at"], gpu["last_read_at"], t0, 400.0, None)
     assert gpu["energy_j"] == pytest.approx(exact, rel=0.01)
+
+
+LATE_RETURN_SCRIPT = """
+import json, os, sys
+import pynvml
+from footprint.probes.nvml import NvmlProbe
+
+path = os.environ["FAKE_NVML_TIME_FILE"]
+
+class FileClock:  # the stand-in's own time: a file it reads at every call
+    fake = True
+    def now(self):
+        with open(path) as fh:
+            return float(fh.read())
+    def monotonic(self):
+        return self.now()
+    def advance(self, s):
+        t = self.now() + s
+        with open(path + ".tmp", "w") as fh:
+            fh.write(f"{t:.9f}")
+        os.replace(path + ".tmp", path)
+
+clock = FileClock()
+real = pynvml.nvmlDeviceGetTotalEnergyConsumption
+waits = iter([0.0, 0.0, 1.0, 0.0, 0.5, 0.0])  # for the lock after each call: open(), then five reads
+
+def late(handle):  # the call returns, then the thread waits for the GIL (a busy training loop beside it)
+    value = real(handle)
+    clock.advance(next(waits))
+    return value
+
+pynvml.nvmlDeviceGetTotalEnergyConsumption = late
+p = NvmlProbe(clock=clock)
+p.open()
+readings = [p.read()[0] for _ in range(5)]
+print(json.dumps([[r.t, r.energy_j] for r in readings]))
+"""
+
+
+def test_a_reading_is_stamped_at_its_counter_read_not_when_the_call_got_the_gil_back(nvml_lib_dir: Path,
+                                                                                      clean_env: dict[str, str],
+                                                                                      tmp_path: Path):
+    """The driver call lets go of Python's lock; getting it back can take a busy thread's switch interval (5-8 ms
+    measured with a Python loop beside the sampler). A stamp taken after the call would carry that wait: each
+    reading's time is taken before the call, so its energy is the counter at its own time."""
+    t0 = 1_750_000_000.0
+    time_file = tmp_path / "now"
+    time_file.write_text(f"{t0 + 100:.9f}")
+    env = dict(nvml_env(clean_env, nvml_lib_dir, gpus=1, power=200, t0=f"{t0:.6f}"),
+               FAKE_NVML_TIME_FILE=str(time_file))
+    res = subprocess.run([sys.executable, "-c", LATE_RETURN_SCRIPT], env=env, capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr.decode()
+    (t_a, e_a), *rest = json.loads(res.stdout)
+    assert [round(t - t_a, 6) for t, _ in rest] == [0.0, 1.0, 1.0, 1.5]  # the waits came between the reads
+    for t, e in rest:  # 200 W: each reading's energy is the counter at that reading's own time
+        assert e - e_a == pytest.approx(200.0 * (t - t_a), abs=0.002)  # NVML counts whole mJ
