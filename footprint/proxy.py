@@ -66,20 +66,37 @@ def _client_left(reader: asyncio.StreamReader) -> bool:
 
 
 async def _unless_client_leaves(client: asyncio.StreamReader, work: Awaitable[T]) -> T:
-    """`work`'s result, or ClientGone (with `work` cancelled) if the client leaves first."""
-    task = asyncio.ensure_future(work)
+    """`work`'s result, or ClientGone (with `work` cancelled) if the client leaves first.
+
+    `work` runs in the caller's task, as asyncio.timeout runs its block: a timer looks at the client every
+    CLIENT_WATCH_S and cancels the task when it has gone, so a request answered sooner costs one timer. (A task
+    of its own for `work` added a quarter of a millisecond to every proxied request.)"""
+    current = asyncio.current_task()
+    assert current is not None
+    loop = asyncio.get_running_loop()
+    left = False
+    timer: asyncio.TimerHandle | None = None
+
+    def look() -> None:
+        nonlocal timer, left
+        if _client_left(client):
+            left = True
+            current.cancel()  # raised inside `work`, whose own clean-up closes the upstream connection
+        else:
+            timer = loop.call_later(CLIENT_WATCH_S, look)
+
+    timer = loop.call_later(CLIENT_WATCH_S, look)
     try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=CLIENT_WATCH_S)
-            if done:
-                return task.result()
-            if _client_left(client):
-                raise ClientGone("the client closed the connection before the response")
+        return await work
+    except asyncio.CancelledError:
+        if not left:
+            raise  # footprint is stopping
+        if hasattr(current, "uncancel"):  # Python 3.11+: the cancel was ours, not a request to stop the task
+            current.uncancel()
+        raise ClientGone("the client closed the connection before the response") from None
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        if timer is not None:
+            timer.cancel()
 
 
 class UpstreamError(Exception):
