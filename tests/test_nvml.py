@@ -257,26 +257,12 @@ def test_footprint_run_under_a_mig_instance_bills_the_parent_with_its_note(nvml_
 
 
 LATE_RETURN_SCRIPT = """
-import json, os, sys
+import json, os
 import pynvml
 from footprint.probes.nvml import NvmlProbe
+from tests.fakes.limit_train import FileClock  # the stand-in's own time: a file it reads at every call
 
-path = os.environ["FAKE_NVML_TIME_FILE"]
-
-class FileClock:  # the stand-in's own time: a file it reads at every call
-    fake = True
-    def now(self):
-        with open(path) as fh:
-            return float(fh.read())
-    def monotonic(self):
-        return self.now()
-    def advance(self, s):
-        t = self.now() + s
-        with open(path + ".tmp", "w") as fh:
-            fh.write(f"{t:.9f}")
-        os.replace(path + ".tmp", path)
-
-clock = FileClock()
+clock = FileClock(os.environ["FAKE_NVML_TIME_FILE"])
 real = pynvml.nvmlDeviceGetTotalEnergyConsumption
 waits = iter([0.0, 0.0, 1.0, 0.0, 0.5, 0.0])  # for the lock after each call: open(), then five reads
 
