@@ -96,12 +96,13 @@ def _console(report: SweepReport) -> str:
     title = (f"sweep {report.id} '{report.name}' · {report.status} · {len(report.points)} point(s) × "
              f"{report.repeats} run(s)" + (f" · ratios to point {ref.index} ({ref.label()})" if ref else ""))
     table = Table(title=title, title_justify="left")
+    cols = columns(report)
     for col in ("#", "point", "status", "runs", *_titles(report), "frontier"):
         table.add_column(col, justify="left" if col in ("point", "status", "frontier") else "right")
     for p in report.points:
         is_ref = p.index == report.reference
         table.add_row(str(p.index), p.label() + (" *" if p.estimated else ""), p.status, runs_text(report, p),
-                      *(cell(p.figures[m], p.ratios.get(m), f, is_ref) for m, _, f in columns(report)), marks(p))
+                      *(cell(p.figures[m], p.ratios.get(m), f, is_ref) for m, _, f in cols), marks(p))
     buf = io.StringIO()
     Console(file=buf, width=180, no_color=True, highlight=False).print(table)
     buf.write(LEGEND + "\n")
