@@ -175,7 +175,8 @@ class BatteryProbe(Probe):
                 note=f"whole machine while on battery (screen, radios and disks included): {how}; time on AC is "
                      "not counted"))
             if c.status() == DISCHARGING:
-                meter.add(self.clock.now(), c.value())
+                t = self.clock.now()  # before the read, which lets go of the GIL (see NvmlProbe.read)
+                meter.add(t, c.value())
         return self.devices
 
     def read(self) -> list[Reading]:
@@ -191,11 +192,11 @@ class BatteryProbe(Probe):
                         meter.gap()
                     on_ac.append(f"{c.name} {status}")
                     continue
+                t = self.clock.now()  # before the read, which lets go of the GIL (see NvmlProbe.read)
                 value = c.value()
             except (OSError, ValueError) as exc:
                 self.errors[dev.key] = f"{c.path}: {exc}"
                 continue
-            t = self.clock.now()
             energy, watts = meter.add(t, value)
             out.append(Reading(dev, t, energy, watts))
             period = meter.update_period_s()

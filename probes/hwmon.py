@@ -236,13 +236,14 @@ class HwmonProbe(Probe):
             raise ProbeError(f"no hwmon energy counters under {self.root}")
         index: dict[str, int] = {}
         for f in found:
+            t = self.clock.now()  # before the read, which lets go of the GIL (see NvmlProbe.read)
             try:
                 cur = read_int(f.path)
             except PermissionError as exc:
                 raise ProbeError(_grant_hint([str(f.path)])) from exc
             except (OSError, ValueError) as exc:
                 raise ProbeError(f"cannot read {f.path}: {exc}") from exc
-            self._counters.append(EnergyCounter(str(f.path), cur, self.clock.now()))
+            self._counters.append(EnergyCounter(str(f.path), cur, t))
             i = index[f.kind] = index.get(f.kind, -1) + 1
             self.devices.append(Device(kind=f.kind, index=i, name=f.name, source=f.source, measured=True,
                                        update_period_s=f.update_period_s, note=f.note))

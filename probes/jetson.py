@@ -185,12 +185,13 @@ class JetsonProbe(Probe):
             raise ProbeError(f"no Jetson power rails under {self.root}")
         index: dict[str, int] = {}
         for r, kind, note in chosen:
+            t = self.clock.now()  # before the read, which lets go of the GIL (see NvmlProbe.read)
             try:
                 watts = r.watts()
             except (OSError, ValueError) as exc:
                 raise ProbeError(f"cannot read {r.where}: {exc}") from exc
             integ = PowerIntegrator()
-            integ.add(self.clock.now(), watts)
+            integ.add(t, watts)
             self._rails.append(r)
             self._integrators.append(integ)
             i = index[kind] = index.get(kind, -1) + 1
@@ -202,12 +203,12 @@ class JetsonProbe(Probe):
     def read(self) -> list[Reading]:
         out: list[Reading] = []
         for r, integ, dev in zip(self._rails, self._integrators, self.devices, strict=False):
+            t = self.clock.now()  # before the read, which lets go of the GIL (see NvmlProbe.read)
             try:
                 watts = r.watts()
             except (OSError, ValueError) as exc:
                 self.errors[dev.key] = f"{r.where}: {exc}"
                 continue
-            t = self.clock.now()
             out.append(Reading(dev, t, integ.add(t, watts), watts))
         if self._rails and not out:
             raise ProbeError("no Jetson rail could be read: " + "; ".join(self.errors.values()))

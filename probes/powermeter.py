@@ -95,12 +95,13 @@ class PowerMeterProbe(Probe):
         if not meters:
             raise ProbeError(f"no ACPI power meter under {self.root}")
         for i, m in enumerate(meters):
+            t = self.clock.now()  # before the read, which lets go of the GIL (see NvmlProbe.read)
             try:
                 watts = m.watts()
             except (OSError, ValueError) as exc:
                 raise ProbeError(f"cannot read {m.path}: {exc}") from exc
             integ = PowerIntegrator()
-            integ.add(self.clock.now(), watts)
+            integ.add(t, watts)
             self._meters.append(m)
             self._integrators.append(integ)
             every = f" over {m.update_period_s:g} s" if m.update_period_s else ""
@@ -114,12 +115,12 @@ class PowerMeterProbe(Probe):
     def read(self) -> list[Reading]:
         out: list[Reading] = []
         for m, integ, dev in zip(self._meters, self._integrators, self.devices, strict=False):
+            t = self.clock.now()  # before the read, which lets go of the GIL (see NvmlProbe.read)
             try:
                 watts = m.watts()
             except (OSError, ValueError) as exc:
                 self.errors[dev.key] = f"{m.path}: {exc}"
                 continue
-            t = self.clock.now()
             out.append(Reading(dev, t, integ.add(t, watts), watts))
         if self._meters and not out:
             raise ProbeError("no ACPI power meter could be read: " + "; ".join(self.errors.values()))

@@ -155,12 +155,12 @@ class RaplProbe(Probe):
         for path, kind, idx, zname in zones:
             try:
                 rng = _read_int(path / "max_energy_range_uj")
+                t = self.clock.now()  # before the read, which lets go of the GIL (see NvmlProbe.read)
                 cur = _read_int(path / "energy_uj")
             except PermissionError as exc:
                 raise ProbeError(grant_hint(path.name.split(":", 1)[0])) from exc
             except (OSError, ValueError) as exc:
                 raise ProbeError(f"cannot read {path}: {exc}") from exc
-            t = self.clock.now()
             self._zones.append(_Zone(path, kind, idx, zname, rng, cur, t))
             self.devices.append(
                 Device(kind=kind, index=idx, name=f"RAPL {zname} ({path.name})", source="rapl",
