@@ -64,8 +64,8 @@ def _powermeter(root: Path, clock: FakeClock, stack: contextlib.ExitStack) -> Bu
 
 def _battery(root: Path, clock: FakeClock, stack: contextlib.ExitStack) -> Built:
     cell = Battery(WATTS, family="power")  # one file per read: power_now (µW)
-    tree = PowerSupplyTree(root, [cell], t0=clock.now())
-    clock.watch(lambda: tree.write(clock.now()))  # this tree takes no clock: it follows this one so
+    tree = PowerSupplyTree(root, [cell], clock=clock)
+    stack.enter_context(tree)
     return battery.BatteryProbe(root, clock=clock), battery, "read_int", lambda a, b: tree.energy_j(cell, a, b)
 
 

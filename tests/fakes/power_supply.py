@@ -8,7 +8,7 @@ Each battery exposes one family of files, as drivers do (Documentation/ABI/testi
 `status` is Discharging, Charging, Full or Not charging; `plug(True)` puts the machine on AC (status Charging,
 AC `online` 1). The firmware renews the values every `update_s` (the files then hold the mean power over the
 last update, and the energy at that update); `write(t)` writes what the firmware would show at time t, and a
-writer thread does it every `period_s` unless the test drives a fake clock.
+writer thread does it every `period_s`, or, with `clock=` a fake clock, each time that clock moves.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from footprint.common.fakeclock import FakeClock
 from tests.fakes.hwmon import _Segments
 from tests.fakes.writer import CounterWriter
 
@@ -35,12 +36,13 @@ class Battery:
 
 class PowerSupplyTree(CounterWriter):
     def __init__(self, root: Path, batteries: list[Battery], *, update_s: float = 0.0, period_s: float = 0.002,
-                 t0: float | None = None) -> None:
+                 t0: float | None = None, clock: FakeClock | None = None) -> None:
         self.root = root / "class" / "power_supply"
         self.batteries = batteries
         self.update_s = update_s
         self.period_s = period_s
-        self.t0 = time.time() if t0 is None else t0
+        self.clock = clock
+        self.t0 = t0 if t0 is not None else time.time() if clock is None else clock.now()
         self.on_ac = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
