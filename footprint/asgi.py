@@ -198,11 +198,9 @@ class _Exchange:
         if self.done:
             return None
         self.done = True
-        status, log, req = self.status, self.log, self.req
+        status = self.status
         error = None if status is None or status < 400 else f"status {status}"
-        if log.provisional:  # reads the counters and the DB: not on the server's event loop
-            return await asyncio.to_thread(lambda: log.finish(req, status=status, usage=usage, error=error))
-        return log.finish(req, status=status, usage=usage, error=error)
+        return await self.log.finish_async(self.req, status=status, usage=usage, error=error)
 
     def _client_gone(self) -> None:
         if not self.done:

@@ -477,12 +477,8 @@ class Proxy:
         raise UpstreamError(f"upstream {self.upstream.url} failed")  # pragma: no cover - the loop returns
 
     async def _finish(self, req: Request, status: int | None, usage: wire.Usage, error: str | None) -> float | None:
-        log = self.log
-        assert log is not None
-        if log.provisional:  # reads counters and the DB: not on the event loop
-            return await asyncio.get_running_loop().run_in_executor(
-                None, lambda: log.finish(req, status=status, usage=usage, error=error))
-        return log.finish(req, status=status, usage=usage, error=error)
+        assert self.log is not None
+        return await self.log.finish_async(req, status=status, usage=usage, error=error)
 
     async def _exchange(self, method: str, target: str, head: _Head, body: bytes | None,
                         client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, req: Request | None, *,

@@ -4,18 +4,21 @@
 A request is begun when its head arrives and finished when its response ends (or fails); its row, with its
 token counts, is written in batches by a background thread, so the server's event loop never waits on the
 DB. Its energy is attributed when the run ends (footprint.core.serving), and on the spot, provisionally, for
-response headers and live metrics when those are asked for.
+response headers and live metrics when those are asked for: from a counter read taken at or after the request's
+end, which requests ending together share (one read begun after they ended serves them all, in one thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import itertools
 import sys
 import threading
+from concurrent.futures import Future, InvalidStateError
 
-from footprint.core.serving import provisional_energy
+from footprint.core.serving import provisional_energies
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,6 +83,14 @@ class RequestLog:
         self.write_error: str | None = None
         self._thread = threading.Thread(target=self._loop, name="footprint-requests", daemon=True)
         self._thread.start()
+        # provisional figures: requests waiting for a counter read after their end, served by one thread
+        self._due: list[tuple[Request, Future[float | None]]] = []
+        self._due_cond = threading.Condition()
+        self._reader: threading.Thread | None = None
+        self._reader_done = not self.provisional
+        if self.provisional:
+            self._reader = threading.Thread(target=self._read_loop, name="footprint-provisional", daemon=True)
+            self._reader.start()
         atexit.register(self.close)
 
     def begin(self, info: RequestInfo) -> Request:
@@ -94,10 +105,23 @@ class RequestLog:
             req.first_token_at = self.clock.now()
         req.tokens_so_far += 1
 
-    def finish(self, req: Request, *, status: int | None, usage: Usage, error: str | None = None) -> float | None:
-        """The response has ended. Returns the request's provisional energy in J when asked for (headers,
-        metrics): an attribution over the counter reads up to now, with requests still running counted at
-        the work they have done so far."""
+    def finish(self, req: Request, *, status: int | None, usage: Usage, error: str | None = None) -> None:
+        """The response has ended: its row is queued for the DB, and (headers or metrics asked for) its
+        provisional figure is worked out in the background, for the metrics. Never waits."""
+        self._end(req, status, usage, error)
+
+    async def finish_async(self, req: Request, *, status: int | None, usage: Usage,
+                           error: str | None = None) -> float | None:
+        """finish() for a response that carries its figure: returns the request's provisional energy in J (None
+        without headers or metrics, or if it could not be worked out). An attribution over the counter reads up
+        to a read taken at or after its end, with requests still running counted at the work they have done so
+        far. The wait holds no thread: the read is shared with every request that ends before it begins."""
+        due = self._end(req, status, usage, error)
+        if due is None:
+            return None
+        return await asyncio.wrap_future(due)
+
+    def _end(self, req: Request, status: int | None, usage: Usage, error: str | None) -> Future[float | None] | None:
         req.ended_at = self.clock.now()
         req.status, req.usage, req.error = status, usage, error
         with self._lock:
@@ -105,30 +129,67 @@ class RequestLog:
             self._pending.append(req.row())
             if self.provisional:
                 self._recent.append(req)
-        energy = self._provisional(req) if self.provisional else None
-        if self.metrics is not None:
-            self.metrics.observe(req.info.model, usage, energy)
-        return energy
+        if not self.provisional:
+            return None
+        due: Future[float | None] = Future()
+        with self._due_cond:
+            if self._reader_done:  # closed: no read will come
+                due.set_result(None)
+                return due
+            self._due.append((req, due))
+            self._due_cond.notify()
+        return due
 
-    def _provisional(self, req: Request) -> float | None:
+    def _read_loop(self) -> None:
+        """One counter read at a time, for every request that had ended when it began; then their figures."""
+        while True:
+            with self._due_cond:
+                while not self._due and not self._closed:
+                    self._due_cond.wait()
+                if not self._due:
+                    self._reader_done = True
+                    return
+            began = self.clock.now()  # taken before the read: every request ended by now is covered by it
+            try:
+                self._read_counters()
+                failed = None
+            except Exception as exc:  # a figure for a header must never fail the response
+                failed = f"{type(exc).__name__}: {exc}"
+            with self._due_cond:
+                ready = [(r, f) for r, f in self._due if r.ended_at is not None and r.ended_at <= began]
+                self._due = [(r, f) for r, f in self._due if not (r.ended_at is not None and r.ended_at <= began)]
+            if failed is not None:
+                self.write_error = failed
+            energies = self._provisional([r for r, _ in ready]) if failed is None else [None] * len(ready)
+            for (req, due), energy in zip(ready, energies, strict=True):
+                if self.metrics is not None:
+                    assert req.usage is not None
+                    self.metrics.observe(req.info.model, req.usage, energy)
+                with contextlib.suppress(InvalidStateError):  # its waiter was cancelled (the client left)
+                    due.set_result(energy)
+
+    def _read_counters(self) -> None:
         run = self.run
         if run.sampler is not None:
-            run.sampler.mark()  # a counter read at the request's end
+            run.sampler.mark()  # a counter read after the requests' ends
             run.sampler.flush()
         else:  # the run's owner (footprint run/serve) reads the counters: ask it to, and wait for the read
             run._mark()
             run._await_owner()
+
+    def _provisional(self, reqs: list[Request]) -> list[float | None]:
+        run = self.run
         with self._lock:
             now = self.clock.now()
-            oldest = min([r.started_at for r in self._active.values()] + [req.started_at])
+            oldest = min([r.started_at for r in self._active.values()] + [r.started_at for r in reqs])
             self._recent = [r for r in self._recent if (r.ended_at or now) >= oldest]
-            others = [r for r in self._recent if r is not req and (r.ended_at or now) > req.started_at]
-            running = [r for r in self._active.values() if r.started_at < (req.ended_at or now)]
+            finished = list(self._recent)
+            running = list(self._active.values())
         try:
-            return provisional_energy(run.store, run.id, req, others, running, now=now)
+            return list(provisional_energies(run.store, run.id, reqs, finished, running, now=now))
         except Exception as exc:  # a figure for a header must never fail the response
             self.write_error = f"{type(exc).__name__}: {exc}"
-            return None
+            return [None] * len(reqs)
 
     # -- writing ------------------------------------------------------------------------------------
 
@@ -157,8 +218,16 @@ class RequestLog:
             return
         self._closed = True
         self._wake.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=5)
+        with self._due_cond:
+            self._due_cond.notify()
+        for thread in (self._reader, self._thread):  # the reader first: its waiters get their figures
+            if thread is not None and thread.is_alive() and threading.current_thread() is not thread:
+                thread.join(timeout=5)
+        with self._due_cond:
+            left, self._due = self._due, []
+        for _, due in left:  # the reader did not finish in time: no figure, but no waiter left hanging
+            with contextlib.suppress(InvalidStateError):
+                due.set_result(None)
         for _ in range(3):
             self.flush()
             if not self._pending:

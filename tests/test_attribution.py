@@ -79,3 +79,48 @@ def test_conservation_for_any_concurrency(concurrency: int) -> None:
     shares, idle = attribute(series, work)
     assert sum(shares) + idle == pytest.approx(series[-1][1] - series[0][1], rel=1e-12)
     assert min(shares) >= 0.0 and idle >= -1e-9
+
+
+def test_provisional_figures_of_requests_at_once_are_each_the_figure_it_gets_alone() -> None:
+    """One counter read serves the requests that ended before it (footprint.serving): their provisional figures
+    are worked out in one attribution per device, which must give each the figure a call for it alone gives,
+    and a request alone on the device the exact energy of its window."""
+    from types import SimpleNamespace
+
+    from footprint.probes.base import Device
+
+    from footprint.core.serving import provisional_energies
+    from footprint.core.store import Store
+    from footprint.wire import Usage
+
+    store = Store(":memory:")
+    run = store.create_run("serve", created_at=0.0, host="h", pid=1)
+    ids = store.add_devices(run, [Device(kind="gpu", index=0, name="g", source="nvml", measured=True),
+                                  Device(kind="cpu", index=0, name="c", source="rapl", measured=True)], "h")
+    # the GPU: 300 W for 5 s then 100 W, read every 0.25 s; the CPU: 50 W read every 0.4 s
+    gpu = [(i * 0.25, 300.0 * min(i * 0.25, 5.0) + 100.0 * max(i * 0.25 - 5.0, 0.0)) for i in range(41)]
+    cpu = [(i * 0.4, 50.0 * i * 0.4) for i in range(26)]
+    store.write_batch(run, [(ids["gpu:0"], t, e, None, 0) for t, e in gpu] +
+                      [(ids["cpu:0"], t, e, None, 0) for t, e in cpu], [], 10.0)
+
+    def req(start: float, end: float | None, *, first: float | None = None, prompt: int | None = None,
+            completion: int | None = None, so_far: int = 0) -> SimpleNamespace:
+        return SimpleNamespace(started_at=start, ended_at=end, first_token_at=first,
+                               usage=Usage(prompt, completion, "reported") if end is not None else None,
+                               tokens_so_far=so_far)
+
+    rng = random.Random(7)
+    finished = []
+    for _ in range(12):
+        a = rng.uniform(0.0, 8.0)
+        b = a + rng.uniform(0.1, 1.5)
+        finished.append(req(a, b, first=a + (b - a) * rng.random() if rng.random() < 0.5 else None,
+                            prompt=rng.randint(0, 40), completion=rng.randint(0, 60)))
+    running = [req(7.0, None, first=7.5, so_far=9), req(8.5, None)]  # one streaming, one not yet answered
+    ending = finished[-5:]  # the requests one read serves
+    together = provisional_energies(store, run, ending, finished, running, now=9.5)
+    alone = [provisional_energies(store, run, [r], finished, running, now=9.5)[0] for r in ending]
+    assert together == pytest.approx(alone, rel=1e-12)
+    assert all(e > 0 for e in together)
+    lone = req(9.6, 9.9, prompt=3, completion=4)  # nothing else ran then: 100 W on the GPU, 50 W on the CPU
+    assert provisional_energies(store, run, [lone], [lone], [], now=9.9) == pytest.approx([150.0 * 0.3])

@@ -162,20 +162,26 @@ def write_attribution(store: Store, run_id: int) -> None:
     store.set_request_energy(run_id, out)
 
 
-def provisional_energy(store: Store, run_id: int, req: Any, finished: Sequence[Any], running: Sequence[Any], *,
-                       now: float) -> float | None:
-    """One request's energy as known at its end, for a response header or a live metric: its share over the
-    reads stored so far, beside the finished requests that overlap it and the ones still running. A running
-    request's work so far is its streamed chunks, or (not streamed) the mean work rate of the others: its
-    tokens are not known yet. The figure stored when the run ends may differ a little."""
+def provisional_energies(store: Store, run_id: int, reqs: Sequence[Any], finished: Sequence[Any],
+                         running: Sequence[Any], *, now: float) -> list[float]:
+    """Requests' energy as known at their ends, for response headers or live metrics: each one's share over
+    the reads stored so far, beside the finished requests that overlap it and the ones still running. A running
+    request's work so far is its streamed chunks, or (not streamed) the mean work rate of the finished ones: its
+    tokens are not known yet. The figures stored when the run ends may differ a little.
+
+    Several requests at once (those one counter read serves) cost one attribution per device: the sharing is
+    local in time, so over the reads around all of them each gets the share it would get alone."""
     def own(r: Any, end: float) -> list[Phase]:
         u = r.usage
         return phases(r.started_at, end, first_token_at=r.first_token_at,
                       prompt_tokens=u.prompt_tokens if u else None,
                       completion_tokens=u.completion_tokens if u else None)
 
-    assert req.ended_at is not None
-    known = [own(req, req.ended_at)] + [own(r, r.ended_at) for r in finished]
+    if not reqs:
+        return []
+    assert all(r.ended_at is not None for r in reqs)
+    them = {id(r) for r in reqs}
+    known = [own(r, r.ended_at) for r in reqs] + [own(r, r.ended_at) for r in finished if id(r) not in them]
     units_, seconds = sum(p.units for w in known for p in w), sum(p.end - p.start for w in known for p in w)
     rate = units_ / seconds if seconds > 0 else 1.0
     work = list(known)
@@ -184,18 +190,20 @@ def provisional_energy(store: Store, run_id: int, req: Any, finished: Sequence[A
             work.append(phases(r.started_at, now, first_token_at=r.first_token_at, completion_tokens=r.tokens_so_far))
         elif now > r.started_at:
             work.append([Phase(r.started_at, now, rate * (now - r.started_at))])
-    total = 0.0
+    totals = [0.0] * len(reqs)
+    since, until = min(r.started_at for r in reqs), max(r.ended_at for r in reqs)
     devices = store.run_devices(run_id)
     node = any(d["kind"] == "node" for d in devices)  # then the node meter alone is the figure (see load_serving)
     for d in devices:
         if (d["kind"] == "node") != node:
             continue
-        series = store.series(d["id"], since=req.started_at, until=req.ended_at)
+        series = store.series(d["id"], since=since, until=until)
         if len(series) < 2:
             continue
         got, _ = attribute(series, work)
-        total += got[0]
-    return total
+        for i in range(len(reqs)):
+            totals[i] += got[i]
+    return totals
 
 
 def load_serving(store: Store, run_id: int, settings: Settings | None = None) -> ServingReport | None:
