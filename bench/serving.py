@@ -9,6 +9,8 @@ so the proxy's own cost is what differs. Measured, in alternating rounds (direct
 - latency added per streamed chunk: each chunk carries the time the server sent it; the client's receive time
   minus that, median over all chunks, proxied minus direct;
 - throughput at 1, 16 and 64 concurrent streams: completion tokens per second;
+- non-streamed requests per second at 64 concurrent clients, through the proxy and through a second one with
+  `--headers` (each response then waits for a counter read taken after its end);
 - the proxy's memory (RSS) after 1,000 and after 10,000 requests.
 """
 
@@ -98,6 +100,19 @@ async def sequential(port: int, n: int) -> list[float]:
     return out
 
 
+async def answers(port: int, concurrency: int, per_client: int, tokens: int) -> float:
+    """Non-streamed requests per second with `concurrency` clients at once."""
+    async def client() -> None:
+        conn = None
+        for _ in range(per_client):
+            _, _, _, conn = await request(port, stream=False, tokens=tokens, conn=conn)
+        conn[1].close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return concurrency * per_client / (time.perf_counter() - t0)
+
+
 async def streams(port: int, concurrency: int, per_client: int, tokens: int) -> tuple[float, list[float]]:
     """(completion tokens per second, per-chunk delays) with `concurrency` clients streaming at once."""
     delays: list[float] = []
@@ -133,24 +148,31 @@ def main() -> int:
     env = dict(os.environ, FOOTPRINT_DB=os.path.join(tmp, "bench.db"), PYTHONPATH=str(ROOT))
     procs: list[subprocess.Popen[bytes]] = []
     ports: dict[float, tuple[int, int, int]] = {}  # token time -> (server port, proxy port, proxy pid)
+    with_headers: dict[float, int] = {}  # token time -> the port of a proxy with --headers
     for token_s in RATES:
-        up, prox = free_port(), free_port()
+        up, prox, prox_h = free_port(), free_port(), free_port()
         procs.append(subprocess.Popen([sys.executable, str(FAKES / "openai_server.py"), str(up), "--token-s",
                                        str(token_s), "--prefill-s", "0"], stderr=subprocess.DEVNULL))
-        proxy = subprocess.Popen([sys.executable, "-m", "footprint", "serve", "--listen", str(prox), "--upstream",
-                                  f"http://127.0.0.1:{up}", "--no-summary"], env=env, stderr=subprocess.DEVNULL)
-        procs.append(proxy)
-        ports[token_s] = (up, prox, proxy.pid)
+        for port, extra in ((prox, []), (prox_h, ["--headers"])):
+            proxy = subprocess.Popen([sys.executable, "-m", "footprint", "serve", "--listen", str(port), "--upstream",
+                                      f"http://127.0.0.1:{up}", "--no-summary", *extra], env=env,
+                                     stderr=subprocess.DEVNULL)
+            procs.append(proxy)
+        ports[token_s] = (up, prox, procs[-2].pid)
+        with_headers[token_s] = prox_h
     try:
-        for up, prox, _ in ports.values():
+        for token_s, (up, prox, _) in ports.items():
             wait_port(up)
             wait_port(prox)
-        results: dict[str, Any] = {"rounds": rounds, "latency": {}, "chunk": {}, "throughput": {}, "memory": {}}
+            wait_port(with_headers[token_s])
+        results: dict[str, Any] = {"rounds": rounds, "latency": {}, "chunk": {}, "throughput": {}, "answers": {},
+                                   "memory": {}}
         fast_up, fast_prox, fast_pid = ports[RATES[0]]
         n_seq = 50 if quick else 500
         lat: dict[str, list[float]] = {"direct": [], "proxied": []}
         chunk: dict[str, list[float]] = {"direct": [], "proxied": []}
         tput: dict[str, dict[str, list[float]]] = {}
+        answered: dict[str, dict[str, list[float]]] = {}
         for _ in range(rounds):
             for name, port in (("direct", fast_up), ("proxied", fast_prox)):
                 lat[name] += asyncio.run(sequential(port, n_seq))
@@ -164,6 +186,11 @@ def main() -> int:
                         per = 2 if quick else max(2, int(256 * 0.001 / token_s) // c or 1)
                         rate, _ = asyncio.run(streams(port, c, per, 8 if quick else 32))
                         by[name].append(rate)
+                key = f"64@{token_s * 1e3:g}ms"
+                by = answered.setdefault(key, {"direct": [], "proxied": [], "headers": []})
+                for name, port in (("direct", up), ("proxied", prox), ("headers", with_headers[token_s])):
+                    per = 2 if quick else max(8, int(64 * 0.001 / token_s))
+                    by[name].append(asyncio.run(answers(port, 64, per, 8)))
         for name in lat:
             q = statistics.quantiles(lat[name], n=100)
             results["latency"][name] = {"p50_ms": statistics.median(lat[name]) * 1e3, "p99_ms": q[98] * 1e3}
@@ -175,6 +202,10 @@ def main() -> int:
         for key, by in tput.items():
             d, pr = statistics.median(by["direct"]), statistics.median(by["proxied"])
             results["throughput"][key] = {"direct_tok_s": d, "proxied_tok_s": pr, "loss_pct": (1 - pr / d) * 100}
+        for key, by in answered.items():
+            d, pr, h = (statistics.median(by[n]) for n in ("direct", "proxied", "headers"))
+            results["answers"][key] = {"direct_req_s": d, "proxied_req_s": pr, "headers_req_s": h,
+                                       "loss_pct": (1 - pr / d) * 100, "headers_loss_pct": (1 - h / d) * 100}
         # memory: RSS after 1,000 requests, then after 10,000 (the proxy keeps no per-request state once written)
         total = 200 if quick else 10_000
         first = 100 if quick else 1_000
@@ -210,7 +241,7 @@ def render(r: dict[str, Any]) -> str:
         f"sent to it directly and through `footprint serve`, in {r['rounds']} alternating rounds. Client, proxy and "
         "server share this machine's cores. The stand-in streams a token every 1 ms (far faster than any real "
         "server: the proxy's ceiling) or every 20 ms (50 tokens/s per stream, a usual decode speed on a busy GPU). "
-        f"The proxy recorded every request it passed ({r['recorded_requests']:,} rows).",
+        f"The proxies recorded every request they passed ({r['recorded_requests']:,} rows).",
         "",
         "| figure | direct | proxied | added | target |",
         "|---|---|---|---|---|",
@@ -226,6 +257,12 @@ def render(r: dict[str, Any]) -> str:
         target = f"< {TARGETS['throughput_loss_64_pct']:g} % loss" if c == "64" and rate != "1ms" else ""
         lines.append(f"| throughput, {c} concurrent streams, a token every {rate} | {t['direct_tok_s']:,.0f} tok/s | "
                      f"{t['proxied_tok_s']:,.0f} tok/s | {-t['loss_pct']:+.1f} % | {target} |")
+    for key, a in r.get("answers", {}).items():
+        c, rate = key.split("@")
+        lines.append(f"| non-streamed, {c} concurrent clients, 8 tokens at a token every {rate} | "
+                     f"{a['direct_req_s']:,.0f} req/s | {a['proxied_req_s']:,.0f} req/s | {-a['loss_pct']:+.1f} % | |")
+        lines.append(f"| the same with `--headers` | {a['direct_req_s']:,.0f} req/s | "
+                     f"{a['headers_req_s']:,.0f} req/s | {-a['headers_loss_pct']:+.1f} % | |")
     lines.append(f"| proxy RSS after {mem['after_first']:,} → {mem['requests']:,} requests | | "
                  f"{mem['rss_mb_after_first']:.1f} → {mem['rss_mb_after_all']:.1f} MB | {mem['growth_mb']:+.1f} MB | "
                  f"flat (< {TARGETS['rss_growth_mb']:g} MB) |")

@@ -45,7 +45,9 @@ def test_serving_bench_quick_mode_runs_and_the_proxy_recorded_every_request(clea
     assert res.returncode == 0, res.stderr.decode()[-3000:]
     out = res.stdout.decode()
     assert "## Serving: footprint serve's proxy" in out and "throughput, 64 concurrent streams" in out
-    # 50 sequential, 5 on one stream, streams at 1/16/64 clients x 2 requests at each of 2 token rates, and 200
-    # for memory: all through the proxy
-    recorded = int(out.split("The proxy recorded every request it passed (")[1].split(" rows")[0].replace(",", ""))
-    assert recorded == 50 + 5 + (1 + 16 + 64) * 2 * 2 + 200
+    assert out.count("| the same with `--headers` |") == 2
+    # 50 sequential, 5 on one stream, streams at 1/16/64 clients x 2 requests at each of 2 token rates, 64
+    # clients x 2 non-streamed requests through each of 2 proxies (one with --headers) at each rate, and 200 for
+    # memory: all through a proxy
+    recorded = int(out.split("The proxies recorded every request they passed (")[1].split(" rows")[0].replace(",", ""))
+    assert recorded == 50 + 5 + (1 + 16 + 64) * 2 * 2 + 64 * 2 * 2 * 2 + 200
