@@ -179,7 +179,7 @@ class _Exchange:
         usage, model = wire.response_usage(whole)
         if self.req.info.model is None:
             self.req.info.model = model
-        energy = await self._finish(usage)
+        energy = await self._finish(usage, figure=self.headers)
         start = self.start
         assert start is not None
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
@@ -194,13 +194,18 @@ class _Exchange:
         await self._send({**start, "headers": headers})
         await self._send({"type": "http.response.body", "body": whole, "more_body": False})
 
-    async def _finish(self, usage: wire.Usage) -> float | None:
+    async def _finish(self, usage: wire.Usage, *, figure: bool = False) -> float | None:
+        """Record the end; with `figure`, wait for the provisional energy (for the headers), else wait for
+        nothing."""
         if self.done:
             return None
         self.done = True
         status = self.status
         error = None if status is None or status < 400 else f"status {status}"
-        return await self.log.finish_async(self.req, status=status, usage=usage, error=error)
+        if figure:
+            return await self.log.finish_async(self.req, status=status, usage=usage, error=error)
+        self.log.finish(self.req, status=status, usage=usage, error=error)
+        return None
 
     def _client_gone(self) -> None:
         if not self.done:

@@ -476,9 +476,15 @@ class Proxy:
                 raise
         raise UpstreamError(f"upstream {self.upstream.url} failed")  # pragma: no cover - the loop returns
 
-    async def _finish(self, req: Request, status: int | None, usage: wire.Usage, error: str | None) -> float | None:
+    async def _finish(self, req: Request, status: int | None, usage: wire.Usage, error: str | None, *,
+                      figure: bool = False) -> float | None:
+        """Record the request's end; with `figure`, wait for its provisional energy (for its headers). Without,
+        nothing waits: live metrics get their figure in the background."""
         assert self.log is not None
-        return await self.log.finish_async(req, status=status, usage=usage, error=error)
+        if figure:
+            return await self.log.finish_async(req, status=status, usage=usage, error=error)
+        self.log.finish(req, status=status, usage=usage, error=error)
+        return None
 
     async def _exchange(self, method: str, target: str, head: _Head, body: bytes | None,
                         client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, req: Request | None, *,
@@ -558,7 +564,8 @@ class Proxy:
         usage, model = wire.response_usage(data)
         if req.info.model is None:
             req.info.model = model
-        energy = await self._finish(req, status, usage, None if status < 400 else f"upstream status {status}")
+        energy = await self._finish(req, status, usage, None if status < 400 else f"upstream status {status}",
+                                    figure=self.headers)
         extra = [("Content-Length", str(len(data)))]
         if self.headers and energy is not None:
             extra.append(("X-Footprint-Energy-J", f"{energy:.6g}"))

@@ -160,13 +160,19 @@ class RequestLog:
                 self._due = [(r, f) for r, f in self._due if not (r.ended_at is not None and r.ended_at <= began)]
             if failed is not None:
                 self.write_error = failed
-            energies = self._provisional([r for r, _ in ready]) if failed is None else [None] * len(ready)
-            for (req, due), energy in zip(ready, energies, strict=True):
-                if self.metrics is not None:
-                    assert req.usage is not None
-                    self.metrics.observe(req.info.model, req.usage, energy)
-                with contextlib.suppress(InvalidStateError):  # its waiter was cancelled (the client left)
-                    due.set_result(energy)
+            try:
+                energies = self._provisional([r for r, _ in ready]) if failed is None else [None] * len(ready)
+                for (req, due), energy in zip(ready, energies, strict=True):
+                    if self.metrics is not None and req.usage is not None:
+                        self.metrics.observe(req.info.model, req.usage, energy)
+                    with contextlib.suppress(InvalidStateError):  # its waiter was cancelled (the client left)
+                        due.set_result(energy)
+            except Exception as exc:  # the thread goes on: later requests still get their figures
+                self.write_error = f"{type(exc).__name__}: {exc}"
+            finally:  # whatever went wrong, no response is left waiting for its figure
+                for _, due in ready:
+                    with contextlib.suppress(InvalidStateError):
+                        due.set_result(None)
 
     def _read_counters(self) -> None:
         run = self.run
