@@ -76,6 +76,7 @@ class RequestLog:
         self._lock = threading.Lock()
         self._active: dict[int, Request] = {}
         self._recent: list[Request] = []  # finished, kept while they may overlap an active request's window
+        self._waiting: dict[int, Request] = {}  # ended, their provisional figure not worked out yet
         self._pending: list[dict[str, Any]] = []
         self._flush_every_s = flush_every_s
         self._wake = threading.Event()
@@ -129,11 +130,13 @@ class RequestLog:
             self._pending.append(req.row())
             if self.provisional:
                 self._recent.append(req)
+                self._waiting[req.key] = req  # from the same instant as it leaves the active ones
         if not self.provisional:
             return None
         due: Future[float | None] = Future()
         with self._due_cond:
             if self._reader_done:  # closed: no read will come
+                self._figured([req])
                 due.set_result(None)
                 return due
             self._due.append((req, due))
@@ -149,15 +152,16 @@ class RequestLog:
                 if not self._due:
                     self._reader_done = True
                     return
-            began = self.clock.now()  # taken before the read: every request ended by now is covered by it
+                # those queued by now had ended before this read begins: it covers them (by queue order, not
+                # by time stamps, which a wall-clock step could put after the read's)
+                batch = len(self._due)
             try:
                 self._read_counters()
                 failed = None
             except Exception as exc:  # a figure for a header must never fail the response
                 failed = f"{type(exc).__name__}: {exc}"
-            with self._due_cond:
-                ready = [(r, f) for r, f in self._due if r.ended_at is not None and r.ended_at <= began]
-                self._due = [(r, f) for r, f in self._due if not (r.ended_at is not None and r.ended_at <= began)]
+            with self._due_cond:  # only this thread takes from the queue; others only append to it
+                ready, self._due = self._due[:batch], self._due[batch:]
             if failed is not None:
                 self.write_error = failed
             try:
@@ -170,6 +174,7 @@ class RequestLog:
             except Exception as exc:  # the thread goes on: later requests still get their figures
                 self.write_error = f"{type(exc).__name__}: {exc}"
             finally:  # whatever went wrong, no response is left waiting for its figure
+                self._figured([r for r, _ in ready])
                 for _, due in ready:
                     with contextlib.suppress(InvalidStateError):
                         due.set_result(None)
@@ -183,14 +188,24 @@ class RequestLog:
             run._mark()
             run._await_owner()
 
+    def _figured(self, reqs: list[Request]) -> None:
+        with self._lock:
+            for r in reqs:
+                self._waiting.pop(r.key, None)
+
     def _provisional(self, reqs: list[Request]) -> list[float | None]:
         run = self.run
         with self._lock:
             now = self.clock.now()
-            oldest = min([r.started_at for r in self._active.values()] + [r.started_at for r in reqs])
+            # a finished request is kept while it may overlap one whose figure is still to come: one running, or
+            # one that has ended and waits (a read may be under way for others)
+            oldest = min(r.started_at for r in itertools.chain(self._active.values(), self._waiting.values(), reqs))
             self._recent = [r for r in self._recent if (r.ended_at or now) >= oldest]
-            finished = list(self._recent)
-            running = list(self._active.values())
+            # only those around the batch: a request open for hours must not make each batch attribute every
+            # request served since it began (the sharing is local in time)
+            since, until = min(r.started_at for r in reqs), max(r.ended_at or now for r in reqs)
+            finished = [r for r in self._recent if (r.ended_at or now) > since and r.started_at < until]
+            running = [r for r in self._active.values() if r.started_at < until]
         try:
             return list(provisional_energies(run.store, run.id, reqs, finished, running, now=now))
         except Exception as exc:  # a figure for a header must never fail the response
@@ -231,6 +246,7 @@ class RequestLog:
                 thread.join(timeout=5)
         with self._due_cond:
             left, self._due = self._due, []
+        self._figured([r for r, _ in left])
         for _, due in left:  # the reader did not finish in time: no figure, but no waiter left hanging
             with contextlib.suppress(InvalidStateError):
                 due.set_result(None)

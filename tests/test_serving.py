@@ -741,3 +741,101 @@ def test_a_figure_that_fails_leaves_no_response_waiting_and_the_next_ones_get_th
             log.close()
     assert first is None  # the failure: no figure, and no hang
     assert second == pytest.approx(GPU_W * took, rel=1e-6)  # alone on a constant 200 W: its whole window
+
+
+def _log_in_process(tmp_path: Path, **kw: Any) -> tuple[Any, Any, Any]:
+    """A run measured in this process (a constant GPU_W stand-in probe, real time): (its context, the run, its
+    request log)."""
+    from footprint.probes.fake import FakeProbe
+
+    import footprint
+    from footprint.serving import RequestLog
+
+    ctx = footprint.track("serve", db=str(tmp_path / "f.db"), probes=[FakeProbe(powers_w={"gpu:0": GPU_W})],
+                          summary=False, interval=0.05)
+    run = ctx.__enter__()
+    return ctx, run, RequestLog(run, **kw)
+
+
+def test_a_request_that_ends_during_a_read_for_others_keeps_its_neighbours_in_its_figure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """X ends while a counter read for Z is under way: it waits for the next read, and its figure must still
+    share its window with Y, which overlapped it and ended before. (Y was once dropped from the requests kept
+    for figures to come, because X was neither running nor in the batch: X's header took Y's share too.)"""
+    import asyncio
+
+    from footprint.core.serving import provisional_energies
+
+    ctx, run, log = _log_in_process(tmp_path, provisional=True)
+    real = log._read_counters
+
+    def slow() -> None:  # a read that takes a while (many GPUs, a busy driver, a slow disk for the flush)
+        time.sleep(0.2)
+        real()
+
+    monkeypatch.setattr(log, "_read_counters", slow)
+
+    def usage() -> wire.Usage:
+        return wire.Usage(10, 50, "reported")
+
+    async def main() -> tuple[Any, Any, Any, float | None]:
+        x = log.begin(wire.RequestInfo("/v1/chat/completions", "m"))
+        await asyncio.sleep(0.02)
+        y = log.begin(wire.RequestInfo("/v1/chat/completions", "m"))
+        await asyncio.sleep(0.4)
+        await log.finish_async(y, status=200, usage=usage())
+        z = log.begin(wire.RequestInfo("/v1/chat/completions", "m"))
+        await asyncio.sleep(0.05)
+        for_z = asyncio.ensure_future(log.finish_async(z, status=200, usage=usage()))  # a read begins for Z
+        await asyncio.sleep(0.05)
+        got = await log.finish_async(x, status=200, usage=usage())  # and X ends while it is under way
+        await for_z
+        return x, y, z, got
+
+    try:
+        x, y, z, got = asyncio.run(main())
+        with_y = provisional_energies(run.store, run.id, [x], [x, y, z], [], now=x.ended_at)[0]
+        without_y = provisional_energies(run.store, run.id, [x], [x, z], [], now=x.ended_at)[0]
+    finally:
+        log.close()
+        ctx.__exit__(None, None, None)
+    assert with_y < without_y * 0.8  # Y's share is real
+    assert got == pytest.approx(with_y, rel=1e-9)
+
+
+def test_a_request_open_for_long_does_not_make_each_figure_attribute_every_request_since(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """One request open for hours (a long stream, a hung client) keeps the finished requests since it began;
+    each figure is worked out over those around its own window only, so its cost does not grow with them."""
+    import asyncio
+
+    import footprint.serving as serving
+
+    ctx, run, log = _log_in_process(tmp_path, provisional=True)
+    sizes: list[int] = []
+    real = serving.provisional_energies
+
+    def counted(store: Any, run_id: int, reqs: Any, finished: Any, running: Any, *, now: float) -> list[float]:
+        sizes.append(len(finished) + len(running))
+        return real(store, run_id, reqs, finished, running, now=now)
+
+    monkeypatch.setattr(serving, "provisional_energies", counted)
+
+    async def one() -> float | None:
+        req = log.begin(wire.RequestInfo("/v1/chat/completions", "m"))
+        return await log.finish_async(req, status=200, usage=wire.Usage(5, 5, "reported"))
+
+    async def main() -> list[float | None]:
+        log.begin(wire.RequestInfo("/v1/chat/completions", "m", stream=True))  # never ends
+        for _ in range(10):
+            await asyncio.gather(*(one() for _ in range(50)))
+        return [await one() for _ in range(5)]
+
+    try:
+        last = asyncio.run(main())
+    finally:
+        log.close()
+        ctx.__exit__(None, None, None)
+    assert len(log._recent) >= 500  # all kept: each overlaps the open request
+    assert all(e is not None and e > 0 for e in last)
+    assert sizes[-5:] == [2] * 5  # each alone with the open one: itself, and the open request running
