@@ -27,14 +27,15 @@ FAKES = Path(__file__).resolve().parent / "fakes"
 # about a sixth. Set before any test imports torch; the workers' subprocesses inherit it. A value given is kept.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# A suite started in the background of a non-interactive shell (`make test &`, nohup, some CI runners) inherits
-# SIGINT and SIGQUIT ignored, and footprint rightly leaves an inherited SIG_IGN alone, so the tests of signals
-# would see what that shell chose, not what they set up. Each test process (the workers load this file too)
-# starts from a terminal's dispositions; the tests that want a signal ignored ignore it themselves.
+# A suite started in the background of a non-interactive shell (`make test &`, some CI runners) inherits SIGINT
+# and SIGQUIT ignored, and under nohup SIGHUP; footprint rightly leaves an inherited SIG_IGN alone, so the tests
+# of signals would see what that shell chose, not what they set up. Each test process (the workers load this file
+# too) starts from a terminal's dispositions; the tests that want a signal ignored ignore it themselves.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
-    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+for _sig in (signal.SIGQUIT, signal.SIGHUP):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, signal.SIG_DFL)
 
 
 _next_port = itertools.count()
