@@ -194,6 +194,8 @@ class RequestLog:
                 self._waiting.pop(r.key, None)
 
     def _provisional(self, reqs: list[Request]) -> list[float | None]:
+        if not reqs:  # close() took them while the read was under way
+            return []
         run = self.run
         with self._lock:
             now = self.clock.now()
