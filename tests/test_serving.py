@@ -705,44 +705,6 @@ def test_middleware_requests_ending_together_share_one_counter_read(tmp_path: Pa
     assert 1 <= at_end <= 2, at_end  # shared: a read under way when some ended, then one for the rest
 
 
-def test_a_figure_that_fails_leaves_no_response_waiting_and_the_next_ones_get_theirs(tmp_path: Path):
-    """Whatever goes wrong while the provisional figures are worked out (here the live metrics fail once), the
-    response waiting for one gets none, and the thread that works them out goes on for the requests after."""
-    import asyncio
-
-    from footprint.probes.fake import FakeProbe
-
-    import footprint
-    from footprint.serving import RequestLog
-
-    class Metrics:
-        calls = 0
-
-        def observe(self, model: str | None, usage: wire.Usage, energy_j: float | None) -> None:
-            self.calls += 1
-            if self.calls == 1:
-                raise RuntimeError("the metrics broke")
-
-    with footprint.track("serve", db=str(tmp_path / "f.db"), probes=[FakeProbe(powers_w={"gpu:0": GPU_W})],
-                         summary=False) as run:
-        log = RequestLog(run, metrics=Metrics())  # type: ignore[arg-type]
-
-        async def one() -> tuple[float | None, float]:
-            req = log.begin(wire.RequestInfo("/v1/chat/completions", "m"))
-            await asyncio.sleep(0.05)
-            energy = await asyncio.wait_for(log.finish_async(req, status=200, usage=wire.Usage(3, 5, "reported")),
-                                            timeout=30)  # a hang guard, not a timing
-            assert req.ended_at is not None
-            return energy, req.ended_at - req.started_at
-
-        try:
-            (first, _), (second, took) = asyncio.run(one()), asyncio.run(one())
-        finally:
-            log.close()
-    assert first is None  # the failure: no figure, and no hang
-    assert second == pytest.approx(GPU_W * took, rel=1e-6)  # alone on a constant 200 W: its whole window
-
-
 def _log_in_process(tmp_path: Path, **kw: Any) -> tuple[Any, Any, Any]:
     """A run measured in this process (a constant GPU_W stand-in probe, real time): (its context, the run, its
     request log)."""
@@ -755,6 +717,38 @@ def _log_in_process(tmp_path: Path, **kw: Any) -> tuple[Any, Any, Any]:
                           summary=False, interval=0.05)
     run = ctx.__enter__()
     return ctx, run, RequestLog(run, **kw)
+
+
+def test_a_figure_that_fails_leaves_no_response_waiting_and_the_next_ones_get_theirs(tmp_path: Path):
+    """Whatever goes wrong while the provisional figures are worked out (here the live metrics fail once), the
+    response waiting for one gets none, and the thread that works them out goes on for the requests after."""
+    import asyncio
+
+    class Metrics:
+        calls = 0
+
+        def observe(self, model: str | None, usage: wire.Usage, energy_j: float | None) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("the metrics broke")
+
+    ctx, _, log = _log_in_process(tmp_path, metrics=Metrics())
+
+    async def one() -> tuple[float | None, float]:
+        req = log.begin(wire.RequestInfo("/v1/chat/completions", "m"))
+        await asyncio.sleep(0.05)
+        energy = await asyncio.wait_for(log.finish_async(req, status=200, usage=wire.Usage(3, 5, "reported")),
+                                        timeout=30)  # a hang guard, not a timing
+        assert req.ended_at is not None
+        return energy, req.ended_at - req.started_at
+
+    try:
+        (first, _), (second, took) = asyncio.run(one()), asyncio.run(one())
+    finally:
+        log.close()
+        ctx.__exit__(None, None, None)
+    assert first is None  # the failure: no figure, and no hang
+    assert second == pytest.approx(GPU_W * took, rel=1e-6)  # alone on a constant 200 W: its whole window
 
 
 def test_a_request_that_ends_during_a_read_for_others_keeps_its_neighbours_in_its_figure(
